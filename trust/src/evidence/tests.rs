@@ -1,0 +1,213 @@
+//! Laws of the evidence CRDT and of reconciliation.
+
+use std::sync::{Arc, OnceLock};
+
+use proptest::prelude::*;
+
+use super::reconcile::Part;
+use super::record::*;
+use super::store::{EvidenceStore, Inserted};
+use crate::keys::Keypair;
+use crate::mandate::tests::{World, chain, world};
+use crate::mandate::{MandateChain, RevocationCheck};
+
+fn outcome(subject: &Keypair, successes: u64, failures: u64) -> Evidence {
+    Evidence::Outcome(Outcome {
+        subject: subject.did(),
+        successes,
+        failures,
+        failure_severity: failures,
+        last_task: format!("task-{}", successes + failures),
+    })
+}
+
+fn vouch(subject: &Keypair, weight: u32) -> Evidence {
+    Evidence::Vouch(Vouch { subject: subject.did(), weight, expires_ms: 1_000_000 })
+}
+
+fn violation(subject: &Keypair, task: u32) -> Evidence {
+    Evidence::Violation(Violation { subject: subject.did(), rule: "rate".into(), severity: 2, task: format!("t{task}") })
+}
+
+/// A fixed pool of records with competing versions in several slots.
+fn pool() -> &'static (World, Vec<Arc<Record>>) {
+    static POOL: OnceLock<(World, Vec<Arc<Record>>)> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let w = world();
+        let g = &w.genesis;
+        let mut records = Vec::new();
+        let mut add = |author: &Keypair, at: u64, e: Evidence| {
+            records.push(Arc::new(Record::create(author, g, at, e).unwrap()));
+        };
+        for n in 1..=4 {
+            add(&w.org, 10 * n, outcome(&w.agent, n, n / 2));
+            add(&w.agent, 10 * n, outcome(&w.org, n, 0));
+        }
+        for (at, weight) in [(5, 50), (6, 0), (7, 100)] {
+            add(&w.org, at, vouch(&w.agent, weight));
+        }
+        for task in 0..18 {
+            add(&w.org, 100 + u64::from(task % 5), violation(&w.sub, task));
+        }
+        let c = chain(&w);
+        let kem = vec![7u8; 32];
+        add(&w.sub, 1, Evidence::Agent(AgentRecord { chain: c.clone(), kem_public_key: kem, addrs: vec![] }));
+        let agent_chain = MandateChain::new(c.links()[..2].to_vec());
+        add(&w.agent, 1, Evidence::Agent(AgentRecord { chain: agent_chain, kem_public_key: vec![], addrs: vec![] }));
+        let revoked = Revocation { mandate: c.links()[2].clone(), reason: "left".into() };
+        add(&w.agent, 50, Evidence::Revocation(revoked));
+        add(&w.governor, 60, Evidence::Termination(Termination { subject: w.org.did(), reason: "x".into(), mandate: None }));
+        (w, records)
+    })
+}
+
+fn store_of(indices: &[usize]) -> EvidenceStore {
+    let (w, records) = pool();
+    let mut store = EvidenceStore::new(Arc::new(w.genesis.clone()));
+    for &i in indices {
+        store.insert(Arc::clone(&records[i % records.len()]));
+    }
+    store
+}
+
+fn merged(a: &EvidenceStore, b: &EvidenceStore) -> EvidenceStore {
+    let mut out = a.clone();
+    out.merge(b);
+    out
+}
+
+fn subset() -> impl Strategy<Value = Vec<usize>> {
+    proptest::collection::vec(0usize..64, 0..40)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn merge_is_commutative(a in subset(), b in subset()) {
+        let (a, b) = (store_of(&a), store_of(&b));
+        prop_assert_eq!(merged(&a, &b), merged(&b, &a));
+    }
+
+    #[test]
+    fn merge_is_associative(a in subset(), b in subset(), c in subset()) {
+        let (a, b, c) = (store_of(&a), store_of(&b), store_of(&c));
+        prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
+    }
+
+    #[test]
+    fn merge_is_idempotent(a in subset()) {
+        let a = store_of(&a);
+        prop_assert_eq!(merged(&a, &a), a);
+    }
+
+    #[test]
+    fn any_delivery_order_or_duplication_gives_one_state(order in subset(), seed in any::<u64>()) {
+        let mut shuffled: Vec<usize> = order.iter().chain(order.iter()).copied().collect();
+        let mut x = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        prop_assert_eq!(store_of(&order), store_of(&shuffled));
+    }
+
+    #[test]
+    fn reconciliation_converges_to_the_merge(a in subset(), b in subset()) {
+        let (mut a, mut b) = (store_of(&a), store_of(&b));
+        let want = merged(&a, &b);
+        let mut message = a.reconcile_start();
+        let mut from_a = true;
+        for _round in 0..20 {
+            if message.is_empty() { break; }
+            let (responder, other) = if from_a { (&b, &a) } else { (&a, &b) };
+            let reply = responder.reconcile(&message);
+            let sends: Vec<_> = reply.send.iter().map(|id| Arc::clone(responder.get(id).unwrap())).collect();
+            let wants: Vec<_> = reply.want.iter().map(|id| Arc::clone(other.get(id).unwrap())).collect();
+            let (responder, other) = if from_a { (&mut b, &mut a) } else { (&mut a, &mut b) };
+            for r in sends { other.insert(r); }
+            for r in wants { responder.insert(r); }
+            message = reply.parts;
+            from_a = !from_a;
+        }
+        prop_assert!(message.is_empty(), "reconciliation did not finish");
+        prop_assert_eq!(&a, &want);
+        prop_assert_eq!(&b, &want);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..500)) {
+        let mut store = store_of(&[]);
+        prop_assert!(store.insert_bytes(&bytes).is_err());
+        prop_assert!(store.is_empty());
+    }
+}
+
+#[test]
+fn slots_keep_the_best_and_drop_the_rest() {
+    let (w, records) = pool();
+    let mut store = store_of(&[]);
+    // Outcome summaries from org about agent: counts 1, 2, 3, 4 at indices 0, 2, 4, 6.
+    assert_eq!(store.insert(Arc::clone(&records[4])), Inserted::Added { displaced: None });
+    assert_eq!(store.insert(Arc::clone(&records[2])), Inserted::Stale);
+    assert_eq!(store.insert(Arc::clone(&records[4])), Inserted::Duplicate);
+    assert_eq!(store.insert(Arc::clone(&records[6])), Inserted::Added { displaced: Some(records[4].id()) });
+    assert_eq!(store.len(), 1);
+    // 18 violations from org against sub: the pair keeps 16.
+    let all: Vec<usize> = (0..records.len()).collect();
+    let full = store_of(&all);
+    let kept = full.slots().filter(|(s, _)| matches!(s, super::store::Slot::Violation(..))).map(|(_, r)| r.count()).sum::<usize>();
+    assert_eq!(kept, 16);
+    assert!(full.is_terminated(&w.org.did()));
+    assert!(full.is_revoked(&chain(w).links()[2].id()));
+}
+
+#[test]
+fn unauthorised_and_malformed_records_are_refused() {
+    let (w, _) = pool();
+    let g = &w.genesis;
+    let kill = |by: &Keypair, mandate| {
+        Record::create(by, g, 1, Evidence::Termination(Termination { subject: w.sub.did(), reason: String::new(), mandate }))
+    };
+    assert!(matches!(kill(&w.org, None), Err(EvidenceError::NotAuthorised(_))));
+    let c = chain(w);
+    // The agent issued the sub-agent's mandate, so it may terminate it by showing that mandate.
+    assert!(kill(&w.agent, Some(c.links()[2].clone())).is_ok());
+    assert!(matches!(kill(&w.org, Some(c.links()[2].clone())), Err(EvidenceError::NotAuthorised(_))));
+    let revoke = Revocation { mandate: c.links()[2].clone(), reason: String::new() };
+    assert!(matches!(Record::create(&w.org, g, 1, Evidence::Revocation(revoke)), Err(EvidenceError::NotAuthorised(_))));
+    assert_eq!(
+        Record::create(&w.org, g, 1, vouch(&w.agent, 101)).unwrap_err().to_string(),
+        "evidence record: vouch weight must be 0..=100"
+    );
+    assert_eq!(
+        Record::create(&w.org, g, 1, outcome(&w.org, 1, 0)).unwrap_err().to_string(),
+        "evidence record: an agent cannot report on itself"
+    );
+    let not_mine = AgentRecord { chain: c, kem_public_key: vec![], addrs: vec![] };
+    assert!(matches!(Record::create(&w.agent, g, 1, Evidence::Agent(not_mine)), Err(EvidenceError::NotAuthorised(_))));
+}
+
+#[test]
+fn forged_records_change_nothing() {
+    let (_, records) = pool();
+    let mut store = store_of(&[0]);
+    let mut bytes = records[3].to_bytes().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    assert!(store.insert_bytes(&bytes).is_err());
+    assert!(store.insert_bytes(&bytes[..bytes.len() / 2]).is_err());
+    assert_eq!(store, store_of(&[0]));
+}
+
+#[test]
+fn reconciling_equal_stores_is_one_message() {
+    let all: Vec<usize> = (0..30).collect();
+    let (a, b) = (store_of(&all), store_of(&all));
+    let reply = b.reconcile(&a.reconcile_start());
+    assert_eq!(reply, super::reconcile::Reply::default());
+    let empty = store_of(&[]);
+    let reply = a.reconcile(&empty.reconcile_start());
+    assert_eq!(reply.send.len(), a.len());
+    assert!(matches!(empty.reconcile_start()[0], Part::Fingerprint { count: 0, .. }));
+}

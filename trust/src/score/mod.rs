@@ -1,0 +1,361 @@
+//! Trust scores: a pure, deterministic function of (genesis, evidence, epoch).
+//!
+//! Every honest node that holds the same evidence computes the same table,
+//! because the function uses integer arithmetic only, a fixed iteration
+//! count, inputs in DID order, and the epoch passed in (never a clock).
+//!
+//! # The formula
+//!
+//! Each identity `j` gets a *base*: 1000 for a governor (the trust root), 0
+//! once terminated, `newcomer_score` (probationary) when its agent record
+//! holds a mandate chain from a governor that is valid at the epoch's start
+//! and unrevoked (*anchored*), and `unanchored_score` (untrusted) otherwise.
+//!
+//! Trust then flows outward from the governors for `iterations` rounds. In
+//! each round every identity `i` has a *reporter weight*
+//! `w(i) = (score(i) - newcomer)+ / (1000 - newcomer)` in thousandths
+//! (governors 1000): an agent's reports and vouches count only in so far as
+//! it has earned standing above a newcomer's. So agents vouching for and
+//! praising each other gain nothing until someone already trusted, and in
+//! the end a governor, vouches for or works with them (EigenTrust-style
+//! propagation from pre-trusted peers, Kamvar et al. 2003; Appleseed's
+//! bounded spreading, Ziegler & Lausen 2004).
+//!
+//! ```text
+//! decay(age, h)  = 2^(-age / h)                      (age in epochs, Q20 fixed point)
+//! S_j = Σ_i w(i) · successes_ij        · decay(age_ij, outcome_half_life)
+//! F_j = Σ_i w(i) · failure_severity_ij · decay(age_ij, outcome_half_life)
+//! behaviour_j = behaviour_span · (S_j − F_j) / (S_j + F_j + prior_outcomes)
+//! vouch_j     = min(vouch_cap, Σ_i w(i) · weight_ij / 100 · vouch_points)
+//! penalty_j   = violation_points · Σ_i wv(i) · min(10, Σ severity · decay(age, violation_half_life))
+//! score_j     = clamp(base_j + behaviour_j + vouch_j − penalty_j, 0, 1000)
+//! ```
+//!
+//! `wv(i)` is `w(i)` raised to `witness_floor_milli` for anchored witnesses,
+//! so any admitted agent's report of a violation counts a little, but one
+//! witness can cost an agent at most ten severity units. A vouch counts
+//! while unexpired and not withdrawn; when the voucher falls to newcomer
+//! standing its vouches stop counting. Tiers: untrusted < 300 <=
+//! probationary < 500 <= standard < 700 <= trusted < 900 <= verified.
+//!
+//! Cost: O(records + agents) per round, with edges gathered once.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::did::Did;
+use crate::evidence::record::Evidence;
+use crate::evidence::store::{EvidenceStore, Slot};
+use crate::genesis::{Genesis, Params};
+use crate::mandate::check_current;
+use crate::wire::{Hash, sha256};
+
+/// Highest score.
+pub const SCORE_MAX: u32 = 1000;
+const Q20: u64 = 1 << 20;
+const MILLI: u64 = 1000;
+const PAIR_SEVERITY_MAX: u64 = 10;
+
+/// `2^(-i/64)` in Q20, for the fractional part of the decay exponent.
+const DECAY_FRACTION_Q20: [u64; 64] = [
+    1048576, 1037281, 1026107, 1015054, 1004120, 993303, 982604, 972019, //
+    961548, 951191, 940944, 930809, 920782, 910863, 901051, 891345, //
+    881744, 872246, 862850, 853555, 844361, 835265, 826268, 817367, //
+    808563, 799853, 791237, 782714, 774282, 765942, 757691, 749529, //
+    741455, 733468, 725567, 717752, 710020, 702372, 694806, 687321, //
+    679917, 672593, 665348, 658181, 651091, 644078, 637140, 630276, //
+    623487, 616771, 610127, 603555, 597053, 590622, 584260, 577966, //
+    571740, 565581, 559489, 553462, 547500, 541603, 535768, 529997, //
+];
+
+/// `2^(-age / half_life)` in Q20 fixed point.
+pub fn decay_q20(age_epochs: u64, half_life_epochs: u32) -> u64 {
+    let half_life = u64::from(half_life_epochs.max(1));
+    let halvings = age_epochs / half_life;
+    if halvings >= 40 {
+        return 0;
+    }
+    let fraction = ((age_epochs % half_life) * 64 / half_life) as usize;
+    (Q20 >> halvings) * DECAY_FRACTION_Q20[fraction] / Q20
+}
+
+/// The five trust tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    /// Below 300.
+    Untrusted,
+    /// 300..500: where a new agent starts.
+    Probationary,
+    /// 500..700.
+    Standard,
+    /// 700..900.
+    Trusted,
+    /// 900 and above.
+    Verified,
+}
+
+impl Tier {
+    /// All tiers, lowest first.
+    pub const ALL: [Tier; 5] = [Self::Untrusted, Self::Probationary, Self::Standard, Self::Trusted, Self::Verified];
+
+    /// The tier of a score.
+    pub fn of(score: u32) -> Self {
+        match score {
+            0..300 => Self::Untrusted,
+            300..500 => Self::Probationary,
+            500..700 => Self::Standard,
+            700..900 => Self::Trusted,
+            _ => Self::Verified,
+        }
+    }
+
+    /// The lowercase name used in policy documents.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Untrusted => "untrusted",
+            Self::Probationary => "probationary",
+            Self::Standard => "standard",
+            Self::Trusted => "trusted",
+            Self::Verified => "verified",
+        }
+    }
+
+    /// The tier of a name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Every known identity's score at one epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreTable {
+    epoch: u64,
+    dids: Vec<Did>,
+    scores: Vec<u16>,
+    unknown: u16,
+}
+
+impl ScoreTable {
+    /// The epoch the table is for.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// A score; identities with no evidence get the unanchored score.
+    pub fn score(&self, did: &Did) -> u32 {
+        match self.dids.binary_search(did) {
+            Ok(i) => u32::from(self.scores[i]),
+            Err(_) => u32::from(self.unknown),
+        }
+    }
+
+    /// A tier.
+    pub fn tier(&self, did: &Did) -> Tier {
+        Tier::of(self.score(did))
+    }
+
+    /// (identity, score) in DID order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Did, u32)> {
+        self.dids.iter().zip(self.scores.iter().map(|s| u32::from(*s)))
+    }
+
+    /// Number of identities scored.
+    pub fn len(&self) -> usize {
+        self.dids.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.dids.is_empty()
+    }
+
+    /// A digest of the whole table: equal digests mean equal tables.
+    pub fn digest(&self) -> Hash {
+        let mut bytes = Vec::with_capacity(8 + self.dids.len() * 34);
+        bytes.extend_from_slice(&self.epoch.to_le_bytes());
+        for (did, score) in self.dids.iter().zip(&self.scores) {
+            bytes.extend_from_slice(did.as_bytes());
+            bytes.extend_from_slice(&score.to_le_bytes());
+        }
+        sha256(&bytes)
+    }
+
+    /// Computes the table for `epoch` from `store` (see the module docs).
+    pub fn compute(store: &EvidenceStore, epoch: u64) -> Self {
+        Graph::gather(store, epoch).solve(epoch)
+    }
+}
+
+/// Per-identity fixed points of the propagation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Governor,
+    Terminated,
+    Anchored,
+    Unanchored,
+}
+
+/// The evidence of one epoch, as dense edge lists over interned identities.
+struct Graph<'a> {
+    params: &'a Params,
+    dids: Vec<Did>,
+    standing: Vec<Standing>,
+    /// (reporter, subject, successes·decay, failure_severity·decay)
+    outcomes: Vec<(u32, u32, u64, u64)>,
+    /// (voucher, subject, weight)
+    vouches: Vec<(u32, u32, u64)>,
+    /// (witness, subject, min(10, Σ severity·decay) in Q20)
+    violations: Vec<(u32, u32, u64)>,
+}
+
+impl<'a> Graph<'a> {
+    fn gather(store: &'a EvidenceStore, epoch: u64) -> Self {
+        let genesis: &Genesis = store.genesis();
+        let params = genesis.params();
+        let epoch_start_ms = epoch.saturating_mul(params.epoch_ms);
+        let age = |issued_ms: u64| epoch.saturating_sub(issued_ms / params.epoch_ms);
+
+        let mut dids: Vec<Did> = genesis.governors().to_vec();
+        for (slot, _) in store.slots() {
+            match *slot {
+                Slot::Agent(a) => dids.push(a),
+                Slot::Outcome(a, b) | Slot::Vouch(a, b) | Slot::Violation(a, b) | Slot::Termination(a, b) => {
+                    dids.push(a);
+                    dids.push(b);
+                }
+                Slot::Revocation(_, a) => dids.push(a),
+            }
+        }
+        dids.sort_unstable();
+        dids.dedup();
+        let index: HashMap<Did, u32> = dids.iter().enumerate().map(|(i, d)| (*d, i as u32)).collect();
+        let at = |d: &Did| index[d];
+
+        let mut standing = vec![Standing::Unanchored; dids.len()];
+        let mut outcomes = Vec::new();
+        let mut vouches = Vec::new();
+        let mut violations = Vec::new();
+        for (slot, mut records) in store.slots() {
+            match *slot {
+                Slot::Agent(agent) => {
+                    if let Some(Evidence::Agent(a)) = records.next().map(|r| r.evidence())
+                        && check_current(a.chain.links(), epoch_start_ms, store).is_ok()
+                    {
+                        standing[at(&agent) as usize] = Standing::Anchored;
+                    }
+                }
+                Slot::Outcome(from, to) => {
+                    if let Some(r) = records.next()
+                        && let Evidence::Outcome(o) = r.evidence()
+                    {
+                        let d = decay_q20(age(r.issued_ms()), params.outcome_half_life_epochs);
+                        outcomes.push((at(&from), at(&to), o.successes * d, o.failure_severity * d));
+                    }
+                }
+                Slot::Vouch(from, to) => {
+                    if let Some(r) = records.next()
+                        && let Evidence::Vouch(v) = r.evidence()
+                        && v.weight > 0
+                        && v.expires_ms > epoch_start_ms
+                    {
+                        vouches.push((at(&from), at(&to), u64::from(v.weight)));
+                    }
+                }
+                Slot::Violation(from, to) => {
+                    let severity: u64 = records
+                        .filter_map(|r| match r.evidence() {
+                            Evidence::Violation(v) => Some(
+                                u64::from(v.severity) * decay_q20(age(r.issued_ms()), params.violation_half_life_epochs),
+                            ),
+                            _ => None,
+                        })
+                        .sum();
+                    violations.push((at(&from), at(&to), severity.min(PAIR_SEVERITY_MAX * Q20)));
+                }
+                Slot::Revocation(..) | Slot::Termination(..) => {}
+            }
+        }
+        for did in store.terminated() {
+            standing[at(did) as usize] = Standing::Terminated;
+        }
+        for did in genesis.governors() {
+            standing[at(did) as usize] = Standing::Governor;
+        }
+        Self { params, dids, standing, outcomes, vouches, violations }
+    }
+
+    fn base(&self, standing: Standing) -> i64 {
+        match standing {
+            Standing::Governor => SCORE_MAX as i64,
+            Standing::Terminated => 0,
+            Standing::Anchored => i64::from(self.params.newcomer_score),
+            Standing::Unanchored => i64::from(self.params.unanchored_score),
+        }
+    }
+
+    fn solve(self, epoch: u64) -> ScoreTable {
+        let p = self.params;
+        let n = self.dids.len();
+        let newcomer = u64::from(p.newcomer_score);
+        let mut scores: Vec<i64> = self.standing.iter().map(|s| self.base(*s)).collect();
+        let (mut good, mut bad, mut vouched, mut penalty) =
+            (vec![0u128; n], vec![0u128; n], vec![0u128; n], vec![0u128; n]);
+        for _ in 0..p.iterations {
+            let weight: Vec<u64> = scores
+                .iter()
+                .zip(&self.standing)
+                .map(|(score, standing)| match standing {
+                    Standing::Governor => MILLI,
+                    Standing::Terminated => 0,
+                    _ => (*score as u64).saturating_sub(newcomer) * MILLI / (u64::from(SCORE_MAX) - newcomer),
+                })
+                .collect();
+            for v in [&mut good, &mut bad, &mut vouched, &mut penalty] {
+                v.fill(0);
+            }
+            for &(from, to, s, f) in &self.outcomes {
+                let w = u128::from(weight[from as usize]);
+                good[to as usize] += w * u128::from(s);
+                bad[to as usize] += w * u128::from(f);
+            }
+            for &(from, to, v) in &self.vouches {
+                vouched[to as usize] += u128::from(weight[from as usize]) * u128::from(v);
+            }
+            for &(from, to, severity) in &self.violations {
+                let w = match self.standing[from as usize] {
+                    Standing::Anchored => weight[from as usize].max(u64::from(p.witness_floor_milli)),
+                    _ => weight[from as usize],
+                };
+                penalty[to as usize] += u128::from(w) * u128::from(severity);
+            }
+            for j in 0..n {
+                if matches!(self.standing[j], Standing::Governor | Standing::Terminated) {
+                    continue;
+                }
+                let (s, f) = (good[j] as i128, bad[j] as i128);
+                let prior = i128::from(p.prior_outcomes) * (MILLI * Q20) as i128;
+                let behaviour = i128::from(p.behaviour_span) * (s - f) / (s + f + prior);
+                let boost = (vouched[j] * u128::from(p.vouch_points) / (u128::from(MILLI) * 100))
+                    .min(u128::from(p.vouch_cap));
+                let cost = penalty[j] * u128::from(p.violation_points) / (u128::from(MILLI) * u128::from(Q20));
+                let score = i128::from(self.base(self.standing[j])) + behaviour + boost as i128 - cost as i128;
+                scores[j] = score.clamp(0, i128::from(SCORE_MAX)) as i64;
+            }
+        }
+        ScoreTable {
+            epoch,
+            dids: self.dids,
+            scores: scores.into_iter().map(|s| s as u16).collect(),
+            unknown: p.unanchored_score as u16,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
