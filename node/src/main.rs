@@ -1,1 +1,51 @@
-fn main() {}
+//! `starling`: the Starling node and its command line.
+
+mod bench;
+mod cli;
+mod files;
+
+use clap::{Parser, Subcommand};
+
+/// Starling: a serverless trust mesh for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "starling", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or inspect an identity (an Ed25519 key, its did:key and PeerId).
+    #[command(subcommand)]
+    Id(cli::id::IdCommand),
+    /// Create or inspect a mesh's genesis document.
+    #[command(subcommand)]
+    Genesis(cli::genesis::GenesisCommand),
+    /// Issue or verify mandates (signed delegations).
+    #[command(subcommand)]
+    Mandate(cli::mandate::MandateCommand),
+    /// Measure the cores.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Id(c) => cli::id::run(c),
+        Command::Genesis(c) => cli::genesis::run(c),
+        Command::Mandate(c) => cli::mandate::run(c),
+        Command::Bench(c) => bench::run(c),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {e:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

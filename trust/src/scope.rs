@@ -63,7 +63,8 @@ impl Pattern {
         &self.0
     }
 
-    fn prefix(&self) -> Option<&str> {
+    /// For a prefix pattern (`billing.*`), the prefix (`billing.`).
+    pub fn prefix(&self) -> Option<&str> {
         self.0.strip_suffix('*')
     }
 

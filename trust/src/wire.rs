@@ -81,6 +81,16 @@ pub enum DecodeError {
     },
 }
 
+/// Whether a decoder checks signatures. Only bytes this process has just
+/// signed skip the check: anything received is always verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verify {
+    /// Check every signature.
+    Signature,
+    /// The bytes were signed a moment ago by this process.
+    Skip,
+}
+
 /// Decodes a protobuf message after checking its size.
 pub fn decode_capped<M: Message + Default>(
     bytes: &[u8],

@@ -36,7 +36,7 @@ impl Range {
 
     /// Whether the range is well-formed.
     pub fn is_valid(&self) -> bool {
-        self.bits <= PREFIX_BITS_MAX && self.bits % 4 == 0 && (self.bits == 64 || self.prefix << self.bits == 0)
+        self.bits <= PREFIX_BITS_MAX && self.bits.is_multiple_of(4) && (self.bits == 64 || self.prefix << self.bits == 0)
     }
 
     fn low(&self) -> RecordId {

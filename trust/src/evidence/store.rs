@@ -13,7 +13,7 @@
 //! Revocations and terminations sit in slots of their own keyed by what they
 //! end, so once a mandate is revoked or an agent terminated it stays so.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::did::Did;
@@ -88,6 +88,13 @@ impl Rank {
     }
 }
 
+/// A slot's kept records, best first, and its two identities interned.
+#[derive(Debug, Clone)]
+struct Kept {
+    ends: (u32, u32),
+    records: Vec<(Rank, Arc<Record>)>,
+}
+
 /// What inserting a record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
@@ -107,7 +114,13 @@ pub enum Inserted {
 pub struct EvidenceStore {
     genesis: Arc<Genesis>,
     records: BTreeMap<RecordId, Arc<Record>>,
-    slots: BTreeMap<Slot, Vec<Rank>>,
+    slots: BTreeMap<Slot, Kept>,
+    /// Every identity named by a kept record or the genesis, numbered in
+    /// order of first sight. Numbers are local (they differ between
+    /// replicas) and never affect an output: they only make the score
+    /// function's passes array-indexed. Lookups only, never iterated.
+    index: HashMap<Did, u32>,
+    dids: Vec<Did>,
     revoked: BTreeSet<MandateId>,
     terminated: BTreeSet<Did>,
     fingerprints: Fingerprints,
@@ -123,10 +136,14 @@ impl PartialEq for EvidenceStore {
 impl EvidenceStore {
     /// An empty store for the mesh of `genesis`.
     pub fn new(genesis: Arc<Genesis>) -> Self {
+        let dids = genesis.governors().to_vec();
+        let index = dids.iter().enumerate().map(|(i, d)| (*d, i as u32)).collect();
         Self {
             genesis,
             records: BTreeMap::new(),
             slots: BTreeMap::new(),
+            index,
+            dids,
             revoked: BTreeSet::new(),
             terminated: BTreeSet::new(),
             fingerprints: Fingerprints::default(),
@@ -153,13 +170,17 @@ impl EvidenceStore {
         }
         let slot = Slot::of(&record);
         let rank = Rank::of(&record);
-        let kept = self.slots.entry(slot).or_default();
-        let at = kept.partition_point(|r| *r > rank);
+        let ends = (self.intern(record.author()), self.intern(record.evidence().subject()));
+        let kept = self.slots.entry(slot).or_insert_with(|| Kept { ends, records: Vec::new() });
+        let at = kept.records.partition_point(|(r, _)| *r > rank);
         if at >= slot.capacity() {
+            if kept.records.is_empty() {
+                self.slots.remove(&slot);
+            }
             return Inserted::Stale;
         }
-        kept.insert(at, rank);
-        let displaced = (kept.len() > slot.capacity()).then(|| kept.pop()).flatten().map(|r| r.id);
+        kept.records.insert(at, (rank, Arc::clone(&record)));
+        let displaced = (kept.records.len() > slot.capacity()).then(|| kept.records.pop()).flatten().map(|(r, _)| r.id);
         if let Some(old) = displaced {
             self.records.remove(&old);
             self.fingerprints.toggle(&old, false);
@@ -233,12 +254,37 @@ impl EvidenceStore {
 
     /// The records kept in each slot, best first, in slot order.
     pub fn slots(&self) -> impl Iterator<Item = (&Slot, impl Iterator<Item = &Arc<Record>>)> {
-        self.slots.iter().map(|(slot, ranks)| (slot, ranks.iter().filter_map(|r| self.records.get(&r.id))))
+        self.slots.iter().map(|(slot, kept)| (slot, kept.records.iter().map(|(_, r)| r)))
+    }
+
+    /// Like [`EvidenceStore::slots`], with the slot's author and subject as
+    /// numbers into [`EvidenceStore::identities`].
+    pub fn slots_interned(&self) -> impl Iterator<Item = (&Slot, (u32, u32), &[(Rank, Arc<Record>)])> {
+        self.slots.iter().map(|(slot, kept)| (slot, kept.ends, kept.records.as_slice()))
+    }
+
+    /// Every identity seen, in local numbering (see `slots_interned`).
+    pub fn identities(&self) -> &[Did] {
+        &self.dids
+    }
+
+    /// The local number of an identity, if seen.
+    pub fn identity_number(&self, did: &Did) -> Option<u32> {
+        self.index.get(did).copied()
+    }
+
+    fn intern(&mut self, did: Did) -> u32 {
+        let next = self.dids.len() as u32;
+        let number = *self.index.entry(did).or_insert(next);
+        if number == next {
+            self.dids.push(did);
+        }
+        number
     }
 
     /// The best record in a slot.
     pub fn best(&self, slot: &Slot) -> Option<&Arc<Record>> {
-        self.slots.get(slot)?.first().and_then(|r| self.records.get(&r.id))
+        self.slots.get(slot)?.records.first().map(|(_, r)| r)
     }
 
     /// An agent's current record.

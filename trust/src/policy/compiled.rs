@@ -1,11 +1,14 @@
 //! The policy compiled into flat lookup tables for `decide`.
 //!
 //! Rules are ranked once by precedence (priority, then deny before allow,
-//! then id). For each action they are split into three lists: rules naming
-//! one DID (a hash map by DID), rules naming a principal (a hash map by
-//! principal) and the rest (tier, scope or everyone). `decide` finds the
-//! first match in each list and keeps the best rank: no allocation, a hash
-//! lookup or two and a short scan. No rule matching means deny.
+//! then id). For each action they are indexed four ways: rules naming one
+//! DID (by DID), rules naming a principal (by principal), and the rest by
+//! resource: exact resources in one map, prefix patterns in another keyed
+//! by prefix, with the set of prefix lengths in use. `decide` looks up the
+//! actor's DID and principal, the resource, and the resource's prefixes of
+//! each length in use, takes the first rule whose actor matches from each
+//! candidate list, and keeps the best rank: no allocation, a handful of
+//! hash lookups and short scans. No rule matching means deny.
 
 use std::collections::HashMap;
 
@@ -53,7 +56,9 @@ const OUTSIDE_MANDATE: &str = "outside the agent's mandate scope";
 struct ActionTable {
     by_did: HashMap<Did, Vec<u32>>,
     by_principal: HashMap<Did, Vec<u32>>,
-    general: Vec<u32>,
+    exact: HashMap<Box<str>, Vec<u32>>,
+    prefixes: HashMap<Box<str>, Vec<u32>>,
+    prefix_lengths: Vec<usize>,
 }
 
 /// Flat, immutable, shareable decision tables.
@@ -76,11 +81,19 @@ impl Compiled {
         for (rank, rule) in rules.iter().enumerate() {
             let table = &mut tables[rule.action.index()];
             let rank = rank as u32;
-            match &rule.actor {
-                ActorMatch::Did(d) => table.by_did.entry(*d).or_default().push(rank),
-                ActorMatch::Principal(p) => table.by_principal.entry(*p).or_default().push(rank),
-                _ => table.general.push(rank),
+            match (&rule.actor, rule.resource.prefix()) {
+                (ActorMatch::Did(d), _) => table.by_did.entry(*d).or_default().push(rank),
+                (ActorMatch::Principal(p), _) => table.by_principal.entry(*p).or_default().push(rank),
+                (_, None) => table.exact.entry(rule.resource.as_str().into()).or_default().push(rank),
+                (_, Some(prefix)) => {
+                    table.prefixes.entry(prefix.into()).or_default().push(rank);
+                    table.prefix_lengths.push(prefix.len());
+                }
             }
+        }
+        for table in &mut tables {
+            table.prefix_lengths.sort_unstable();
+            table.prefix_lengths.dedup();
         }
         Self { rules, tables, rings, problems }
     }
@@ -91,12 +104,16 @@ impl Compiled {
             return Decision { effect: Effect::Deny, rule: None, reason: OUTSIDE_MANDATE };
         }
         let table = &self.tables[action.index()];
-        let lists = [table.by_did.get(actor.did), table.by_principal.get(actor.principal), Some(&table.general)];
-        let best = lists
-            .into_iter()
-            .flatten()
-            .filter_map(|ranks| ranks.iter().copied().find(|&r| self.matches(&self.rules[r as usize], actor, resource)))
-            .min();
+        let first_match = |ranks: &Vec<u32>| {
+            ranks.iter().copied().find(|&r| self.matches(&self.rules[r as usize], actor, resource))
+        };
+        let named = [table.by_did.get(actor.did), table.by_principal.get(actor.principal), table.exact.get(resource)];
+        let prefixed = table
+            .prefix_lengths
+            .iter()
+            .take_while(|&&len| len <= resource.len())
+            .filter_map(|&len| resource.get(..len).and_then(|prefix| table.prefixes.get(prefix)));
+        let best = named.into_iter().flatten().chain(prefixed).filter_map(first_match).min();
         match best {
             Some(rank) => {
                 let rule = &self.rules[rank as usize];

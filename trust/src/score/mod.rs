@@ -38,9 +38,9 @@
 //! standing its vouches stop counting. Tiers: untrusted < 300 <=
 //! probationary < 500 <= standard < 700 <= trusted < 900 <= verified.
 //!
-//! Cost: O(records + agents) per round, with edges gathered once.
+//! Cost: one pass over the store's slots, whose identities the store keeps
+//! numbered as records arrive, then O(edges + agents) per round.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use crate::did::Did;
@@ -220,72 +220,49 @@ impl<'a> Graph<'a> {
         let params = genesis.params();
         let epoch_start_ms = epoch.saturating_mul(params.epoch_ms);
         let age = |issued_ms: u64| epoch.saturating_sub(issued_ms / params.epoch_ms);
-
-        let mut dids: Vec<Did> = genesis.governors().to_vec();
-        for (slot, _) in store.slots() {
-            match *slot {
-                Slot::Agent(a) => dids.push(a),
-                Slot::Outcome(a, b) | Slot::Vouch(a, b) | Slot::Violation(a, b) | Slot::Termination(a, b) => {
-                    dids.push(a);
-                    dids.push(b);
-                }
-                Slot::Revocation(_, a) => dids.push(a),
-            }
-        }
-        dids.sort_unstable();
-        dids.dedup();
-        let index: HashMap<Did, u32> = dids.iter().enumerate().map(|(i, d)| (*d, i as u32)).collect();
-        let at = |d: &Did| index[d];
-
+        let dids = store.identities().to_vec();
         let mut standing = vec![Standing::Unanchored; dids.len()];
         let mut outcomes = Vec::new();
         let mut vouches = Vec::new();
         let mut violations = Vec::new();
-        for (slot, mut records) in store.slots() {
-            match *slot {
-                Slot::Agent(agent) => {
-                    if let Some(Evidence::Agent(a)) = records.next().map(|r| r.evidence())
-                        && check_current(a.chain.links(), epoch_start_ms, store).is_ok()
-                    {
-                        standing[at(&agent) as usize] = Standing::Anchored;
+        for (slot, (from, to), kept) in store.slots_interned() {
+            let Some((_, best)) = kept.first() else { continue };
+            match (slot, best.evidence()) {
+                (Slot::Agent(_), Evidence::Agent(a)) => {
+                    if check_current(a.chain.links(), epoch_start_ms, store).is_ok() {
+                        standing[from as usize] = Standing::Anchored;
                     }
                 }
-                Slot::Outcome(from, to) => {
-                    if let Some(r) = records.next()
-                        && let Evidence::Outcome(o) = r.evidence()
-                    {
-                        let d = decay_q20(age(r.issued_ms()), params.outcome_half_life_epochs);
-                        outcomes.push((at(&from), at(&to), o.successes * d, o.failure_severity * d));
+                (Slot::Outcome(..), Evidence::Outcome(o)) => {
+                    let d = decay_q20(age(best.issued_ms()), params.outcome_half_life_epochs);
+                    outcomes.push((from, to, o.successes * d, o.failure_severity * d));
+                }
+                (Slot::Vouch(..), Evidence::Vouch(v)) => {
+                    if v.weight > 0 && v.expires_ms > epoch_start_ms {
+                        vouches.push((from, to, u64::from(v.weight)));
                     }
                 }
-                Slot::Vouch(from, to) => {
-                    if let Some(r) = records.next()
-                        && let Evidence::Vouch(v) = r.evidence()
-                        && v.weight > 0
-                        && v.expires_ms > epoch_start_ms
-                    {
-                        vouches.push((at(&from), at(&to), u64::from(v.weight)));
-                    }
-                }
-                Slot::Violation(from, to) => {
-                    let severity: u64 = records
-                        .filter_map(|r| match r.evidence() {
+                (Slot::Violation(..), _) => {
+                    let severity: u64 = kept
+                        .iter()
+                        .filter_map(|(_, r)| match r.evidence() {
                             Evidence::Violation(v) => Some(
                                 u64::from(v.severity) * decay_q20(age(r.issued_ms()), params.violation_half_life_epochs),
                             ),
                             _ => None,
                         })
                         .sum();
-                    violations.push((at(&from), at(&to), severity.min(PAIR_SEVERITY_MAX * Q20)));
+                    violations.push((from, to, severity.min(PAIR_SEVERITY_MAX * Q20)));
                 }
-                Slot::Revocation(..) | Slot::Termination(..) => {}
+                _ => {}
             }
         }
+        let number = |did: &Did| store.identity_number(did).unwrap_or_else(|| unreachable!("seen identities are numbered"));
         for did in store.terminated() {
-            standing[at(did) as usize] = Standing::Terminated;
+            standing[number(did) as usize] = Standing::Terminated;
         }
         for did in genesis.governors() {
-            standing[at(did) as usize] = Standing::Governor;
+            standing[number(did) as usize] = Standing::Governor;
         }
         Self { params, dids, standing, outcomes, vouches, violations }
     }
@@ -348,12 +325,10 @@ impl<'a> Graph<'a> {
                 scores[j] = score.clamp(0, i128::from(SCORE_MAX)) as i64;
             }
         }
-        ScoreTable {
-            epoch,
-            dids: self.dids,
-            scores: scores.into_iter().map(|s| s as u16).collect(),
-            unknown: p.unanchored_score as u16,
-        }
+        let mut table: Vec<(Did, u16)> = self.dids.into_iter().zip(scores.into_iter().map(|s| s as u16)).collect();
+        table.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let (dids, scores) = table.into_iter().unzip();
+        ScoreTable { epoch, dids, scores, unknown: p.unanchored_score as u16 }
     }
 }
 

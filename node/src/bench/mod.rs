@@ -1,0 +1,50 @@
+//! `starling bench`: measurements of the cores (benchmarks, never tests).
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::files;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Policy decide latency, score recompute, evidence merge and signature verification.
+    Trust {
+        /// Agents in the evidence workload (ten records each).
+        #[arg(long, default_value_t = 100_000)]
+        agents: usize,
+        /// Rules in the policy.
+        #[arg(long, default_value_t = 1_000)]
+        rules: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Trust { agents, rules, json } => {
+            anyhow::ensure!(agents >= 16, "--agents must be at least 16");
+            anyhow::ensure!(rules >= 1, "--rules must be at least 1");
+            #[allow(clippy::print_stderr)]
+            let mut progress = |step: &str| eprintln!("bench trust: {step}");
+            let f = starling_benches::trust::run(agents, rules, &mut progress);
+            if json {
+                files::say(serde_json::to_string(&f)?);
+            } else {
+                files::say(format!("policy decide ({} rules): p50 {} ns, p99 {} ns", f.rules, f.decide_ns_p50, f.decide_ns_p99));
+                files::say(format!(
+                    "score recompute ({} agents, {} records): {:.1} ms",
+                    f.agents, f.records, f.score_recompute_ms
+                ));
+                files::say(format!("evidence merge: {:.0} records/s", f.merge_records_per_s));
+                files::say(format!(
+                    "signature verify: {:.0}/s single, {:.0}/s batched",
+                    f.verify_sigs_per_s, f.verify_batch_sigs_per_s
+                ));
+                files::say(format!("(workload signed and built in {:.1} s)", f.build_s));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Subcommands that create and inspect identities, genesis documents and mandates.
+
+pub(crate) mod genesis;
+pub(crate) mod id;
+pub(crate) mod mandate;
