@@ -28,6 +28,8 @@ pub enum Domain {
     PolicyChange,
     /// A gossip application message (used by `starling-gossip`).
     Message,
+    /// A direct agent-to-agent message (used by `starling-gossip`).
+    Direct,
     /// A node's audit log entry (used by `starling-node`).
     Audit,
 }
@@ -41,6 +43,7 @@ impl Domain {
             Self::Evidence => b"starling/v1/evidence\0",
             Self::PolicyChange => b"starling/v1/policy-change\0",
             Self::Message => b"starling/v1/message\0",
+            Self::Direct => b"starling/v1/direct\0",
             Self::Audit => b"starling/v1/audit\0",
         }
     }

@@ -1,0 +1,156 @@
+//! Connections and the handshake: who is let in.
+//!
+//! On connecting, each side sends `Hello` with its mesh id and its signed
+//! agent record. A peer is admitted only if the mesh id is ours, the record
+//! is signed by the very key the transport authenticated, its mandate chain
+//! verifies now (rooted at a governor, in time, unrevoked, not terminated),
+//! it is not graylisted, and the policy lets its agent `join`. Otherwise it
+//! gets a `Refuse` with the reason and is disconnected. Until admitted, a
+//! peer's other frames are dropped and frames for it wait in a short queue.
+
+use std::sync::Arc;
+
+use rand_core::Rng;
+use starling_trust::policy::Action;
+use starling_trust::{Did, Evidence, Record};
+
+use crate::node::{Event, Link, Node, Output};
+use crate::limits::Bucket;
+use crate::peer::Peer;
+use crate::wire::{Body, Hello, Refuse};
+
+impl<P: Peer, R: Rng> Node<P, R> {
+    pub(crate) fn on_connected(&mut self, now_ms: u64, peer: P, did: Did) {
+        if peer == self.me || self.links.contains_key(&peer) {
+            return;
+        }
+        let queue = self.dialing.remove(&peer).unwrap_or_default();
+        let bucket = Bucket::full(self.config.peer_frames_burst, now_ms);
+        self.links.insert(
+            peer,
+            Link {
+                did,
+                admitted: false,
+                principal: None,
+                connected_ms: now_ms,
+                last_active_ms: now_ms,
+                queue,
+                bucket,
+                strikes: 0,
+            },
+        );
+        let hello = Hello { mesh: self.trust.genesis().id().to_vec(), agent_record: self.record.to_bytes().to_vec() };
+        let frame = crate::wire::Frame::new(Body::Hello(hello)).encode();
+        self.stats.frames_out += 1;
+        self.stats.bytes_out += frame.len() as u64;
+        self.outbox.push_back(Output::Send { to: peer, frame });
+    }
+
+    pub(crate) fn on_disconnected(&mut self, now_ms: u64, peer: P) {
+        self.dialing.remove(&peer);
+        let Some(link) = self.links.remove(&peer) else { return };
+        if !link.admitted {
+            return;
+        }
+        if self.views.remove_active(&peer) {
+            self.broadcast.neighbor_down(&peer);
+            self.event(Event::NeighborDown(peer));
+            self.views.forget_passive(&peer);
+            self.refill_active(now_ms);
+        }
+        self.views.cancel_pending(&peer);
+    }
+
+    pub(crate) fn on_hello(&mut self, now_ms: u64, peer: P, hello: Hello) {
+        match self.check_hello(now_ms, peer, &hello) {
+            Ok(principal) => {
+                let Some(link) = self.links.get_mut(&peer) else { return };
+                link.admitted = true;
+                link.principal = Some(principal);
+                let did = link.did;
+                let queued = std::mem::take(&mut link.queue);
+                self.trust.note_fresh(did);
+                self.views.learn(peer, did, Some(principal));
+                self.event(Event::PeerAdmitted { peer, did });
+                for frame in queued {
+                    self.send_encoded(peer, frame);
+                }
+                self.on_admitted(now_ms, peer);
+            }
+            Err(reason) => {
+                self.stats.peers_refused += 1;
+                self.send_refuse(peer, &reason);
+                self.event(Event::PeerRefused { peer, reason });
+                self.drop_link(now_ms, peer);
+            }
+        }
+    }
+
+    fn send_refuse(&mut self, peer: P, reason: &str) {
+        let frame = crate::wire::Frame::new(Body::Refuse(Refuse { reason: reason.to_string() })).encode();
+        self.outbox.push_back(Output::Send { to: peer, frame });
+    }
+
+    /// Checks a hello; on success the agent's record is in the store and
+    /// its principal is returned.
+    fn check_hello(&mut self, now_ms: u64, peer: P, hello: &Hello) -> Result<Did, String> {
+        let did = self.links.get(&peer).map(|l| l.did).ok_or("not connected")?;
+        if hello.mesh != self.trust.genesis().id() {
+            return Err("wrong genesis: the peer belongs to another mesh".into());
+        }
+        if self.graylist.contains(&did, now_ms) {
+            return Err("graylisted for repeated misbehaviour".into());
+        }
+        let record = Record::from_bytes(&hello.agent_record, self.trust.genesis())
+            .map_err(|e| format!("invalid agent record: {e}"))?;
+        if !matches!(record.evidence(), Evidence::Agent(_)) || record.author() != did {
+            return Err("the agent record is not the connected peer's".into());
+        }
+        let record = Arc::new(record);
+        self.trust.store_mut().insert(Arc::clone(&record));
+        let authority = self.trust.authority(&did, now_ms).map_err(|e| e.to_string())?;
+        self.trust.note_fresh(did);
+        self.trust.decide(&authority, Action::Join, "*").map_err(|e| e.to_string())?;
+        Ok(authority.principal)
+    }
+
+    /// Cuts off admitted peers whose mandates no longer hold (after a
+    /// revocation or termination arrives).
+    pub(crate) fn recheck_links(&mut self, now_ms: u64) {
+        let admitted: Vec<(P, Did)> = self.links.iter().filter(|(_, l)| l.admitted).map(|(p, l)| (*p, l.did)).collect();
+        for (peer, did) in admitted {
+            if let Err(refusal) = self.trust.authority(&did, now_ms) {
+                let reason = refusal.to_string();
+                self.stats.peers_refused += 1;
+                self.send_refuse(peer, &reason);
+                self.event(Event::PeerRefused { peer, reason });
+                self.drop_link(now_ms, peer);
+            }
+        }
+    }
+
+    /// Closes handshakes that took too long and links idle outside the views.
+    pub(crate) fn sweep_links(&mut self, now_ms: u64) {
+        let handshake_ms = self.config.handshake_ms;
+        let idle_ms = self.config.shuffle_ms.max(handshake_ms) * 3;
+        let stale: Vec<(P, bool)> = self
+            .links
+            .iter()
+            .filter(|(p, l)| {
+                let handshaking = !l.admitted && now_ms >= l.connected_ms + handshake_ms;
+                let idle = l.admitted
+                    && !self.views.is_active(p)
+                    && !self.views.is_pending(p)
+                    && now_ms >= l.last_active_ms + idle_ms;
+                handshaking || idle
+            })
+            .map(|(p, l)| (*p, l.admitted))
+            .collect();
+        for (peer, admitted) in stale {
+            if !admitted {
+                self.event(Event::PeerRefused { peer, reason: "handshake timed out".into() });
+            }
+            self.drop_link(now_ms, peer);
+        }
+    }
+}

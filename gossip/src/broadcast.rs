@@ -1,0 +1,294 @@
+//! Plumtree broadcast: an eager-push spanning tree repaired by lazy push.
+//!
+//! Each tree (an application topic, or the system trees for evidence and
+//! policy) starts with every active neighbour *eager*. An item received
+//! twice prunes the second sender to *lazy*, so the eager links settle into
+//! a spanning tree and each node receives each item about once. Lazy
+//! neighbours get batched IHAVE digests instead; a node that hears of an
+//! item it lacks waits `graft_first_ms` for the tree to deliver it, then
+//! GRAFTs an announcer, which sends the item and makes the link eager
+//! again: loss and churn are repaired within a round trip. Every item is
+//! verified once, deduplicated by id, and every cache is bounded. (Leitão,
+//! Pereira, Rodrigues, "Epidemic Broadcast Trees", SRDS 2007.)
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use rand_core::Rng;
+
+use crate::message::MessageId;
+use crate::node::{Node, Timer};
+use crate::peer::Peer;
+use crate::wire::{Announcement, Body, Gossip, Graft, IHave, Prune};
+
+/// Most announcers remembered for one missing item.
+const ANNOUNCERS_MAX: usize = 8;
+
+#[derive(Debug, Clone, Default)]
+struct Tree<P> {
+    eager: BTreeSet<P>,
+    lazy: BTreeSet<P>,
+}
+
+/// An item kept to answer grafts.
+#[derive(Debug, Clone)]
+struct Cached {
+    tree: String,
+    kind: i32,
+    round: u32,
+    item: Arc<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+struct Missing<P> {
+    tree: String,
+    announcers: VecDeque<P>,
+}
+
+/// Per-tree link sets, the item cache and the repair state.
+#[derive(Debug, Clone)]
+pub struct Broadcast<P> {
+    trees: BTreeMap<String, Tree<P>>,
+    cache: BTreeMap<MessageId, Cached>,
+    cache_order: VecDeque<(u64, MessageId)>,
+    seen: BTreeSet<MessageId>,
+    seen_order: VecDeque<(u64, MessageId)>,
+    missing: BTreeMap<MessageId, Missing<P>>,
+    ihave: BTreeMap<P, Vec<Announcement>>,
+    flush_pending: bool,
+}
+
+impl<P> Default for Broadcast<P> {
+    fn default() -> Self {
+        Self {
+            trees: BTreeMap::new(),
+            cache: BTreeMap::new(),
+            cache_order: VecDeque::new(),
+            seen: BTreeSet::new(),
+            seen_order: VecDeque::new(),
+            missing: BTreeMap::new(),
+            ihave: BTreeMap::new(),
+            flush_pending: false,
+        }
+    }
+}
+
+impl<P: Peer> Broadcast<P> {
+    pub(crate) fn neighbor_up(&mut self, peer: P, _active: &[P]) {
+        for tree in self.trees.values_mut() {
+            tree.lazy.remove(&peer);
+            tree.eager.insert(peer);
+        }
+    }
+
+    pub(crate) fn neighbor_down(&mut self, peer: &P) {
+        for tree in self.trees.values_mut() {
+            tree.eager.remove(peer);
+            tree.lazy.remove(peer);
+        }
+        self.ihave.remove(peer);
+        for missing in self.missing.values_mut() {
+            missing.announcers.retain(|p| p != peer);
+        }
+    }
+
+    fn tree(&mut self, name: &str, active: &[P]) -> &mut Tree<P> {
+        if !self.trees.contains_key(name) {
+            let tree = Tree { eager: active.iter().copied().collect(), lazy: BTreeSet::new() };
+            self.trees.insert(name.to_string(), tree);
+        }
+        self.trees.get_mut(name).unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    /// Whether an item id has been seen (accepted or refused).
+    pub(crate) fn is_seen(&self, id: &MessageId) -> bool {
+        self.seen.contains(id)
+    }
+
+    pub(crate) fn mark_seen(&mut self, id: MessageId, now_ms: u64, seen_ms: u64, seen_max: usize) {
+        if self.seen.insert(id) {
+            self.seen_order.push_back((now_ms + seen_ms, id));
+        }
+        while self.seen.len() > seen_max {
+            match self.seen_order.pop_front() {
+                Some((_, old)) => self.seen.remove(&old),
+                None => break,
+            };
+        }
+        self.missing.remove(&id);
+    }
+
+    /// Forgets expired cache entries and ids.
+    pub(crate) fn expire(&mut self, now_ms: u64) {
+        while let Some(&(at, id)) = self.cache_order.front() {
+            if at > now_ms {
+                break;
+            }
+            self.cache_order.pop_front();
+            self.cache.remove(&id);
+        }
+        while let Some(&(at, id)) = self.seen_order.front() {
+            if at > now_ms {
+                break;
+            }
+            self.seen_order.pop_front();
+            self.seen.remove(&id);
+        }
+    }
+
+    /// Items cached for grafts.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Ids remembered.
+    pub fn seen(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Eager and lazy link counts of a tree.
+    pub fn links(&self, tree: &str) -> (usize, usize) {
+        self.trees.get(tree).map(|t| (t.eager.len(), t.lazy.len())).unwrap_or((0, 0))
+    }
+}
+
+impl<P: Peer, R: Rng> Node<P, R> {
+    /// The broadcast state (for inspection).
+    pub fn broadcast(&self) -> &Broadcast<P> {
+        &self.broadcast
+    }
+
+    /// Pushes an accepted item along `tree`: eagerly to eager links, as an
+    /// announcement to lazy ones, never back to `from`.
+    pub(crate) fn push_item(&mut self, now_ms: u64, from: Option<P>, tree: &str, kind: i32, round: u32, item: Vec<u8>, id: MessageId) {
+        let item = Arc::new(item);
+        let (cache_ms, cache_max) = (self.config.message_cache_ms, self.config.message_cache_max);
+        let active = self.views.active().to_vec();
+        let b = &mut self.broadcast;
+        b.cache.insert(id, Cached { tree: tree.to_string(), kind, round, item: Arc::clone(&item) });
+        b.cache_order.push_back((now_ms + cache_ms, id));
+        while b.cache.len() > cache_max {
+            match b.cache_order.pop_front() {
+                Some((_, old)) => b.cache.remove(&old),
+                None => break,
+            };
+        }
+        let t = b.tree(tree, &active);
+        if let Some(f) = from {
+            t.lazy.remove(&f);
+            t.eager.insert(f);
+        }
+        let eager: Vec<P> = t.eager.iter().copied().filter(|p| Some(*p) != from).collect();
+        let lazy: Vec<P> = t.lazy.iter().copied().filter(|p| Some(*p) != from).collect();
+        let frame = crate::wire::Frame::new(Body::Gossip(Gossip {
+            kind,
+            round: round + 1,
+            item: item.as_ref().clone(),
+            tree: tree.to_string(),
+        }))
+        .encode();
+        for p in eager {
+            self.stats.gossip_sent += 1;
+            self.send_encoded(p, frame.clone());
+        }
+        for p in lazy {
+            let announcement = Announcement { id: id.to_vec(), tree: tree.to_string(), round: round + 1 };
+            self.broadcast.ihave.entry(p).or_default().push(announcement);
+        }
+        if !self.broadcast.ihave.is_empty() && !self.broadcast.flush_pending {
+            self.broadcast.flush_pending = true;
+            self.set_timer(now_ms + self.config.ihave_flush_ms, Timer::IHaveFlush);
+        }
+    }
+
+    /// A second copy of `id` arrived from `from`: prune that link.
+    pub(crate) fn on_duplicate(&mut self, from: P, tree: &str) {
+        self.stats.items_duplicate += 1;
+        let Some(t) = self.broadcast.trees.get_mut(tree) else { return };
+        if t.eager.remove(&from) {
+            t.lazy.insert(from);
+            self.send(from, Body::Prune(Prune { tree: tree.to_string() }));
+        }
+    }
+
+    pub(crate) fn on_ihave(&mut self, now_ms: u64, from: P, ihave: IHave) {
+        for a in ihave.items.into_iter().take(self.config.ihave_ids_max) {
+            let Ok(id) = <MessageId>::try_from(a.id.as_slice()) else { continue };
+            if self.broadcast.is_seen(&id) {
+                continue;
+            }
+            let fresh = !self.broadcast.missing.contains_key(&id);
+            let missing = self
+                .broadcast
+                .missing
+                .entry(id)
+                .or_insert_with(|| Missing { tree: a.tree.clone(), announcers: VecDeque::new() });
+            if !missing.announcers.contains(&from) && missing.announcers.len() < ANNOUNCERS_MAX {
+                missing.announcers.push_back(from);
+            }
+            if fresh {
+                self.set_timer(now_ms + self.config.graft_first_ms, Timer::Graft(id));
+            }
+        }
+    }
+
+    pub(crate) fn on_graft_timer(&mut self, now_ms: u64, id: MessageId) {
+        if self.broadcast.is_seen(&id) {
+            self.broadcast.missing.remove(&id);
+            return;
+        }
+        let Some(missing) = self.broadcast.missing.get_mut(&id) else { return };
+        let Some(announcer) = missing.announcers.pop_front() else {
+            self.broadcast.missing.remove(&id);
+            return;
+        };
+        let tree = missing.tree.clone();
+        let more = !missing.announcers.is_empty();
+        let active = self.views.active().to_vec();
+        let t = self.broadcast.tree(&tree, &active);
+        t.lazy.remove(&announcer);
+        t.eager.insert(announcer);
+        self.stats.grafts_sent += 1;
+        self.send(announcer, Body::Graft(Graft { id: id.to_vec(), tree }));
+        match more {
+            true => self.set_timer(now_ms + self.config.graft_next_ms, Timer::Graft(id)),
+            false => {
+                self.broadcast.missing.remove(&id);
+            }
+        }
+    }
+
+    pub(crate) fn on_graft(&mut self, from: P, graft: Graft) {
+        let active = self.views.active().to_vec();
+        if !active.contains(&from) {
+            return;
+        }
+        let t = self.broadcast.tree(&graft.tree, &active);
+        t.lazy.remove(&from);
+        t.eager.insert(from);
+        let Ok(id) = <MessageId>::try_from(graft.id.as_slice()) else { return };
+        if let Some(c) = self.broadcast.cache.get(&id).cloned() {
+            self.stats.gossip_sent += 1;
+            let gossip = Gossip { kind: c.kind, round: c.round + 1, item: c.item.as_ref().clone(), tree: c.tree };
+            self.send(from, Body::Gossip(gossip));
+        }
+    }
+
+    pub(crate) fn on_prune(&mut self, from: P, prune: Prune) {
+        if let Some(t) = self.broadcast.trees.get_mut(&prune.tree)
+            && t.eager.remove(&from)
+        {
+            t.lazy.insert(from);
+        }
+    }
+
+    pub(crate) fn flush_ihave(&mut self) {
+        self.broadcast.flush_pending = false;
+        let pending = std::mem::take(&mut self.broadcast.ihave);
+        for (peer, items) in pending {
+            for chunk in items.chunks(self.config.ihave_ids_max.max(1)) {
+                self.send(peer, Body::IHave(IHave { items: chunk.to_vec() }));
+            }
+        }
+    }
+}

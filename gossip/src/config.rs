@@ -1,0 +1,104 @@
+//! Protocol parameters, with units in their names.
+
+/// Everything a node's gossip core can be tuned by. The defaults follow the
+/// HyParView and Plumtree papers, scaled for meshes of 10..10^6 agents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Active view size (HyParView: log10(n) + 1; 5 covers a million nodes).
+    pub active_size: usize,
+    /// Passive view size.
+    pub passive_size: usize,
+    /// Active random walk length for ForwardJoin and Shuffle.
+    pub active_walk_len: u8,
+    /// Walk length at which a ForwardJoin'd peer enters the passive view.
+    pub passive_walk_len: u8,
+    /// Peers from the active view sent in a shuffle.
+    pub shuffle_active: usize,
+    /// Peers from the passive view sent in a shuffle.
+    pub shuffle_passive: usize,
+    /// Time between shuffles.
+    pub shuffle_ms: u64,
+    /// Most active peers at the untrusted tier.
+    pub untrusted_active_max: usize,
+    /// Most active peers sharing one principal.
+    pub principal_active_max: usize,
+    /// Most passive peers sharing one principal.
+    pub principal_passive_max: usize,
+    /// Wait after an IHAVE before grafting the first announcer.
+    pub graft_first_ms: u64,
+    /// Wait before grafting each further announcer.
+    pub graft_next_ms: u64,
+    /// Batching delay for IHAVE digests.
+    pub ihave_flush_ms: u64,
+    /// Most ids in one IHAVE frame.
+    pub ihave_ids_max: usize,
+    /// How long received messages are kept to answer grafts.
+    pub message_cache_ms: u64,
+    /// Most messages kept for grafts.
+    pub message_cache_max: usize,
+    /// How long message ids are remembered to drop duplicates and replays.
+    pub seen_ms: u64,
+    /// Most ids remembered.
+    pub seen_max: usize,
+    /// Messages older than this (by their signed send time) are replays.
+    pub message_age_max_ms: u64,
+    /// Messages this far in the future are refused.
+    pub clock_skew_max_ms: u64,
+    /// Time between anti-entropy rounds.
+    pub anti_entropy_ms: u64,
+    /// Time between score table refreshes (when evidence changed).
+    pub score_refresh_ms: u64,
+    /// A peer must complete the handshake within this time.
+    pub handshake_ms: u64,
+    /// Largest frame accepted, in bytes.
+    pub frame_bytes_max: usize,
+    /// Frames per second one peer may send (sustained).
+    pub peer_frames_per_s: u32,
+    /// Frames one peer may send in a burst.
+    pub peer_frames_burst: u32,
+    /// Misbehaviours (forged, malformed, refused, flooding) before a peer is graylisted.
+    pub strikes_max: u32,
+    /// How long a graylisted identity stays refused.
+    pub graylist_ms: u64,
+    /// Most origins whose rate is tracked at once.
+    pub origins_tracked_max: usize,
+    /// Most frames queued for a peer still handshaking.
+    pub queued_frames_max: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            active_size: 5,
+            passive_size: 30,
+            active_walk_len: 6,
+            passive_walk_len: 3,
+            shuffle_active: 3,
+            shuffle_passive: 4,
+            shuffle_ms: 10_000,
+            untrusted_active_max: 1,
+            principal_active_max: 2,
+            principal_passive_max: 8,
+            graft_first_ms: 120,
+            graft_next_ms: 60,
+            ihave_flush_ms: 10,
+            ihave_ids_max: 256,
+            message_cache_ms: 30_000,
+            message_cache_max: 4_096,
+            seen_ms: 120_000,
+            seen_max: 65_536,
+            message_age_max_ms: 60_000,
+            clock_skew_max_ms: 30_000,
+            anti_entropy_ms: 2_000,
+            score_refresh_ms: 1_000,
+            handshake_ms: 5_000,
+            frame_bytes_max: 1 << 20,
+            peer_frames_per_s: 2_000,
+            peer_frames_burst: 4_000,
+            strikes_max: 8,
+            graylist_ms: 600_000,
+            origins_tracked_max: 8_192,
+            queued_frames_max: 64,
+        }
+    }
+}

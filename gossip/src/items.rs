@@ -1,0 +1,266 @@
+//! What travels the broadcast trees: messages, evidence and policy changes,
+//! and the checks each passes before it is delivered or forwarded.
+//!
+//! A message is accepted once: signature, mesh, freshness window (replays
+//! of ids that left the dedupe cache are outside it), the origin's mandate
+//! now, the policy for `publish` on its topic at the origin's tier, and the
+//! origin's ring rate. Evidence and policy changes are verified by the
+//! trust core. A forged or malformed item is the forwarding peer's fault
+//! (it should have checked) and earns it a strike; an item that is
+//! authentic but not allowed is the origin's, and this node signs a
+//! violation record about it. Nothing refused is forwarded.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rand_core::Rng;
+use starling_trust::evidence::record::Violation;
+use starling_trust::keys::Domain;
+use starling_trust::policy::{Action, Applied, PolicyChange, PolicyError};
+use starling_trust::{Did, Evidence, Inserted, Record, wire};
+
+use crate::message::{MessageId, SYSTEM_PREFIX, SignedMessage, TOPIC_BYTES_MAX};
+use crate::node::{CommandError, Delivery, Event, Node, Output};
+use crate::peer::Peer;
+use crate::stats::DropReason;
+use crate::wire::{Gossip, ItemKind};
+
+/// The broadcast tree of evidence records.
+pub const EVIDENCE_TREE: &str = "_starling/evidence";
+/// The broadcast tree of policy changes.
+pub const POLICY_TREE: &str = "_starling/policy";
+/// At most one violation report per origin per this long.
+const VIOLATION_COOLDOWN_MS: u64 = 10_000;
+const REPORTED_MAX: usize = 4_096;
+
+/// What happened to an item.
+enum Verdict {
+    /// New and valid: forward it.
+    Accepted,
+    /// Valid but already known (superseded evidence, an applied change).
+    Known,
+    /// The forwarding peer sent something invalid.
+    Bad(DropReason),
+    /// Authentic, but its origin may not do this.
+    Refused { origin: Did, reason: DropReason, rule: &'static str, severity: u32 },
+}
+
+impl<P: Peer, R: Rng> Node<P, R> {
+    pub(crate) fn on_gossip(&mut self, now_ms: u64, from: P, g: Gossip) {
+        let id = wire::sha256(&g.item);
+        if self.broadcast.is_seen(&id) {
+            self.on_duplicate(from, &g.tree);
+            return;
+        }
+        let verdict = match ItemKind::try_from(g.kind) {
+            Ok(ItemKind::Message) => self.accept_message(now_ms, &g.tree, &g.item, g.round),
+            Ok(ItemKind::Evidence) if g.tree == EVIDENCE_TREE => self.accept_evidence(now_ms, &g.item),
+            Ok(ItemKind::Policy) if g.tree == POLICY_TREE => self.accept_policy(&g.item),
+            _ => Verdict::Bad(DropReason::Malformed("unknown item kind or tree".into())),
+        };
+        let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
+        self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
+        match verdict {
+            Verdict::Accepted => {
+                self.stats.items_accepted += 1;
+                self.push_item(now_ms, Some(from), &g.tree, g.kind, g.round, g.item, id);
+            }
+            Verdict::Known => self.on_duplicate(from, &g.tree),
+            Verdict::Bad(reason) => self.strike(now_ms, from, reason),
+            Verdict::Refused { origin, reason, rule, severity } => {
+                self.dropped(from, reason);
+                self.report_violation(now_ms, origin, rule, severity, &id);
+            }
+        }
+    }
+
+    fn accept_message(&mut self, now_ms: u64, tree: &str, item: &[u8], round: u32) -> Verdict {
+        let mesh = self.trust.genesis().id();
+        let message = match SignedMessage::open(item, self.config.frame_bytes_max, Domain::Message, &mesh) {
+            Ok(m) => m,
+            Err(wire::DecodeError::Signature { .. }) => return Verdict::Bad(DropReason::Forged),
+            Err(e) => return Verdict::Bad(DropReason::Malformed(e.to_string())),
+        };
+        if message.topic != tree || message.topic.starts_with(SYSTEM_PREFIX) {
+            return Verdict::Bad(DropReason::Malformed("message topic does not match its tree".into()));
+        }
+        if message.sent_ms + self.config.message_age_max_ms < now_ms
+            || message.sent_ms > now_ms + self.config.clock_skew_max_ms
+        {
+            return Verdict::Bad(DropReason::Replayed);
+        }
+        let origin = message.origin;
+        let authority = match self.trust.authority(&origin, now_ms) {
+            Ok(a) => a,
+            Err(e) => {
+                let reason = DropReason::Refused(e.to_string());
+                return Verdict::Refused { origin, reason, rule: "mandate", severity: 3 };
+            }
+        };
+        if let Err(e) = self.trust.decide(&authority, Action::Publish, &message.topic) {
+            let reason = DropReason::Refused(e.to_string());
+            return Verdict::Refused { origin, reason, rule: "policy:publish", severity: 2 };
+        }
+        let ring = self.trust.ring(&origin);
+        if message.payload.len() > ring.message_bytes_max as usize {
+            return Verdict::Refused { origin, reason: DropReason::Oversize, rule: "ring:size", severity: 1 };
+        }
+        if !self.origins.take(origin, now_ms, ring.rate_per_s, ring.burst) {
+            return Verdict::Refused { origin, reason: DropReason::RateLimited, rule: "ring:rate", severity: 1 };
+        }
+        if self.subscriptions.contains(&message.topic) {
+            self.stats.delivered += 1;
+            self.outbox.push_back(Output::Deliver(Delivery {
+                id: message.id,
+                topic: message.topic,
+                origin,
+                sent_ms: message.sent_ms,
+                hops: round,
+                payload: message.payload,
+            }));
+        }
+        Verdict::Accepted
+    }
+
+    fn accept_evidence(&mut self, now_ms: u64, item: &[u8]) -> Verdict {
+        let record = match Record::from_bytes(item, self.trust.genesis()) {
+            Ok(r) => Arc::new(r),
+            Err(starling_trust::EvidenceError::Decode(wire::DecodeError::Signature { .. })) => {
+                return Verdict::Bad(DropReason::Forged);
+            }
+            Err(e) => return Verdict::Bad(DropReason::Malformed(e.to_string())),
+        };
+        let author = record.author();
+        if !self.trust.genesis().is_governor(&author) {
+            let ring = self.trust.ring(&author);
+            let (rate, burst) = (ring.rate_per_s.max(1), ring.burst.max(4));
+            if !self.origins.take(author, now_ms, rate, burst) {
+                return Verdict::Refused { origin: author, reason: DropReason::RateLimited, rule: "ring:rate", severity: 1 };
+            }
+        }
+        match self.apply_record(now_ms, record) {
+            true => Verdict::Accepted,
+            false => Verdict::Known,
+        }
+    }
+
+    /// Inserts a verified record; returns whether it was new.
+    pub(crate) fn apply_record(&mut self, now_ms: u64, record: Arc<Record>) -> bool {
+        let kind = match record.evidence() {
+            Evidence::Outcome(_) => "outcome",
+            Evidence::Violation(_) => "violation",
+            Evidence::Vouch(_) => "vouch",
+            Evidence::Revocation(_) => "revocation",
+            Evidence::Termination(_) => "termination",
+            Evidence::Agent(_) => "agent",
+        };
+        let (id, author, subject) = (record.id(), record.author(), record.evidence().subject());
+        if !matches!(self.trust.store_mut().insert(record), Inserted::Added { .. }) {
+            return false;
+        }
+        self.event(Event::EvidenceApplied { id, kind, author, subject });
+        if matches!(kind, "revocation" | "termination") {
+            self.recheck_links(now_ms);
+        }
+        true
+    }
+
+    fn accept_policy(&mut self, item: &[u8]) -> Verdict {
+        let change = match PolicyChange::from_bytes(item, self.trust.genesis()) {
+            Ok(c) => Arc::new(c),
+            Err(starling_trust::policy::ChangeError::Decode(wire::DecodeError::Signature { .. })) => {
+                return Verdict::Bad(DropReason::Forged);
+            }
+            Err(e) => return Verdict::Bad(DropReason::Malformed(e.to_string())),
+        };
+        match self.apply_policy(change) {
+            Ok(true) => Verdict::Accepted,
+            Ok(false) => Verdict::Known,
+            Err(e) => Verdict::Bad(DropReason::Malformed(e.to_string())),
+        }
+    }
+
+    /// Applies a verified change; returns whether it was new.
+    pub(crate) fn apply_policy(&mut self, change: Arc<PolicyChange>) -> Result<bool, PolicyError> {
+        let author = change.author();
+        match self.trust.policy_mut().apply(change) {
+            Ok(Applied::Applied) => {
+                self.event(Event::PolicyChanged { author });
+                Ok(true)
+            }
+            Ok(Applied::Pending) => Ok(true),
+            Ok(Applied::Duplicate) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Signs and spreads a violation by `origin`, at most once per cooldown.
+    fn report_violation(&mut self, now_ms: u64, origin: Did, rule: &str, severity: u32, id: &MessageId) {
+        if origin == self.did() {
+            return;
+        }
+        let reported = self.reported.get(&origin).copied();
+        if reported.is_some_and(|at| now_ms < at + VIOLATION_COOLDOWN_MS) {
+            return;
+        }
+        if self.reported.len() >= REPORTED_MAX {
+            self.reported = BTreeMap::new();
+        }
+        self.reported.insert(origin, now_ms);
+        let task: String = id.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let violation = Violation { subject: origin, rule: rule.to_string(), severity, task };
+        if let Ok(record) = Record::create(&self.key, self.trust.genesis(), now_ms, Evidence::Violation(violation)) {
+            self.stats.violations_reported += 1;
+            self.spread_record(now_ms, Arc::new(record));
+        }
+    }
+
+    /// Applies a local record and spreads it on the evidence tree.
+    pub(crate) fn spread_record(&mut self, now_ms: u64, record: Arc<Record>) -> bool {
+        let bytes = record.to_bytes().to_vec();
+        let id = record.id();
+        if !self.apply_record(now_ms, record) {
+            return false;
+        }
+        let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
+        self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
+        self.push_item(now_ms, None, EVIDENCE_TREE, ItemKind::Evidence as i32, 0, bytes, id);
+        true
+    }
+
+    /// Publishes a message from the local agent.
+    pub(crate) fn publish(&mut self, now_ms: u64, topic: String, payload: Vec<u8>) -> Result<MessageId, CommandError> {
+        if topic.is_empty() || topic.len() > TOPIC_BYTES_MAX || topic.starts_with(SYSTEM_PREFIX) {
+            return Err(CommandError::Topic(topic.chars().take(64).collect()));
+        }
+        let me = self.did();
+        let authority = self.trust.authority(&me, now_ms)?;
+        self.trust.decide(&authority, Action::Publish, &topic)?;
+        let ring = self.trust.ring(&me);
+        if payload.len() > ring.message_bytes_max as usize {
+            return Err(CommandError::TooLarge { len: payload.len(), max: ring.message_bytes_max });
+        }
+        if !self.origins.take(me, now_ms, ring.rate_per_s, ring.burst) {
+            return Err(CommandError::RateLimited);
+        }
+        self.seq += 1;
+        let mesh = self.trust.genesis().id();
+        let message = SignedMessage::sign(&self.key, Domain::Message, &mesh, &topic, self.seq, now_ms, payload);
+        let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
+        self.broadcast.mark_seen(message.id, now_ms, seen_ms, seen_max);
+        self.push_item(now_ms, None, &topic, ItemKind::Message as i32, 0, message.raw, message.id);
+        Ok(message.id)
+    }
+
+    /// Applies and spreads a local policy change.
+    pub(crate) fn change_policy(&mut self, now_ms: u64, bytes: Vec<u8>) -> Result<(), CommandError> {
+        let change = Arc::new(PolicyChange::from_bytes(&bytes, self.trust.genesis()).map_err(PolicyError::from)?);
+        let id = wire::sha256(&bytes);
+        if self.apply_policy(change)? {
+            let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
+            self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
+            self.push_item(now_ms, None, POLICY_TREE, ItemKind::Policy as i32, 0, bytes, id);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! Token buckets and the graylist: how floods are bounded.
+
+use std::collections::BTreeMap;
+
+use starling_trust::Did;
+
+/// A token bucket in milli-tokens, refilled from the time passed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    tokens_milli: u64,
+    updated_ms: u64,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn full(burst: u32, now_ms: u64) -> Self {
+        Self { tokens_milli: u64::from(burst) * 1000, updated_ms: now_ms }
+    }
+
+    /// Takes one token if there is one, after refilling at `rate_per_s` up to `burst`.
+    pub fn take(&mut self, now_ms: u64, rate_per_s: u32, burst: u32) -> bool {
+        let elapsed = now_ms.saturating_sub(self.updated_ms);
+        let cap = u64::from(burst) * 1000;
+        self.tokens_milli = (self.tokens_milli + elapsed * u64::from(rate_per_s)).min(cap);
+        self.updated_ms = now_ms.max(self.updated_ms);
+        match self.tokens_milli >= 1000 {
+            true => {
+                self.tokens_milli -= 1000;
+                true
+            }
+            false => false,
+        }
+    }
+}
+
+/// Per-key buckets, at most `max` keys; the least recently used is dropped.
+#[derive(Debug, Clone)]
+pub struct Buckets {
+    buckets: BTreeMap<Did, Bucket>,
+    max: usize,
+}
+
+impl Buckets {
+    /// Tracks at most `max` keys.
+    pub fn new(max: usize) -> Self {
+        Self { buckets: BTreeMap::new(), max: max.max(1) }
+    }
+
+    /// Takes a token for `did`.
+    pub fn take(&mut self, did: Did, now_ms: u64, rate_per_s: u32, burst: u32) -> bool {
+        if !self.buckets.contains_key(&did) && self.buckets.len() >= self.max {
+            let stalest = self.buckets.iter().min_by_key(|(d, b)| (b.updated_ms, **d)).map(|(d, _)| *d);
+            if let Some(d) = stalest {
+                self.buckets.remove(&d);
+            }
+        }
+        self.buckets.entry(did).or_insert_with(|| Bucket::full(burst, now_ms)).take(now_ms, rate_per_s, burst)
+    }
+
+    /// Number tracked.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Whether none are tracked.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+}
+
+/// Identities refused until a time.
+#[derive(Debug, Clone, Default)]
+pub struct Graylist(BTreeMap<Did, u64>);
+
+impl Graylist {
+    /// Refuses `did` until `until_ms`.
+    pub fn add(&mut self, did: Did, until_ms: u64) {
+        let entry = self.0.entry(did).or_insert(until_ms);
+        *entry = (*entry).max(until_ms);
+    }
+
+    /// Whether `did` is refused at `now_ms`.
+    pub fn contains(&self, did: &Did, now_ms: u64) -> bool {
+        self.0.get(did).is_some_and(|until| now_ms < *until)
+    }
+
+    /// Forgets expired entries.
+    pub fn expire(&mut self, now_ms: u64) {
+        self.0.retain(|_, until| now_ms < *until);
+    }
+
+    /// Number listed.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none are listed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_refill_at_their_rate() {
+        let mut b = Bucket::full(2, 0);
+        assert!(b.take(0, 10, 2) && b.take(0, 10, 2));
+        assert!(!b.take(0, 10, 2));
+        assert!(!b.take(50, 10, 2));
+        assert!(b.take(100, 10, 2));
+        assert!(b.take(10_000, 10, 2) && b.take(10_000, 10, 2) && !b.take(10_000, 10, 2));
+    }
+
+    #[test]
+    fn buckets_stay_bounded() {
+        let mut buckets = Buckets::new(3);
+        for i in 0..10u8 {
+            let did = starling_trust::Keypair::from_secret_bytes(&[i; 32]).did();
+            buckets.take(did, u64::from(i), 1, 1);
+        }
+        assert_eq!(buckets.len(), 3);
+    }
+
+    #[test]
+    fn graylist_expires() {
+        let did = starling_trust::Keypair::from_secret_bytes(&[1; 32]).did();
+        let mut g = Graylist::default();
+        g.add(did, 100);
+        assert!(g.contains(&did, 99) && !g.contains(&did, 100));
+        g.expire(100);
+        assert!(g.is_empty());
+    }
+}

@@ -1,0 +1,371 @@
+//! HyParView membership, made trust-aware.
+//!
+//! Each node keeps a small *active view* (the neighbours it gossips with,
+//! symmetric, with open connections) and a larger *passive view* (known
+//! peers to replace failed neighbours). A new node joins through a contact,
+//! which forwards the join on random walks; periodic shuffles on random
+//! walks keep passive views fresh and mixed; a failed neighbour is replaced
+//! from the passive view at once. (Leitão, Pereira, Rodrigues, "HyParView",
+//! DSN 2007.)
+//!
+//! Trust-aware: when a view is full the lowest-tier peer is evicted first;
+//! at most `untrusted_active_max` active peers may be untrusted; no
+//! principal may hold more than `principal_active_max` active or
+//! `principal_passive_max` passive slots; replacements are the best of a
+//! few random passive candidates. So a flood of identities minted by one
+//! principal, or of untrusted ones, cannot eclipse a node.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_core::Rng;
+use starling_trust::{Did, Tier};
+
+use crate::node::{Event, Node};
+use crate::peer::{Peer, below, pick, shuffle};
+use crate::wire::{Body, Disconnect, ForwardJoin, Join, Neighbor, NeighborReply, PeerRef, Shuffle, ShuffleReply};
+
+/// What is known of a peer in a view.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Hint {
+    did: Option<Did>,
+    principal: Option<Did>,
+}
+
+/// The two views and the requests in flight.
+#[derive(Debug, Clone)]
+pub struct Views<P> {
+    active: Vec<P>,
+    passive: Vec<P>,
+    hints: BTreeMap<P, Hint>,
+    pending: BTreeSet<P>,
+    joining: BTreeSet<P>,
+}
+
+impl<P> Default for Views<P> {
+    fn default() -> Self {
+        Self {
+            active: Vec::new(),
+            passive: Vec::new(),
+            hints: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            joining: BTreeSet::new(),
+        }
+    }
+}
+
+impl<P: Peer> Views<P> {
+    /// The active view.
+    pub fn active(&self) -> &[P] {
+        &self.active
+    }
+    /// The passive view.
+    pub fn passive(&self) -> &[P] {
+        &self.passive
+    }
+    /// Whether `p` is an active neighbour.
+    pub fn is_active(&self, p: &P) -> bool {
+        self.active.contains(p)
+    }
+    /// Whether a neighbour request to `p` is in flight.
+    pub fn is_pending(&self, p: &P) -> bool {
+        self.pending.contains(p) || self.joining.contains(p)
+    }
+    pub(crate) fn remove_active(&mut self, p: &P) -> bool {
+        let before = self.active.len();
+        self.active.retain(|q| q != p);
+        before != self.active.len()
+    }
+    pub(crate) fn forget_passive(&mut self, p: &P) {
+        self.passive.retain(|q| q != p);
+        if !self.active.contains(p) {
+            self.hints.remove(p);
+        }
+    }
+    pub(crate) fn cancel_pending(&mut self, p: &P) -> bool {
+        self.pending.remove(p) | self.joining.remove(p)
+    }
+    pub(crate) fn learn(&mut self, p: P, did: Did, principal: Option<Did>) {
+        let hint = self.hints.entry(p).or_default();
+        hint.did = Some(did);
+        if principal.is_some() {
+            hint.principal = principal;
+        }
+    }
+    fn principal(&self, p: &P) -> Option<Did> {
+        self.hints.get(p).and_then(|h| h.principal)
+    }
+    fn did(&self, p: &P) -> Option<Did> {
+        self.hints.get(p).and_then(|h| h.did)
+    }
+}
+
+impl<P: Peer, R: Rng> Node<P, R> {
+    fn tier_of(&self, p: &P) -> Tier {
+        match self.views.did(p) {
+            Some(did) => self.trust.tier(&did),
+            None => Tier::Probationary,
+        }
+    }
+
+    fn principal_of(&self, p: &P) -> Option<Did> {
+        self.links.get(p).and_then(|l| l.principal).or_else(|| self.views.principal(p))
+    }
+
+    pub(crate) fn peer_ref(&self, p: &P) -> PeerRef {
+        let did = match *p == self.me {
+            true => Some(self.did()),
+            false => self.views.did(p),
+        };
+        PeerRef { peer: p.to_wire(), did: did.map(|d| d.as_bytes().to_vec()).unwrap_or_default() }
+    }
+
+    fn from_ref(&mut self, r: &PeerRef) -> Option<P> {
+        let p = P::from_wire(&r.peer)?;
+        if let Ok(did) = Did::from_bytes(&r.did)
+            && p != self.me
+        {
+            let hint = self.views.hints.entry(p).or_default();
+            hint.did.get_or_insert(did);
+            hint.principal = hint.principal.or_else(|| self.trust.authority_principal(&did));
+        }
+        Some(p)
+    }
+
+    /// Join through `contacts`.
+    pub(crate) fn start_join(&mut self, contacts: Vec<P>) {
+        let me = self.me;
+        for contact in contacts.into_iter().filter(|c| *c != me) {
+            self.views.joining.insert(contact);
+            self.send(contact, Body::Join(Join {}));
+        }
+    }
+
+    /// A peer finished its handshake.
+    pub(crate) fn on_admitted(&mut self, _now_ms: u64, peer: P) {
+        if self.views.joining.remove(&peer) {
+            self.add_active(peer, true);
+        }
+    }
+
+    pub(crate) fn on_join(&mut self, peer: P) {
+        if !self.add_active(peer, true) {
+            return;
+        }
+        let joiner = self.peer_ref(&peer);
+        let ttl = u32::from(self.config.active_walk_len);
+        for q in self.views.active.clone().into_iter().filter(|q| *q != peer) {
+            self.send(q, Body::ForwardJoin(ForwardJoin { peer: Some(joiner.clone()), ttl }));
+        }
+    }
+
+    pub(crate) fn on_forward_join(&mut self, from: P, fj: ForwardJoin) {
+        let Some(joiner) = fj.peer.as_ref().and_then(|r| self.from_ref(r)) else { return };
+        if joiner == self.me || self.views.is_active(&joiner) {
+            return;
+        }
+        let ttl = fj.ttl.min(u32::from(self.config.active_walk_len));
+        let next: Vec<P> = self.views.active.iter().copied().filter(|q| *q != from && *q != joiner).collect();
+        if ttl == 0 || next.is_empty() {
+            self.request_neighbor(joiner, true);
+            return;
+        }
+        if ttl == u32::from(self.config.passive_walk_len) {
+            self.add_passive(joiner);
+        }
+        if let Some(&q) = pick(&mut self.rng, &next) {
+            let peer = fj.peer.clone();
+            self.send(q, Body::ForwardJoin(ForwardJoin { peer, ttl: ttl - 1 }));
+        }
+    }
+
+    pub(crate) fn on_neighbor(&mut self, from: P, n: Neighbor) {
+        let room = self.views.active.len() < self.config.active_size;
+        let accepted = (n.high_priority || room) && self.add_active(from, n.high_priority);
+        self.send(from, Body::NeighborReply(NeighborReply { accepted }));
+        if !accepted {
+            self.add_passive(from);
+        }
+    }
+
+    pub(crate) fn on_neighbor_reply(&mut self, now_ms: u64, from: P, reply: NeighborReply) {
+        if !self.views.cancel_pending(&from) {
+            return;
+        }
+        if reply.accepted {
+            if !self.add_active(from, false) {
+                self.send(from, Body::Disconnect(Disconnect { alive: true }));
+            }
+        } else {
+            self.add_passive(from);
+            self.refill_active(now_ms);
+        }
+    }
+
+    pub(crate) fn on_disconnect_frame(&mut self, now_ms: u64, from: P, d: Disconnect) {
+        if self.views.remove_active(&from) {
+            self.broadcast.neighbor_down(&from);
+            self.event(Event::NeighborDown(from));
+        }
+        if d.alive {
+            self.add_passive(from);
+        }
+        self.refill_active(now_ms);
+    }
+
+    fn request_neighbor(&mut self, peer: P, high_priority: bool) {
+        if peer == self.me || self.views.is_active(&peer) || self.views.is_pending(&peer) {
+            return;
+        }
+        self.views.pending.insert(peer);
+        self.send(peer, Body::Neighbor(Neighbor { high_priority }));
+    }
+
+    /// Tops the active view up from the passive view, best of three.
+    pub(crate) fn refill_active(&mut self, _now_ms: u64) {
+        while self.views.active.len() + self.views.pending.len() < self.config.active_size {
+            let candidates: Vec<P> = self
+                .views
+                .passive
+                .iter()
+                .copied()
+                .filter(|p| !self.views.pending.contains(p) && !self.views.is_active(p))
+                .collect();
+            if candidates.is_empty() {
+                return;
+            }
+            let mut best: Option<(Tier, P)> = None;
+            for _ in 0..3 {
+                let c = candidates[below(&mut self.rng, candidates.len())];
+                let tier = self.tier_of(&c);
+                if best.is_none_or(|(t, _)| tier > t) {
+                    best = Some((tier, c));
+                }
+            }
+            let Some((_, peer)) = best else { return };
+            let high_priority = self.views.active.is_empty();
+            self.request_neighbor(peer, high_priority);
+        }
+    }
+
+    /// Adds `peer` to the active view, evicting the lowest-tier peer among
+    /// those it competes with; `forced` (a join or high-priority request)
+    /// evicts even a better peer. Returns whether `peer` is now active.
+    pub(crate) fn add_active(&mut self, peer: P, forced: bool) -> bool {
+        if peer == self.me || !self.links.get(&peer).is_some_and(|l| l.admitted) {
+            return false;
+        }
+        if self.views.is_active(&peer) {
+            return true;
+        }
+        let tier = self.tier_of(&peer);
+        let principal = self.principal_of(&peer);
+        let same_principal: Vec<P> = match principal {
+            Some(pr) => self.views.active.iter().copied().filter(|q| self.principal_of(q) == Some(pr)).collect(),
+            None => Vec::new(),
+        };
+        let untrusted: Vec<P> =
+            self.views.active.iter().copied().filter(|q| self.tier_of(q) == Tier::Untrusted).collect();
+        let competitors = if same_principal.len() >= self.config.principal_active_max {
+            same_principal
+        } else if tier == Tier::Untrusted && untrusted.len() >= self.config.untrusted_active_max {
+            untrusted
+        } else if self.views.active.len() >= self.config.active_size {
+            self.views.active.clone()
+        } else {
+            Vec::new()
+        };
+        if !competitors.is_empty() {
+            let lowest = competitors.iter().map(|q| self.tier_of(q)).min().unwrap_or(Tier::Verified);
+            if !forced && lowest >= tier {
+                return false;
+            }
+            let worst: Vec<P> = competitors.into_iter().filter(|q| self.tier_of(q) == lowest).collect();
+            let victim = worst[below(&mut self.rng, worst.len())];
+            self.views.remove_active(&victim);
+            self.broadcast.neighbor_down(&victim);
+            self.event(Event::NeighborDown(victim));
+            self.send(victim, Body::Disconnect(Disconnect { alive: true }));
+            self.add_passive(victim);
+        }
+        self.views.passive.retain(|q| *q != peer);
+        self.views.cancel_pending(&peer);
+        self.views.active.push(peer);
+        let active = self.views.active.clone();
+        self.broadcast.neighbor_up(peer, &active);
+        self.event(Event::NeighborUp(peer));
+        true
+    }
+
+    /// Adds `peer` to the passive view, evicting an over-represented
+    /// principal's peer, or else a random one, when full.
+    pub(crate) fn add_passive(&mut self, peer: P) {
+        if peer == self.me || self.views.is_active(&peer) || self.views.passive.contains(&peer) {
+            return;
+        }
+        if let Some(pr) = self.principal_of(&peer) {
+            let same: Vec<P> =
+                self.views.passive.iter().copied().filter(|q| self.principal_of(q) == Some(pr)).collect();
+            if same.len() >= self.config.principal_passive_max {
+                let victim = same[below(&mut self.rng, same.len())];
+                self.views.forget_passive(&victim);
+            }
+        }
+        if self.views.passive.len() >= self.config.passive_size {
+            let victim = self.views.passive[below(&mut self.rng, self.views.passive.len())];
+            self.views.forget_passive(&victim);
+        }
+        self.views.passive.push(peer);
+    }
+
+    pub(crate) fn on_shuffle_timer(&mut self, now_ms: u64) {
+        self.set_timer(now_ms + self.config.shuffle_ms, crate::node::Timer::Shuffle);
+        if self.views.active.is_empty() {
+            self.refill_active(now_ms);
+            return;
+        }
+        let target = self.views.active[below(&mut self.rng, self.views.active.len())];
+        let mut peers = vec![self.peer_ref(&self.me)];
+        let mut active: Vec<P> = self.views.active.iter().copied().filter(|p| *p != target).collect();
+        let mut passive = self.views.passive.clone();
+        shuffle(&mut self.rng, &mut active);
+        shuffle(&mut self.rng, &mut passive);
+        peers.extend(active.iter().take(self.config.shuffle_active).map(|p| self.peer_ref(p)));
+        peers.extend(passive.iter().take(self.config.shuffle_passive).map(|p| self.peer_ref(p)));
+        let origin = Some(self.peer_ref(&self.me));
+        let ttl = u32::from(self.config.active_walk_len);
+        self.send(target, Body::Shuffle(Shuffle { origin, ttl, peers }));
+    }
+
+    pub(crate) fn on_shuffle(&mut self, from: P, s: Shuffle) {
+        let Some(origin) = s.origin.as_ref().and_then(|r| self.from_ref(r)) else { return };
+        let limit = self.config.shuffle_active + self.config.shuffle_passive + 1;
+        let ttl = s.ttl.min(u32::from(self.config.active_walk_len)).saturating_sub(1);
+        let next: Vec<P> = self.views.active.iter().copied().filter(|q| *q != from && *q != origin).collect();
+        if ttl > 0 && !next.is_empty() {
+            let q = next[below(&mut self.rng, next.len())];
+            self.send(q, Body::Shuffle(Shuffle { ttl, ..s }));
+            return;
+        }
+        if origin == self.me {
+            return;
+        }
+        let mut passive = self.views.passive.clone();
+        shuffle(&mut self.rng, &mut passive);
+        let reply: Vec<PeerRef> = passive.iter().take(s.peers.len().min(limit)).map(|p| self.peer_ref(p)).collect();
+        self.send(origin, Body::ShuffleReply(ShuffleReply { peers: reply }));
+        self.integrate(&s.peers[..s.peers.len().min(limit)]);
+    }
+
+    pub(crate) fn on_shuffle_reply(&mut self, r: ShuffleReply) {
+        let limit = self.config.shuffle_active + self.config.shuffle_passive + 1;
+        self.integrate(&r.peers[..r.peers.len().min(limit)]);
+    }
+
+    fn integrate(&mut self, refs: &[PeerRef]) {
+        for r in refs {
+            if let Some(p) = self.from_ref(r) {
+                self.add_passive(p);
+            }
+        }
+    }
+}

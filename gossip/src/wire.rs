@@ -1,0 +1,463 @@
+//! Frames: the prost messages peers exchange, versioned and size-capped.
+//!
+//! A stream carries frames, each prefixed by its length as an unsigned
+//! LEB128 varint ([`encode_delimited`], [`decode_delimited`]). Every frame
+//! names the wire version. Decoding arbitrary bytes returns an error, never
+//! panics; what a well-formed frame *means* is checked by the state machine.
+
+use prost::Message;
+
+/// The wire version this build speaks.
+pub const FRAME_VERSION: u32 = 1;
+
+/// Why bytes are not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Larger than the configured cap.
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// Not a protobuf frame.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// Another wire version.
+    #[error("frame has wire version {0}; this node speaks version 1")]
+    Version(u32),
+    /// A frame with no body.
+    #[error("frame has no body")]
+    Empty,
+    /// The length prefix is not a valid varint.
+    #[error("bad length prefix")]
+    BadLength,
+}
+
+/// One frame.
+#[derive(Clone, PartialEq, Message)]
+pub struct Frame {
+    /// [`FRAME_VERSION`].
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    /// What the frame says.
+    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21")]
+    pub body: Option<Body>,
+}
+
+/// The frame kinds.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Body {
+    /// Handshake: mesh id and the sender's signed agent record.
+    #[prost(message, tag = "2")]
+    Hello(Hello),
+    /// Handshake refused, with a reason, before disconnecting.
+    #[prost(message, tag = "3")]
+    Refuse(Refuse),
+    /// HyParView: a new node asks to join through this contact.
+    #[prost(message, tag = "4")]
+    Join(Join),
+    /// HyParView: a join travelling a random walk.
+    #[prost(message, tag = "5")]
+    ForwardJoin(ForwardJoin),
+    /// HyParView: asks to become an active neighbour.
+    #[prost(message, tag = "6")]
+    Neighbor(Neighbor),
+    /// HyParView: the answer to a neighbour request.
+    #[prost(message, tag = "7")]
+    NeighborReply(NeighborReply),
+    /// HyParView: leaving the receiver's active view.
+    #[prost(message, tag = "8")]
+    Disconnect(Disconnect),
+    /// HyParView: a shuffle travelling a random walk.
+    #[prost(message, tag = "9")]
+    Shuffle(Shuffle),
+    /// HyParView: the answer to a shuffle.
+    #[prost(message, tag = "10")]
+    ShuffleReply(ShuffleReply),
+    /// Plumtree: an item pushed eagerly.
+    #[prost(message, tag = "11")]
+    Gossip(Gossip),
+    /// Plumtree: ids of items the sender holds (lazy push).
+    #[prost(message, tag = "12")]
+    IHave(IHave),
+    /// Plumtree: send me this item and make this link eager.
+    #[prost(message, tag = "13")]
+    Graft(Graft),
+    /// Plumtree: make this link lazy for a topic.
+    #[prost(message, tag = "14")]
+    Prune(Prune),
+    /// Anti-entropy: range fingerprints or id lists of evidence.
+    #[prost(message, tag = "15")]
+    Reconcile(Reconcile),
+    /// Anti-entropy: send me these records.
+    #[prost(message, tag = "16")]
+    Want(Want),
+    /// Anti-entropy: evidence records.
+    #[prost(message, tag = "17")]
+    Records(Records),
+    /// Anti-entropy: the heads of the sender's policy document.
+    #[prost(message, tag = "18")]
+    PolicyHeads(PolicyHeads),
+    /// Anti-entropy: every policy change the sender holds.
+    #[prost(message, tag = "19")]
+    PolicyHave(PolicyHave),
+    /// Anti-entropy: signed policy change envelopes.
+    #[prost(message, tag = "20")]
+    PolicyChanges(PolicyChanges),
+    /// A direct message for the receiving node's agent.
+    #[prost(message, tag = "21")]
+    Direct(Direct),
+}
+
+/// A peer named in a join or shuffle: its id and the DID it claims.
+#[derive(Clone, PartialEq, Message)]
+pub struct PeerRef {
+    /// The driver's peer id, in wire form.
+    #[prost(bytes = "vec", tag = "1")]
+    pub peer: Vec<u8>,
+    /// Its DID key (a hint; checked at its handshake).
+    #[prost(bytes = "vec", tag = "2")]
+    pub did: Vec<u8>,
+}
+
+/// Handshake.
+#[derive(Clone, PartialEq, Message)]
+pub struct Hello {
+    /// The sender's mesh id (genesis hash).
+    #[prost(bytes = "vec", tag = "1")]
+    pub mesh: Vec<u8>,
+    /// The sender's signed agent record (its mandate chain and KEM key).
+    #[prost(bytes = "vec", tag = "2")]
+    pub agent_record: Vec<u8>,
+}
+
+/// Handshake refusal.
+#[derive(Clone, PartialEq, Message)]
+pub struct Refuse {
+    /// Why.
+    #[prost(string, tag = "1")]
+    pub reason: String,
+}
+
+/// Join request.
+#[derive(Clone, PartialEq, Message)]
+pub struct Join {}
+
+/// Forwarded join.
+#[derive(Clone, PartialEq, Message)]
+pub struct ForwardJoin {
+    /// The joining node.
+    #[prost(message, optional, tag = "1")]
+    pub peer: Option<PeerRef>,
+    /// Hops left.
+    #[prost(uint32, tag = "2")]
+    pub ttl: u32,
+}
+
+/// Neighbour request.
+#[derive(Clone, PartialEq, Message)]
+pub struct Neighbor {
+    /// Set when the sender's active view is empty: must be accepted.
+    #[prost(bool, tag = "1")]
+    pub high_priority: bool,
+}
+
+/// Neighbour answer.
+#[derive(Clone, PartialEq, Message)]
+pub struct NeighborReply {
+    /// Whether the receiver is now an active neighbour.
+    #[prost(bool, tag = "1")]
+    pub accepted: bool,
+}
+
+/// Leaving the active view.
+#[derive(Clone, PartialEq, Message)]
+pub struct Disconnect {
+    /// The sender stays up (keep it in the passive view).
+    #[prost(bool, tag = "1")]
+    pub alive: bool,
+}
+
+/// Shuffle request.
+#[derive(Clone, PartialEq, Message)]
+pub struct Shuffle {
+    /// Who started it (the reply goes there).
+    #[prost(message, optional, tag = "1")]
+    pub origin: Option<PeerRef>,
+    /// Hops left.
+    #[prost(uint32, tag = "2")]
+    pub ttl: u32,
+    /// Sample of the origin's views.
+    #[prost(message, repeated, tag = "3")]
+    pub peers: Vec<PeerRef>,
+}
+
+/// Shuffle answer.
+#[derive(Clone, PartialEq, Message)]
+pub struct ShuffleReply {
+    /// Sample of the replier's passive view.
+    #[prost(message, repeated, tag = "1")]
+    pub peers: Vec<PeerRef>,
+}
+
+/// What a gossip item is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, prost::Enumeration)]
+#[repr(i32)]
+pub enum ItemKind {
+    /// An application message on a topic.
+    Message = 0,
+    /// An evidence record.
+    Evidence = 1,
+    /// A policy change envelope.
+    Policy = 2,
+}
+
+/// An item pushed along the broadcast tree.
+#[derive(Clone, PartialEq, Message)]
+pub struct Gossip {
+    /// What the item is.
+    #[prost(enumeration = "ItemKind", tag = "1")]
+    pub kind: i32,
+    /// Hops from the origin.
+    #[prost(uint32, tag = "2")]
+    pub round: u32,
+    /// The signed item, exactly as its author signed it.
+    #[prost(bytes = "vec", tag = "3")]
+    pub item: Vec<u8>,
+    /// The broadcast tree (the topic, or a system tree).
+    #[prost(string, tag = "4")]
+    pub tree: String,
+}
+
+/// One announced item.
+#[derive(Clone, PartialEq, Message)]
+pub struct Announcement {
+    /// The item's id.
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    /// The broadcast tree it travels on.
+    #[prost(string, tag = "2")]
+    pub tree: String,
+    /// Hops from the origin at the announcer.
+    #[prost(uint32, tag = "3")]
+    pub round: u32,
+}
+
+/// Lazy push.
+#[derive(Clone, PartialEq, Message)]
+pub struct IHave {
+    /// The announced items.
+    #[prost(message, repeated, tag = "1")]
+    pub items: Vec<Announcement>,
+}
+
+/// Graft.
+#[derive(Clone, PartialEq, Message)]
+pub struct Graft {
+    /// The item wanted (may be empty: only repair the link).
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    /// The tree.
+    #[prost(string, tag = "2")]
+    pub tree: String,
+}
+
+/// Prune.
+#[derive(Clone, PartialEq, Message)]
+pub struct Prune {
+    /// The tree.
+    #[prost(string, tag = "1")]
+    pub tree: String,
+}
+
+/// One reconciliation part (see `starling_trust::evidence::reconcile`).
+#[derive(Clone, PartialEq, Message)]
+pub struct RangePart {
+    /// Range prefix, left-aligned.
+    #[prost(fixed64, tag = "1")]
+    pub prefix: u64,
+    /// Prefix length in bits.
+    #[prost(uint32, tag = "2")]
+    pub bits: u32,
+    /// For a fingerprint part: the count.
+    #[prost(uint64, tag = "3")]
+    pub count: u64,
+    /// For a fingerprint part: 16 bytes; empty for an id list.
+    #[prost(bytes = "vec", tag = "4")]
+    pub fingerprint: Vec<u8>,
+    /// For an id list: the ids.
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    pub ids: Vec<Vec<u8>>,
+}
+
+/// Evidence reconciliation step.
+#[derive(Clone, PartialEq, Message)]
+pub struct Reconcile {
+    /// The parts.
+    #[prost(message, repeated, tag = "1")]
+    pub parts: Vec<RangePart>,
+}
+
+/// Request for records.
+#[derive(Clone, PartialEq, Message)]
+pub struct Want {
+    /// Record ids.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub ids: Vec<Vec<u8>>,
+}
+
+/// Records.
+#[derive(Clone, PartialEq, Message)]
+pub struct Records {
+    /// Signed records.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub records: Vec<Vec<u8>>,
+}
+
+/// Policy heads.
+#[derive(Clone, PartialEq, Message)]
+pub struct PolicyHeads {
+    /// Change hashes.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub heads: Vec<Vec<u8>>,
+}
+
+/// Every policy change held.
+#[derive(Clone, PartialEq, Message)]
+pub struct PolicyHave {
+    /// Change hashes.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub hashes: Vec<Vec<u8>>,
+}
+
+/// Policy change envelopes.
+#[derive(Clone, PartialEq, Message)]
+pub struct PolicyChanges {
+    /// Signed envelopes.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub changes: Vec<Vec<u8>>,
+}
+
+/// A direct message.
+#[derive(Clone, PartialEq, Message)]
+pub struct Direct {
+    /// The signed direct message.
+    #[prost(bytes = "vec", tag = "1")]
+    pub message: Vec<u8>,
+}
+
+impl Frame {
+    /// A frame of this body.
+    pub fn new(body: Body) -> Self {
+        Self { version: FRAME_VERSION, body: Some(body) }
+    }
+
+    /// Encodes the frame (without a length prefix).
+    pub fn encode(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    /// Decodes one frame of at most `max` bytes.
+    pub fn decode_capped(bytes: &[u8], max: usize) -> Result<Body, FrameError> {
+        if bytes.len() > max {
+            return Err(FrameError::TooLarge { len: bytes.len(), max });
+        }
+        let frame = Frame::decode(bytes).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        if frame.version != FRAME_VERSION {
+            return Err(FrameError::Version(frame.version));
+        }
+        frame.body.ok_or(FrameError::Empty)
+    }
+}
+
+/// Prefixes a frame with its length (unsigned LEB128).
+pub fn encode_delimited(frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frame.len() + 5);
+    prost::encoding::encode_varint(frame.len() as u64, &mut out);
+    out.extend_from_slice(frame);
+    out
+}
+
+/// Splits one length-prefixed frame off the front of `buf`: `Ok(None)` when
+/// more bytes are needed, else the frame and how many bytes it used. A
+/// declared length over `max` is an error before any of it is buffered.
+pub fn decode_delimited(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, FrameError> {
+    let mut len: u64 = 0;
+    for (i, byte) in buf.iter().take(10).enumerate() {
+        len |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            let len = usize::try_from(len).map_err(|_| FrameError::BadLength)?;
+            if len > max {
+                return Err(FrameError::TooLarge { len, max });
+            }
+            let start = i + 1;
+            return Ok(buf.get(start..start + len).map(|frame| (frame, start + len)));
+        }
+        if i == 9 {
+            return Err(FrameError::BadLength);
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn body() -> impl Strategy<Value = Body> {
+        let bytes = || proptest::collection::vec(any::<u8>(), 0..40);
+        let peer_ref = (bytes(), bytes()).prop_map(|(peer, did)| PeerRef { peer, did });
+        prop_oneof![
+            (bytes(), bytes()).prop_map(|(mesh, agent_record)| Body::Hello(Hello { mesh, agent_record })),
+            ".{0,20}".prop_map(|reason| Body::Refuse(Refuse { reason })),
+            Just(Body::Join(Join {})),
+            (peer_ref.clone(), any::<u32>()).prop_map(|(p, ttl)| Body::ForwardJoin(ForwardJoin { peer: Some(p), ttl })),
+            any::<bool>().prop_map(|high_priority| Body::Neighbor(Neighbor { high_priority })),
+            (proptest::collection::vec(peer_ref, 0..4), any::<u32>())
+                .prop_map(|(peers, ttl)| Body::Shuffle(Shuffle { origin: None, ttl, peers })),
+            (0i32..3, any::<u32>(), bytes(), ".{0,8}").prop_map(|(kind, round, item, tree)| Body::Gossip(Gossip { kind, round, item, tree })),
+            proptest::collection::vec((bytes(), ".{0,8}", any::<u32>()), 0..4).prop_map(|v| Body::IHave(IHave {
+                items: v.into_iter().map(|(id, tree, round)| Announcement { id, tree, round }).collect()
+            })),
+            (any::<u64>(), any::<u32>(), any::<u64>(), bytes(), proptest::collection::vec(bytes(), 0..3)).prop_map(
+                |(prefix, bits, count, fingerprint, ids)| Body::Reconcile(Reconcile {
+                    parts: vec![RangePart { prefix, bits, count, fingerprint, ids }]
+                })
+            ),
+            proptest::collection::vec(bytes(), 0..4).prop_map(|records| Body::Records(Records { records })),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn frames_round_trip(body in body()) {
+            let bytes = Frame::new(body.clone()).encode();
+            prop_assert_eq!(Frame::decode_capped(&bytes, 1 << 20).unwrap(), body);
+            let delimited = encode_delimited(&bytes);
+            let (frame, used) = decode_delimited(&delimited, 1 << 20).unwrap().unwrap();
+            prop_assert_eq!(frame, bytes.as_slice());
+            prop_assert_eq!(used, delimited.len());
+            prop_assert_eq!(decode_delimited(&delimited[..delimited.len() - 1], 1 << 20).unwrap(), None);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Frame::decode_capped(&bytes, 512);
+            let _ = decode_delimited(&bytes, 512);
+        }
+    }
+
+    #[test]
+    fn oversize_and_foreign_versions_are_refused() {
+        let bytes = Frame::new(Body::Join(Join {})).encode();
+        assert_eq!(Frame::decode_capped(&bytes, 1), Err(FrameError::TooLarge { len: bytes.len(), max: 1 }));
+        let v2 = Frame { version: 2, body: Some(Body::Join(Join {})) }.encode();
+        assert_eq!(Frame::decode_capped(&v2, 100), Err(FrameError::Version(2)));
+        assert_eq!(decode_delimited(&[0xff; 11], 100), Err(FrameError::BadLength));
+        assert_eq!(decode_delimited(&[0x80, 0x80, 0x04], 100), Err(FrameError::TooLarge { len: 65536, max: 100 }));
+        assert_eq!(Frame::decode_capped(&[], 100), Err(FrameError::Empty));
+    }
+}
