@@ -17,7 +17,7 @@ use starling_trust::{Did, Evidence, Record};
 use crate::node::{Event, Link, Node, Output};
 use crate::limits::Bucket;
 use crate::peer::Peer;
-use crate::wire::{Body, Hello, Refuse};
+use crate::wire::{Body, Hello, Records, Refuse};
 
 impl<P: Peer, R: Rng> Node<P, R> {
     pub(crate) fn on_connected(&mut self, now_ms: u64, peer: P, did: Did) {
@@ -115,11 +115,15 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     /// Cuts off admitted peers whose mandates no longer hold (after a
-    /// revocation or termination arrives).
-    pub(crate) fn recheck_links(&mut self, now_ms: u64) {
+    /// revocation or termination arrives), first sending them `why` (the
+    /// records that ended their mandate) so their own node knows.
+    pub(crate) fn recheck_links(&mut self, now_ms: u64, why: &[Vec<u8>]) {
         let admitted: Vec<(P, Did)> = self.links.iter().filter(|(_, l)| l.admitted).map(|(p, l)| (*p, l.did)).collect();
         for (peer, did) in admitted {
             if let Err(refusal) = self.trust.authority(&did, now_ms) {
+                if !why.is_empty() {
+                    self.send(peer, Body::Records(Records { records: why.to_vec() }));
+                }
                 let reason = refusal.to_string();
                 self.stats.peers_refused += 1;
                 self.send_refuse(peer, &reason);

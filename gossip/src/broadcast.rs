@@ -23,6 +23,9 @@ use crate::wire::{Announcement, Body, Gossip, Graft, IHave, Prune};
 
 /// Most announcers remembered for one missing item.
 const ANNOUNCERS_MAX: usize = 8;
+/// Grafts sent for one missing item before giving up (announcers are tried
+/// in turn, so a lost graft or reply is retried).
+const GRAFT_ATTEMPTS_MAX: u8 = 6;
 
 #[derive(Debug, Clone, Default)]
 struct Tree<P> {
@@ -43,6 +46,7 @@ struct Cached {
 struct Missing<P> {
     tree: String,
     announcers: VecDeque<P>,
+    attempts: u8,
 }
 
 /// Per-tree link sets, the item cache and the repair state.
@@ -222,7 +226,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 .broadcast
                 .missing
                 .entry(id)
-                .or_insert_with(|| Missing { tree: a.tree.clone(), announcers: VecDeque::new() });
+                .or_insert_with(|| Missing { tree: a.tree.clone(), announcers: VecDeque::new(), attempts: 0 });
             if !missing.announcers.contains(&from) && missing.announcers.len() < ANNOUNCERS_MAX {
                 missing.announcers.push_back(from);
             }
@@ -242,8 +246,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.broadcast.missing.remove(&id);
             return;
         };
+        missing.announcers.push_back(announcer);
+        missing.attempts += 1;
         let tree = missing.tree.clone();
-        let more = !missing.announcers.is_empty();
+        let more = missing.attempts < GRAFT_ATTEMPTS_MAX;
         let active = self.views.active().to_vec();
         let t = self.broadcast.tree(&tree, &active);
         t.lazy.remove(&announcer);

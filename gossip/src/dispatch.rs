@@ -6,7 +6,7 @@ use rand_core::Rng;
 use starling_trust::Record;
 use starling_trust::keys::Domain;
 
-use crate::message::SignedMessage;
+use crate::message::{MessageId, SignedMessage};
 use crate::node::{Command, CommandError, Event, Node, Output, Timer};
 use crate::peer::Peer;
 use crate::stats::DropReason;
@@ -86,7 +86,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.outbox.push_back(Output::DeliverDirect { from: message.origin, payload: message.payload });
     }
 
-    pub(crate) fn on_command(&mut self, now_ms: u64, command: Command<P>) -> Result<(), CommandError> {
+    pub(crate) fn on_command(&mut self, now_ms: u64, command: Command<P>) -> Result<Option<MessageId>, CommandError> {
         match command {
             Command::Join { contacts } => self.start_join(contacts),
             Command::Subscribe { topic } => {
@@ -98,9 +98,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             Command::Unsubscribe { topic } => {
                 self.subscriptions.remove(&topic);
             }
-            Command::Publish { topic, payload } => {
-                self.publish(now_ms, topic, payload)?;
-            }
+            Command::Publish { topic, payload } => return self.publish(now_ms, topic, payload).map(Some),
             Command::SubmitEvidence { record } => {
                 let record = Arc::new(Record::from_bytes(&record, self.trust.genesis())?);
                 self.spread_record(now_ms, record);
@@ -119,7 +117,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 self.send(to, Body::Direct(Direct { message: message.raw }));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     pub(crate) fn on_timer(&mut self, now_ms: u64, timer: Timer) {
@@ -131,7 +129,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             Timer::Tick => {
                 self.set_timer(now_ms + self.config.score_refresh_ms, Timer::Tick);
                 if self.trust.refresh_scores(now_ms) {
-                    self.recheck_links(now_ms);
+                    self.recheck_links(now_ms, &[]);
                 }
                 self.broadcast.expire(now_ms);
                 self.graylist.expire(now_ms);

@@ -155,12 +155,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
             Evidence::Agent(_) => "agent",
         };
         let (id, author, subject) = (record.id(), record.author(), record.evidence().subject());
+        let ending = matches!(kind, "revocation" | "termination").then(|| record.to_bytes().to_vec());
         if !matches!(self.trust.store_mut().insert(record), Inserted::Added { .. }) {
             return false;
         }
         self.event(Event::EvidenceApplied { id, kind, author, subject });
-        if matches!(kind, "revocation" | "termination") {
-            self.recheck_links(now_ms);
+        if let Some(bytes) = ending {
+            self.recheck_links(now_ms, &[bytes]);
         }
         true
     }

@@ -258,19 +258,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
             return true;
         }
         let tier = self.tier_of(&peer);
-        let principal = self.principal_of(&peer);
-        let same_principal: Vec<P> = match principal {
-            Some(pr) => self.views.active.iter().copied().filter(|q| self.principal_of(q) == Some(pr)).collect(),
-            None => Vec::new(),
-        };
+        let full = self.views.active.len() >= self.config.active_size;
         let untrusted: Vec<P> =
             self.views.active.iter().copied().filter(|q| self.tier_of(q) == Tier::Untrusted).collect();
-        let competitors = if same_principal.len() >= self.config.principal_active_max {
-            same_principal
-        } else if tier == Tier::Untrusted && untrusted.len() >= self.config.untrusted_active_max {
+        let competitors = if tier == Tier::Untrusted && untrusted.len() >= self.config.untrusted_active_max {
             untrusted
-        } else if self.views.active.len() >= self.config.active_size {
-            self.views.active.clone()
+        } else if full {
+            self.crowded(&self.views.active.clone(), self.principal_of(&peer), self.config.principal_active_max)
         } else {
             Vec::new()
         };
@@ -296,22 +290,39 @@ impl<P: Peer, R: Rng> Node<P, R> {
         true
     }
 
-    /// Adds `peer` to the passive view, evicting an over-represented
-    /// principal's peer, or else a random one, when full.
+    /// Which peers of a full `view` a newcomer of `principal` competes with:
+    /// its own principal's when that principal already holds `cap` slots,
+    /// else those of principals over the cap, else everyone. So one
+    /// principal can never crowd out the others, yet a mesh with a single
+    /// principal still fills its views.
+    fn crowded(&self, view: &[P], principal: Option<Did>, cap: usize) -> Vec<P> {
+        let mut counts: BTreeMap<Did, usize> = BTreeMap::new();
+        for q in view {
+            if let Some(pr) = self.principal_of(q) {
+                *counts.entry(pr).or_default() += 1;
+            }
+        }
+        let over = |pr: Option<Did>, limit: usize| pr.is_some_and(|pr| counts.get(&pr).copied().unwrap_or(0) > limit);
+        if principal.is_some_and(|pr| counts.get(&pr).copied().unwrap_or(0) >= cap) {
+            return view.iter().copied().filter(|q| self.principal_of(q) == principal).collect();
+        }
+        let crowded: Vec<P> = view.iter().copied().filter(|q| over(self.principal_of(q), cap)).collect();
+        match crowded.is_empty() {
+            true => view.to_vec(),
+            false => crowded,
+        }
+    }
+
+    /// Adds `peer` to the passive view; when full, evicts a peer it competes
+    /// with (see `crowded`).
     pub(crate) fn add_passive(&mut self, peer: P) {
         if peer == self.me || self.views.is_active(&peer) || self.views.passive.contains(&peer) {
             return;
         }
-        if let Some(pr) = self.principal_of(&peer) {
-            let same: Vec<P> =
-                self.views.passive.iter().copied().filter(|q| self.principal_of(q) == Some(pr)).collect();
-            if same.len() >= self.config.principal_passive_max {
-                let victim = same[below(&mut self.rng, same.len())];
-                self.views.forget_passive(&victim);
-            }
-        }
         if self.views.passive.len() >= self.config.passive_size {
-            let victim = self.views.passive[below(&mut self.rng, self.views.passive.len())];
+            let passive = self.views.passive.clone();
+            let crowded = self.crowded(&passive, self.principal_of(&peer), self.config.principal_passive_max);
+            let victim = crowded[below(&mut self.rng, crowded.len())];
             self.views.forget_passive(&victim);
         }
         self.views.passive.push(peer);

@@ -330,6 +330,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         agent.chain.verify(&genesis, now_ms, &starling_trust::mandate::NoRevocations)?;
         let mut trust = TrustState::new(genesis, now_ms);
         trust.store_mut().insert(Arc::clone(&record));
+        trust.refresh_scores(now_ms);
         let jitter = |rng: &mut R, period: u64| now_ms + 1 + crate::peer::below(rng, period.max(1) as usize) as u64;
         let shuffle_at = jitter(&mut rng, config.shuffle_ms);
         let entropy_at = jitter(&mut rng, config.anti_entropy_ms);
@@ -360,8 +361,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
         Ok(node)
     }
 
-    /// Feeds one input. Only commands can fail; see [`CommandError`].
-    pub fn handle(&mut self, now_ms: u64, input: Input<P>) -> Result<(), CommandError> {
+    /// Feeds one input. Only commands can fail (see [`CommandError`]); a
+    /// publish answers with the message's id.
+    pub fn handle(&mut self, now_ms: u64, input: Input<P>) -> Result<Option<MessageId>, CommandError> {
         match input {
             Input::Connected { peer, did } => self.on_connected(now_ms, peer, did),
             Input::Disconnected { peer } => self.on_disconnected(now_ms, peer),
@@ -369,7 +371,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             Input::Command(command) => return self.on_command(now_ms, command),
             Input::Timer(timer) => self.on_timer(now_ms, timer),
         }
-        Ok(())
+        Ok(None)
     }
 
     /// The next output, if any.

@@ -458,6 +458,8 @@ mod tests {
         assert_eq!(Frame::decode_capped(&v2, 100), Err(FrameError::Version(2)));
         assert_eq!(decode_delimited(&[0xff; 11], 100), Err(FrameError::BadLength));
         assert_eq!(decode_delimited(&[0x80, 0x80, 0x04], 100), Err(FrameError::TooLarge { len: 65536, max: 100 }));
-        assert_eq!(Frame::decode_capped(&[], 100), Err(FrameError::Empty));
+        let empty = Frame { version: FRAME_VERSION, body: None }.encode();
+        assert_eq!(Frame::decode_capped(&empty, 100), Err(FrameError::Empty));
+        assert_eq!(Frame::decode_capped(&[], 100), Err(FrameError::Version(0)));
     }
 }

@@ -8,8 +8,11 @@
 //!
 //! Each identity `j` gets a *base*: 1000 for a governor (the trust root), 0
 //! once terminated, `newcomer_score` (probationary) when its agent record
-//! holds a mandate chain from a governor that is valid at the epoch's start
-//! and unrevoked (*anchored*), and `unanchored_score` (untrusted) otherwise.
+//! holds a mandate chain from a governor that is valid at the epoch's last
+//! millisecond and unrevoked (*anchored*), and `unanchored_score`
+//! (untrusted) otherwise. (The last millisecond, so a mandate issued during
+//! an epoch anchors its agent at once; what an agent may do at any moment is
+//! still checked against its chain at that moment, outside the score.)
 //!
 //! Trust then flows outward from the governors for `iterations` rounds. In
 //! each round every identity `i` has a *reporter weight*
@@ -219,6 +222,7 @@ impl<'a> Graph<'a> {
         let genesis: &Genesis = store.genesis();
         let params = genesis.params();
         let epoch_start_ms = epoch.saturating_mul(params.epoch_ms);
+        let epoch_last_ms = epoch_start_ms.saturating_add(params.epoch_ms - 1);
         let age = |issued_ms: u64| epoch.saturating_sub(issued_ms / params.epoch_ms);
         let dids = store.identities().to_vec();
         let mut standing = vec![Standing::Unanchored; dids.len()];
@@ -229,7 +233,7 @@ impl<'a> Graph<'a> {
             let Some((_, best)) = kept.first() else { continue };
             match (slot, best.evidence()) {
                 (Slot::Agent(_), Evidence::Agent(a)) => {
-                    if check_current(a.chain.links(), epoch_start_ms, store).is_ok() {
+                    if check_current(a.chain.links(), epoch_last_ms, store).is_ok() {
                         standing[from as usize] = Standing::Anchored;
                     }
                 }
