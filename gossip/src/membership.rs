@@ -290,27 +290,25 @@ impl<P: Peer, R: Rng> Node<P, R> {
         true
     }
 
-    /// Which peers of a full `view` a newcomer of `principal` competes with:
-    /// its own principal's when that principal already holds `cap` slots,
-    /// else those of principals over the cap, else everyone. So one
+    /// Which peers of a full `view` a newcomer of `principal` competes with.
+    /// Counting the newcomer, if some principal holds more than `cap`
+    /// slots, the most represented principal gives one up (another's before
+    /// the newcomer's own on a tie); otherwise everyone competes. So one
     /// principal can never crowd out the others, yet a mesh with a single
     /// principal still fills its views.
     fn crowded(&self, view: &[P], principal: Option<Did>, cap: usize) -> Vec<P> {
         let mut counts: BTreeMap<Did, usize> = BTreeMap::new();
-        for q in view {
-            if let Some(pr) = self.principal_of(q) {
-                *counts.entry(pr).or_default() += 1;
-            }
+        for pr in view.iter().filter_map(|q| self.principal_of(q)).chain(principal) {
+            *counts.entry(pr).or_default() += 1;
         }
-        let over = |pr: Option<Did>, limit: usize| pr.is_some_and(|pr| counts.get(&pr).copied().unwrap_or(0) > limit);
-        if principal.is_some_and(|pr| counts.get(&pr).copied().unwrap_or(0) >= cap) {
-            return view.iter().copied().filter(|q| self.principal_of(q) == principal).collect();
+        let most = counts.values().copied().max().unwrap_or(0);
+        if most <= cap {
+            return view.to_vec();
         }
-        let crowded: Vec<P> = view.iter().copied().filter(|q| over(self.principal_of(q), cap)).collect();
-        match crowded.is_empty() {
-            true => view.to_vec(),
-            false => crowded,
-        }
+        let leaders: Vec<Did> = counts.iter().filter(|(_, c)| **c == most).map(|(pr, _)| *pr).collect();
+        let others: Vec<Did> = leaders.iter().copied().filter(|pr| Some(*pr) != principal).collect();
+        let losers = if others.is_empty() { leaders } else { others };
+        view.iter().copied().filter(|q| self.principal_of(q).is_some_and(|pr| losers.contains(&pr))).collect()
     }
 
     /// Adds `peer` to the passive view; when full, evicts a peer it competes

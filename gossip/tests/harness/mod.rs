@@ -43,11 +43,24 @@ impl Mesh {
 
     /// Agent `i`'s key and signed agent record, with this scope.
     pub fn agent(&self, i: u32, scope: &[&str]) -> (Keypair, Arc<Record>) {
+        self.agent_of(&self.org, &self.org_link, i, scope)
+    }
+
+    /// A second organisation's key and mandate, from the governor.
+    pub fn other_org(&self, seed: u8) -> (Keypair, Mandate) {
+        let org = Keypair::from_secret_bytes(&[seed; 32]);
+        let scope = ["publish:*", "subscribe:*", "vouch", "delegate(2)"];
+        let link = Mandate::issue(&self.governor, &mandate_spec(&self.genesis, org.did(), &scope), None);
+        (org, link)
+    }
+
+    /// Agent `i` with a mandate from `org`.
+    pub fn agent_of(&self, org: &Keypair, org_link: &Mandate, i: u32, scope: &[&str]) -> (Keypair, Arc<Record>) {
         let mut secret = [7u8; 32];
         secret[..4].copy_from_slice(&i.to_le_bytes());
         let key = Keypair::from_secret_bytes(&secret);
-        let link = Mandate::issue(&self.org, &mandate_spec(&self.genesis, key.did(), scope), Some(&self.org_link));
-        let chain = MandateChain::new(vec![self.org_link.clone(), link]);
+        let link = Mandate::issue(org, &mandate_spec(&self.genesis, key.did(), scope), Some(org_link));
+        let chain = MandateChain::new(vec![org_link.clone(), link]);
         let record = Record::create(&key, &self.genesis, START_MS, Evidence::Agent(AgentRecord { chain, kem_public_key: vec![], addrs: vec![] })).unwrap();
         (key, Arc::new(record))
     }
