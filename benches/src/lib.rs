@@ -3,4 +3,5 @@
 
 #![deny(missing_docs)]
 
+pub mod gossip;
 pub mod trust;

@@ -72,6 +72,11 @@ impl Mesh {
         Self { genesis, governor, org, org_link }
     }
 
+    /// The organisation every agent's mandate comes from, and its mandate.
+    pub fn org(&self) -> (Keypair, Mandate) {
+        (self.org.clone(), self.org_link.clone())
+    }
+
     /// The key of agent `i`.
     pub fn agent_key(i: usize) -> Keypair {
         let mut secret = [0u8; 32];
@@ -137,13 +142,14 @@ impl Mesh {
     }
 }
 
-fn mandate(genesis: &Genesis, subject: Did, scope: &[&str]) -> MandateSpec {
+/// A mandate valid for the whole benchmark.
+pub fn mandate(genesis: &Genesis, subject: Did, scope: &[&str]) -> MandateSpec {
     MandateSpec {
         mesh: genesis.id(),
         subject,
         scope: Scope::parse(scope).expect("bench scopes are valid"),
         not_before_ms: 0,
-        expires_ms: 100_000 * HOUR_MS,
+        expires_ms: u64::MAX / 2,
         nonce: [0; 16],
     }
 }

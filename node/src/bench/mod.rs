@@ -19,6 +19,18 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One gossip node's accept-and-forward and publish rates, and memory per node.
+    GossipCore {
+        /// Messages on each path.
+        #[arg(long, default_value_t = 50_000)]
+        messages: usize,
+        /// Nodes in the memory measurement.
+        #[arg(long, default_value_t = 2_000)]
+        nodes: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) fn run(command: BenchCommand) -> Result<()> {
@@ -43,6 +55,20 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
                     f.verify_sigs_per_s, f.verify_batch_sigs_per_s
                 ));
                 files::say(format!("(workload signed and built in {:.1} s)", f.build_s));
+            }
+        }
+        BenchCommand::GossipCore { messages, nodes, json } => {
+            anyhow::ensure!(messages >= 100, "--messages must be at least 100");
+            anyhow::ensure!(nodes >= 8, "--nodes must be at least 8");
+            #[allow(clippy::print_stderr)]
+            let mut progress = |step: &str| eprintln!("bench gossip-core: {step}");
+            let f = starling_benches::gossip::run(messages, nodes, &mut progress);
+            if json {
+                files::say(serde_json::to_string(&f)?);
+            } else {
+                files::say(format!("accept and forward: {:.0} messages/s (real signatures)", f.msgs_per_s));
+                files::say(format!("publish: {:.0} messages/s", f.publish_msgs_per_s));
+                files::say(format!("state per node ({} nodes, 5 active, 30 passive): {:.0} bytes", f.nodes, f.state_bytes_per_node));
             }
         }
     }
