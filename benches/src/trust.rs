@@ -95,7 +95,10 @@ impl Mesh {
             out.push(Record::create(author, g, at, e).expect("bench records are valid"));
         };
         add(key, 0, Evidence::Agent(AgentRecord { chain, kem_public_key: vec![], addrs: vec![] }));
-        let other = |k: usize, stride: usize| dids[(i + 1 + k * stride) % n];
+        let other = |k: usize, stride: usize| {
+            let j = (i + 1 + k * stride) % n;
+            dids[if j == i { (j + 1) % n } else { j }]
+        };
         for k in 0..6 {
             let (successes, failures) = (5 + (i * 7 + k) as u64 % 40, (i + k) as u64 % 4);
             let o = Outcome { subject: other(k, 7919), successes, failures, failure_severity: failures, last_task: String::new() };

@@ -8,11 +8,9 @@
 //! gets a `Refuse` with the reason and is disconnected. Until admitted, a
 //! peer's other frames are dropped and frames for it wait in a short queue.
 
-use std::sync::Arc;
-
 use rand_core::Rng;
 use starling_trust::policy::Action;
-use starling_trust::{Did, Evidence, Record};
+use starling_trust::{Did, Evidence};
 
 use crate::node::{Event, Link, Node, Output};
 use crate::limits::Bucket;
@@ -101,13 +99,12 @@ impl<P: Peer, R: Rng> Node<P, R> {
         if self.graylist.contains(&did, now_ms) {
             return Err("graylisted for repeated misbehaviour".into());
         }
-        let record = Record::from_bytes(&hello.agent_record, self.trust.genesis())
-            .map_err(|e| format!("invalid agent record: {e}"))?;
+        let record =
+            self.trust.decode_record(&hello.agent_record).map_err(|e| format!("invalid agent record: {e}"))?;
         if !matches!(record.evidence(), Evidence::Agent(_)) || record.author() != did {
             return Err("the agent record is not the connected peer's".into());
         }
-        let record = Arc::new(record);
-        self.trust.store_mut().insert(Arc::clone(&record));
+        self.trust.store_mut().insert(record);
         let authority = self.trust.authority(&did, now_ms).map_err(|e| e.to_string())?;
         self.trust.note_fresh(did);
         self.trust.decide(&authority, Action::Join, "*").map_err(|e| e.to_string())?;

@@ -1,9 +1,6 @@
 //! Routing inputs to the sub-protocols.
 
-use std::sync::Arc;
-
 use rand_core::Rng;
-use starling_trust::Record;
 use starling_trust::keys::Domain;
 
 use crate::message::{MessageId, SignedMessage};
@@ -62,8 +59,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     fn on_direct(&mut self, now_ms: u64, from: P, d: Direct) {
-        let mesh = self.trust.genesis().id();
-        let message = match SignedMessage::open(&d.message, self.config.frame_bytes_max, Domain::Direct, &mesh) {
+        let message = match self.trust.open_message(&d.message, self.config.frame_bytes_max, Domain::Direct) {
             Ok(m) => m,
             Err(starling_trust::wire::DecodeError::Signature { .. }) => {
                 return self.strike(now_ms, from, DropReason::Forged);
@@ -83,7 +79,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
         self.broadcast.mark_seen(message.id, now_ms, seen_ms, seen_max);
-        self.outbox.push_back(Output::DeliverDirect { from: message.origin, payload: message.payload });
+        self.outbox.push_back(Output::DeliverDirect { from: message.origin, payload: message.payload.clone() });
     }
 
     pub(crate) fn on_command(&mut self, now_ms: u64, command: Command<P>) -> Result<Option<MessageId>, CommandError> {
@@ -100,7 +96,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             }
             Command::Publish { topic, payload } => return self.publish(now_ms, topic, payload).map(Some),
             Command::SubmitEvidence { record } => {
-                let record = Arc::new(Record::from_bytes(&record, self.trust.genesis())?);
+                let record = self.trust.decode_record(&record)?;
                 self.spread_record(now_ms, record);
             }
             Command::ChangePolicy { change } => self.change_policy(now_ms, change)?,

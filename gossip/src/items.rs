@@ -75,8 +75,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     fn accept_message(&mut self, now_ms: u64, tree: &str, item: &[u8], round: u32) -> Verdict {
-        let mesh = self.trust.genesis().id();
-        let message = match SignedMessage::open(item, self.config.frame_bytes_max, Domain::Message, &mesh) {
+        let message = match self.trust.open_message(item, self.config.frame_bytes_max, Domain::Message) {
             Ok(m) => m,
             Err(wire::DecodeError::Signature { .. }) => return Verdict::Bad(DropReason::Forged),
             Err(e) => return Verdict::Bad(DropReason::Malformed(e.to_string())),
@@ -112,19 +111,19 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.stats.delivered += 1;
             self.outbox.push_back(Output::Deliver(Delivery {
                 id: message.id,
-                topic: message.topic,
+                topic: message.topic.clone(),
                 origin,
                 sent_ms: message.sent_ms,
                 hops: round,
-                payload: message.payload,
+                payload: message.payload.clone(),
             }));
         }
         Verdict::Accepted
     }
 
     fn accept_evidence(&mut self, now_ms: u64, item: &[u8]) -> Verdict {
-        let record = match Record::from_bytes(item, self.trust.genesis()) {
-            Ok(r) => Arc::new(r),
+        let record = match self.trust.decode_record(item) {
+            Ok(r) => r,
             Err(starling_trust::EvidenceError::Decode(wire::DecodeError::Signature { .. })) => {
                 return Verdict::Bad(DropReason::Forged);
             }
@@ -184,7 +183,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// Applies a verified change; returns whether it was new.
     pub(crate) fn apply_policy(&mut self, change: Arc<PolicyChange>) -> Result<bool, PolicyError> {
         let author = change.author();
-        match self.trust.policy_mut().apply(change) {
+        match self.trust.apply_policy(change) {
             Ok(Applied::Applied) => {
                 self.event(Event::PolicyChanged { author });
                 Ok(true)

@@ -20,6 +20,7 @@ mod dispatch;
 pub mod items;
 pub mod limits;
 pub mod membership;
+pub mod memo;
 pub mod message;
 pub mod node;
 pub mod peer;
@@ -29,6 +30,7 @@ pub mod trust_state;
 pub mod wire;
 
 pub use config::Config;
+pub use memo::Memo;
 pub use message::{MessageId, SignedMessage};
 pub use node::{Command, CommandError, Delivery, Event, Input, Node, NodeError, Output, Timer};
 pub use peer::Peer;

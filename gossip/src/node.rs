@@ -320,15 +320,31 @@ impl<P: Peer, R: Rng> Node<P, R> {
         key: Keypair,
         me: P,
         record: Arc<Record>,
+        rng: R,
+        now_ms: u64,
+    ) -> Result<Self, NodeError> {
+        Self::with_memo(config, genesis, key, me, record, rng, now_ms, None)
+    }
+
+    /// Like [`Node::new`], sharing pure results with the other nodes of this
+    /// process through `memo` (see [`crate::memo`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_memo(
+        config: Config,
+        genesis: Arc<Genesis>,
+        key: Keypair,
+        me: P,
+        record: Arc<Record>,
         mut rng: R,
         now_ms: u64,
+        memo: Option<Arc<crate::memo::Memo>>,
     ) -> Result<Self, NodeError> {
         let Evidence::Agent(agent) = record.evidence() else { return Err(NodeError::NotOwnRecord) };
         if record.author() != key.did() {
             return Err(NodeError::NotOwnRecord);
         }
         agent.chain.verify(&genesis, now_ms, &starling_trust::mandate::NoRevocations)?;
-        let mut trust = TrustState::new(genesis, now_ms);
+        let mut trust = TrustState::new(genesis, now_ms, memo);
         trust.store_mut().insert(Arc::clone(&record));
         trust.refresh_scores(now_ms);
         let jitter = |rng: &mut R, period: u64| now_ms + 1 + crate::peer::below(rng, period.max(1) as usize) as u64;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use automerge::ChangeHash;
 use rand_core::Rng;
 use starling_trust::evidence::reconcile::{Part, Range};
-use starling_trust::{Record, RecordId};
+use starling_trust::RecordId;
 
 use crate::node::{Node, Timer};
 use crate::peer::{Peer, below};
@@ -118,9 +118,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     pub(crate) fn on_records(&mut self, now_ms: u64, from: P, r: Records) {
         for bytes in r.records.iter().take(RECORDS_PER_FRAME_MAX) {
-            match Record::from_bytes(bytes, self.trust.genesis()) {
+            match self.trust.decode_record(bytes) {
                 Ok(record) => {
-                    self.apply_record(now_ms, Arc::new(record));
+                    self.apply_record(now_ms, record);
                 }
                 Err(starling_trust::EvidenceError::Decode(starling_trust::wire::DecodeError::Signature { .. })) => {
                     self.strike(now_ms, from, DropReason::Forged)

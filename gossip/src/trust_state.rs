@@ -4,9 +4,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use starling_trust::keys::Domain;
 use starling_trust::mandate::MandateError;
-use starling_trust::policy::{Action, Actor, Policy, Ring};
-use starling_trust::{Authority, Did, Evidence, EvidenceStore, Genesis, ScoreTable, Tier};
+use starling_trust::policy::{Action, Actor, Applied, Policy, PolicyChange, PolicyError, Ring};
+use starling_trust::wire::DecodeError;
+use starling_trust::{Authority, Did, Evidence, EvidenceError, EvidenceStore, Genesis, Record, ScoreTable, Tier};
+
+use crate::memo::Memo;
+use crate::message::SignedMessage;
 
 /// Why an agent may not do something.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,20 +39,63 @@ pub enum Refusal {
 pub struct TrustState {
     genesis: Arc<Genesis>,
     store: EvidenceStore,
-    policy: Policy,
+    policy: Arc<Policy>,
     scores: Arc<ScoreTable>,
     scored_generation: u64,
     /// Agents admitted since the last score refresh: newcomers until then.
     fresh: BTreeSet<Did>,
+    memo: Option<Arc<Memo>>,
 }
 
 impl TrustState {
-    /// The trust state of a new node of the mesh.
-    pub fn new(genesis: Arc<Genesis>, now_ms: u64) -> Self {
+    /// The trust state of a new node of the mesh, sharing pure results
+    /// through `memo` if given.
+    pub fn new(genesis: Arc<Genesis>, now_ms: u64, memo: Option<Arc<Memo>>) -> Self {
         let store = EvidenceStore::new(Arc::clone(&genesis));
         let scores = Arc::new(ScoreTable::compute(&store, genesis.epoch_at(now_ms)));
-        let policy = Policy::from_genesis(&genesis);
-        Self { genesis, store, policy, scores, scored_generation: 0, fresh: BTreeSet::new() }
+        let policy = match &memo {
+            Some(m) => m.genesis_policy(),
+            None => Arc::new(Policy::from_genesis(&genesis)),
+        };
+        Self { genesis, store, policy, scores, scored_generation: 0, fresh: BTreeSet::new(), memo }
+    }
+
+    /// Decodes and verifies a record (once per process with a memo).
+    pub fn decode_record(&self, bytes: &[u8]) -> Result<Arc<Record>, EvidenceError> {
+        match &self.memo {
+            Some(m) => m.record(bytes),
+            None => Record::from_bytes(bytes, &self.genesis).map(Arc::new),
+        }
+    }
+
+    /// Decodes and verifies a signed message (once per process with a memo).
+    pub fn open_message(&self, bytes: &[u8], max: usize, domain: Domain) -> Result<Arc<SignedMessage>, DecodeError> {
+        match &self.memo {
+            Some(m) => m.message(bytes, max, domain),
+            None => SignedMessage::open(bytes, max, domain, &self.genesis.id()).map(Arc::new),
+        }
+    }
+
+    /// Applies a verified policy change.
+    pub fn apply_policy(&mut self, change: Arc<PolicyChange>) -> Result<Applied, PolicyError> {
+        if self.policy.changes().contains_key(&change.hash()) {
+            return Ok(Applied::Duplicate);
+        }
+        let Some(memo) = self.memo.clone() else {
+            return Arc::make_mut(&mut self.policy).apply(change);
+        };
+        let before = self.policy.heads();
+        let key = (before.clone(), change.hash());
+        let current = Arc::clone(&self.policy);
+        self.policy = memo.policy_after(key, || {
+            let mut next = (*current).clone();
+            next.apply(change)?;
+            Ok(next)
+        })?;
+        Ok(match self.policy.heads() == before {
+            true => Applied::Pending,
+            false => Applied::Applied,
+        })
     }
 
     /// The genesis.
@@ -66,10 +114,6 @@ impl TrustState {
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
-    /// The policy, for applying changes.
-    pub fn policy_mut(&mut self) -> &mut Policy {
-        &mut self.policy
-    }
     /// The current score table.
     pub fn scores(&self) -> &Arc<ScoreTable> {
         &self.scores
@@ -81,7 +125,13 @@ impl TrustState {
         if self.store.generation() == self.scored_generation && self.scores.epoch() == epoch {
             return false;
         }
-        self.scores = Arc::new(ScoreTable::compute(&self.store, epoch));
+        self.scores = match &self.memo {
+            Some(memo) => {
+                let (count, fingerprint) = self.store.digest();
+                memo.scores((count, fingerprint, epoch), || ScoreTable::compute(&self.store, epoch))
+            }
+            None => Arc::new(ScoreTable::compute(&self.store, epoch)),
+        };
         self.scored_generation = self.store.generation();
         self.fresh.clear();
         true

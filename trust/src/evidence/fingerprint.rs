@@ -7,6 +7,8 @@
 //! buckets, finer ranges from the ids themselves. (The construction follows
 //! range-based set reconciliation, Meyer 2023.)
 
+use std::collections::BTreeMap;
+
 use sha2::{Digest, Sha256};
 
 use super::record::RecordId;
@@ -90,26 +92,28 @@ pub(super) fn bucket_of(id: &RecordId) -> usize {
     ((id[0] as usize) << 4) | (id[1] as usize >> 4)
 }
 
-/// Per-bucket accumulators for a whole store.
-#[derive(Debug, Clone)]
-pub(super) struct Fingerprints(Box<[Accumulator]>);
-
-impl Default for Fingerprints {
-    fn default() -> Self {
-        Self(vec![Accumulator::default(); BUCKETS].into_boxed_slice())
-    }
-}
+/// Per-bucket accumulators for a whole store, kept only for non-empty
+/// buckets so a small store (a simulated node's) costs a few bytes, not
+/// 4,096 accumulators.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Fingerprints(BTreeMap<u16, Accumulator>);
 
 impl Fingerprints {
     /// Records an insert or removal.
     pub(super) fn toggle(&mut self, id: &RecordId, add: bool) {
-        self.0[bucket_of(id)].toggle(id, add);
+        let bucket = bucket_of(id) as u16;
+        let acc = self.0.entry(bucket).or_default();
+        acc.toggle(id, add);
+        if acc.count() == 0 {
+            self.0.remove(&bucket);
+        }
     }
 
     /// The sum of buckets `[first, first + n)`.
     pub(super) fn buckets(&self, first: usize, n: usize) -> Accumulator {
         let mut acc = Accumulator::default();
-        for bucket in &self.0[first..first + n] {
+        let range = first.min(BUCKETS) as u16..=((first + n).min(BUCKETS) - 1) as u16;
+        for bucket in self.0.range(range).map(|(_, a)| a) {
             acc.absorb(bucket);
         }
         acc

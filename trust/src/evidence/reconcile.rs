@@ -96,6 +96,13 @@ pub struct Reply {
 }
 
 impl EvidenceStore {
+    /// A digest of the whole set: equal digests mean equal stores (up to a
+    /// 2^-128 collision), so results computed from the set can be shared.
+    pub fn digest(&self) -> (u64, [u8; 16]) {
+        let all = self.accumulate(Range::ALL);
+        (all.count(), all.fingerprint())
+    }
+
     /// The opening message: the fingerprint of everything.
     pub fn reconcile_start(&self) -> Vec<Part> {
         vec![self.fingerprint_part(Range::ALL)]

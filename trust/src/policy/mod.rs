@@ -80,7 +80,7 @@ pub enum Applied {
 }
 
 /// A replica of the policy document and its compiled form.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     doc: Automerge,
     changes: BTreeMap<ChangeHash, Arc<PolicyChange>>,
