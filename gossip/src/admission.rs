@@ -10,7 +10,7 @@
 
 use rand_core::Rng;
 use starling_trust::policy::Action;
-use starling_trust::{Did, Evidence};
+use starling_trust::{Did, Evidence, Inserted};
 
 use crate::node::{Event, Link, Node, Output};
 use crate::limits::Bucket;
@@ -22,7 +22,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         if peer == self.me || self.links.contains_key(&peer) {
             return;
         }
-        let queue = self.dialing.remove(&peer).unwrap_or_default();
+        let queue = self.dialing.remove(&peer).map(|(_, q)| q).unwrap_or_default();
         let bucket = Bucket::full(self.config.peer_frames_burst, now_ms);
         self.links.insert(
             peer,
@@ -44,19 +44,20 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.outbox.push_back(Output::Send { to: peer, frame });
     }
 
+    /// A connection ended, or a dial failed: forget the peer's neighbourhood
+    /// and requests, and refill the active view from the passive one.
     pub(crate) fn on_disconnected(&mut self, now_ms: u64, peer: P) {
         self.dialing.remove(&peer);
-        let Some(link) = self.links.remove(&peer) else { return };
-        if !link.admitted {
-            return;
-        }
-        if self.views.remove_active(&peer) {
+        let was_pending = self.views.cancel_pending(&peer);
+        let was_active = self.links.remove(&peer).is_some_and(|l| l.admitted) && self.views.remove_active(&peer);
+        if was_active {
             self.broadcast.neighbor_down(&peer);
             self.event(Event::NeighborDown(peer));
+        }
+        if was_active || was_pending {
             self.views.forget_passive(&peer);
             self.refill_active(now_ms);
         }
-        self.views.cancel_pending(&peer);
     }
 
     pub(crate) fn on_hello(&mut self, now_ms: u64, peer: P, hello: Hello) {
@@ -89,8 +90,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.outbox.push_back(Output::Send { to: peer, frame });
     }
 
-    /// Checks a hello; on success the agent's record is in the store and
-    /// its principal is returned.
+    /// Checks a hello; on success the agent's record is in the store (and,
+    /// when new here, spreads on the evidence tree so every node can check
+    /// the new agent's messages) and its principal is returned.
     fn check_hello(&mut self, now_ms: u64, peer: P, hello: &Hello) -> Result<Did, String> {
         let did = self.links.get(&peer).map(|l| l.did).ok_or("not connected")?;
         if hello.mesh != self.trust.genesis().id() {
@@ -104,10 +106,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
         if !matches!(record.evidence(), Evidence::Agent(_)) || record.author() != did {
             return Err("the agent record is not the connected peer's".into());
         }
-        self.trust.store_mut().insert(record);
+        let fresh = matches!(self.trust.store_mut().insert(std::sync::Arc::clone(&record)), Inserted::Added { .. });
         let authority = self.trust.authority(&did, now_ms).map_err(|e| e.to_string())?;
         self.trust.note_fresh(did);
         self.trust.decide(&authority, Action::Join, "*").map_err(|e| e.to_string())?;
+        if fresh {
+            self.broadcast_record(now_ms, &record);
+        }
         Ok(authority.principal)
     }
 
@@ -152,6 +157,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 self.event(Event::PeerRefused { peer, reason: "handshake timed out".into() });
             }
             self.drop_link(now_ms, peer);
+        }
+        let dials: Vec<P> =
+            self.dialing.iter().filter(|(_, (since, _))| now_ms >= since + handshake_ms).map(|(p, _)| *p).collect();
+        for peer in dials {
+            self.on_disconnected(now_ms, peer);
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Plumtree broadcast: an eager-push spanning tree repaired by lazy push.
 //!
-//! Each tree (an application topic, or the system trees for evidence and
-//! policy) starts with every active neighbour *eager*. An item received
+//! Each tree (an application topic and origin, or the system trees for
+//! evidence and policy) starts with every active neighbour *eager*. Every
+//! origin gets its own tree per topic, so each settles into the
+//! first-arrival (lowest latency) tree from that origin instead of one
+//! shared tree that suits no sender and keeps being regrafted. An item received
 //! twice prunes the second sender to *lazy*, so the eager links settle into
 //! a spanning tree and each node receives each item about once. Lazy
 //! neighbours get batched IHAVE digests instead; a node that hears of an
@@ -21,22 +24,30 @@ use crate::node::{Node, Timer};
 use crate::peer::Peer;
 use crate::wire::{Announcement, Body, Gossip, Graft, IHave, Prune};
 
+/// Most trees kept; the least recently used is forgotten (it starts again
+/// all-eager if its origin speaks again).
+const TREES_MAX: usize = 1_024;
 /// Most announcers remembered for one missing item.
 const ANNOUNCERS_MAX: usize = 8;
 /// Grafts sent for one missing item before giving up (announcers are tried
 /// in turn, so a lost graft or reply is retried).
 const GRAFT_ATTEMPTS_MAX: u8 = 6;
 
+/// A tree: its name (topic or system tree) and origin (empty for one
+/// shared tree).
+pub(crate) type TreeKey = (String, Vec<u8>);
+
 #[derive(Debug, Clone, Default)]
 struct Tree<P> {
     eager: BTreeSet<P>,
     lazy: BTreeSet<P>,
+    used_ms: u64,
 }
 
 /// An item kept to answer grafts.
 #[derive(Debug, Clone)]
 struct Cached {
-    tree: String,
+    tree: TreeKey,
     kind: i32,
     round: u32,
     item: Arc<Vec<u8>>,
@@ -44,7 +55,7 @@ struct Cached {
 
 #[derive(Debug, Clone)]
 struct Missing<P> {
-    tree: String,
+    tree: TreeKey,
     announcers: VecDeque<P>,
     attempts: u8,
 }
@@ -52,7 +63,7 @@ struct Missing<P> {
 /// Per-tree link sets, the item cache and the repair state.
 #[derive(Debug, Clone)]
 pub struct Broadcast<P> {
-    trees: BTreeMap<String, Tree<P>>,
+    trees: BTreeMap<TreeKey, Tree<P>>,
     cache: BTreeMap<MessageId, Cached>,
     cache_order: VecDeque<(u64, MessageId)>,
     seen: BTreeSet<MessageId>,
@@ -96,12 +107,20 @@ impl<P: Peer> Broadcast<P> {
         }
     }
 
-    fn tree(&mut self, name: &str, active: &[P]) -> &mut Tree<P> {
-        if !self.trees.contains_key(name) {
-            let tree = Tree { eager: active.iter().copied().collect(), lazy: BTreeSet::new() };
-            self.trees.insert(name.to_string(), tree);
+    fn tree(&mut self, key: &TreeKey, active: &[P], now_ms: u64) -> &mut Tree<P> {
+        if !self.trees.contains_key(key) {
+            if self.trees.len() >= TREES_MAX {
+                let stalest = self.trees.iter().min_by_key(|(_, t)| t.used_ms).map(|(k, _)| k.clone());
+                if let Some(k) = stalest {
+                    self.trees.remove(&k);
+                }
+            }
+            let tree = Tree { eager: active.iter().copied().collect(), lazy: BTreeSet::new(), used_ms: now_ms };
+            self.trees.insert(key.clone(), tree);
         }
-        self.trees.get_mut(name).unwrap_or_else(|| unreachable!("inserted above"))
+        let tree = self.trees.get_mut(key).unwrap_or_else(|| unreachable!("inserted above"));
+        tree.used_ms = tree.used_ms.max(now_ms);
+        tree
     }
 
     /// Whether an item id has been seen (accepted or refused).
@@ -150,9 +169,17 @@ impl<P: Peer> Broadcast<P> {
         self.seen.len()
     }
 
-    /// Eager and lazy link counts of a tree.
+    /// Eager and lazy link counts summed over the trees named `tree`.
     pub fn links(&self, tree: &str) -> (usize, usize) {
-        self.trees.get(tree).map(|t| (t.eager.len(), t.lazy.len())).unwrap_or((0, 0))
+        self.trees
+            .iter()
+            .filter(|((name, _), _)| name == tree)
+            .fold((0, 0), |(e, l), (_, t)| (e + t.eager.len(), l + t.lazy.len()))
+    }
+
+    /// Trees held.
+    pub fn trees(&self) -> usize {
+        self.trees.len()
     }
 }
 
@@ -164,12 +191,22 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     /// Pushes an accepted item along `tree`: eagerly to eager links, as an
     /// announcement to lazy ones, never back to `from`.
-    pub(crate) fn push_item(&mut self, now_ms: u64, from: Option<P>, tree: &str, kind: i32, round: u32, item: Vec<u8>, id: MessageId) {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push_item(
+        &mut self,
+        now_ms: u64,
+        from: Option<P>,
+        tree: &TreeKey,
+        kind: i32,
+        round: u32,
+        item: Vec<u8>,
+        id: MessageId,
+    ) {
         let item = Arc::new(item);
         let (cache_ms, cache_max) = (self.config.message_cache_ms, self.config.message_cache_max);
         let active = self.views.active().to_vec();
         let b = &mut self.broadcast;
-        b.cache.insert(id, Cached { tree: tree.to_string(), kind, round, item: Arc::clone(&item) });
+        b.cache.insert(id, Cached { tree: tree.clone(), kind, round, item: Arc::clone(&item) });
         b.cache_order.push_back((now_ms + cache_ms, id));
         while b.cache.len() > cache_max {
             match b.cache_order.pop_front() {
@@ -177,8 +214,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 None => break,
             };
         }
-        let t = b.tree(tree, &active);
-        if let Some(f) = from {
+        let t = b.tree(tree, &active, now_ms);
+        if let Some(f) = from.filter(|f| active.contains(f)) {
             t.lazy.remove(&f);
             t.eager.insert(f);
         }
@@ -188,7 +225,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
             kind,
             round: round + 1,
             item: item.as_ref().clone(),
-            tree: tree.to_string(),
+            tree: tree.0.clone(),
+            origin: tree.1.clone(),
         }))
         .encode();
         for p in eager {
@@ -196,7 +234,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.send_encoded(p, frame.clone());
         }
         for p in lazy {
-            let announcement = Announcement { id: id.to_vec(), tree: tree.to_string(), round: round + 1 };
+            let announcement =
+                Announcement { id: id.to_vec(), tree: tree.0.clone(), round: round + 1, origin: tree.1.clone() };
             self.broadcast.ihave.entry(p).or_default().push(announcement);
         }
         if !self.broadcast.ihave.is_empty() && !self.broadcast.flush_pending {
@@ -206,12 +245,12 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     /// A second copy of `id` arrived from `from`: prune that link.
-    pub(crate) fn on_duplicate(&mut self, from: P, tree: &str) {
+    pub(crate) fn on_duplicate(&mut self, from: P, tree: &TreeKey) {
         self.stats.items_duplicate += 1;
         let Some(t) = self.broadcast.trees.get_mut(tree) else { return };
         if t.eager.remove(&from) {
             t.lazy.insert(from);
-            self.send(from, Body::Prune(Prune { tree: tree.to_string() }));
+            self.send(from, Body::Prune(Prune { tree: tree.0.clone(), origin: tree.1.clone() }));
         }
     }
 
@@ -226,7 +265,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 .broadcast
                 .missing
                 .entry(id)
-                .or_insert_with(|| Missing { tree: a.tree.clone(), announcers: VecDeque::new(), attempts: 0 });
+                .or_insert_with(|| Missing { tree: (a.tree.clone(), a.origin.clone()), announcers: VecDeque::new(), attempts: 0 });
             if !missing.announcers.contains(&from) && missing.announcers.len() < ANNOUNCERS_MAX {
                 missing.announcers.push_back(from);
             }
@@ -251,11 +290,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let tree = missing.tree.clone();
         let more = missing.attempts < GRAFT_ATTEMPTS_MAX;
         let active = self.views.active().to_vec();
-        let t = self.broadcast.tree(&tree, &active);
-        t.lazy.remove(&announcer);
-        t.eager.insert(announcer);
+        let t = self.broadcast.tree(&tree, &active, now_ms);
+        if active.contains(&announcer) {
+            t.lazy.remove(&announcer);
+            t.eager.insert(announcer);
+        }
         self.stats.grafts_sent += 1;
-        self.send(announcer, Body::Graft(Graft { id: id.to_vec(), tree }));
+        self.send(announcer, Body::Graft(Graft { id: id.to_vec(), tree: tree.0, origin: tree.1 }));
         match more {
             true => self.set_timer(now_ms + self.config.graft_next_ms, Timer::Graft(id)),
             false => {
@@ -264,24 +305,26 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 
-    pub(crate) fn on_graft(&mut self, from: P, graft: Graft) {
+    /// A graft: send the item (to any admitted peer that asks), and make the
+    /// link eager if it is a neighbour's.
+    pub(crate) fn on_graft(&mut self, now_ms: u64, from: P, graft: Graft) {
         let active = self.views.active().to_vec();
-        if !active.contains(&from) {
-            return;
+        if active.contains(&from) {
+            let t = self.broadcast.tree(&(graft.tree, graft.origin), &active, now_ms);
+            t.lazy.remove(&from);
+            t.eager.insert(from);
         }
-        let t = self.broadcast.tree(&graft.tree, &active);
-        t.lazy.remove(&from);
-        t.eager.insert(from);
         let Ok(id) = <MessageId>::try_from(graft.id.as_slice()) else { return };
         if let Some(c) = self.broadcast.cache.get(&id).cloned() {
             self.stats.gossip_sent += 1;
-            let gossip = Gossip { kind: c.kind, round: c.round + 1, item: c.item.as_ref().clone(), tree: c.tree };
+            let gossip =
+                Gossip { kind: c.kind, round: c.round + 1, item: c.item.as_ref().clone(), tree: c.tree.0, origin: c.tree.1 };
             self.send(from, Body::Gossip(gossip));
         }
     }
 
     pub(crate) fn on_prune(&mut self, from: P, prune: Prune) {
-        if let Some(t) = self.broadcast.trees.get_mut(&prune.tree)
+        if let Some(t) = self.broadcast.trees.get_mut(&(prune.tree, prune.origin))
             && t.eager.remove(&from)
         {
             t.lazy.insert(from);

@@ -38,7 +38,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             (false, _) => self.dropped(from, DropReason::NotAdmitted),
             (true, Body::Hello(_)) => self.strike(now_ms, from, DropReason::Malformed("second hello".into())),
             (true, Body::Join(_)) => self.on_join(from),
-            (true, Body::ForwardJoin(fj)) => self.on_forward_join(from, fj),
+            (true, Body::ForwardJoin(fj)) => self.on_forward_join(now_ms, from, fj),
             (true, Body::Neighbor(n)) => self.on_neighbor(from, n),
             (true, Body::NeighborReply(r)) => self.on_neighbor_reply(now_ms, from, r),
             (true, Body::Disconnect(d)) => self.on_disconnect_frame(now_ms, from, d),
@@ -46,7 +46,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             (true, Body::ShuffleReply(r)) => self.on_shuffle_reply(r),
             (true, Body::Gossip(g)) => self.on_gossip(now_ms, from, g),
             (true, Body::IHave(i)) => self.on_ihave(now_ms, from, i),
-            (true, Body::Graft(g)) => self.on_graft(from, g),
+            (true, Body::Graft(g)) => self.on_graft(now_ms, from, g),
             (true, Body::Prune(p)) => self.on_prune(from, p),
             (true, Body::Reconcile(r)) => self.on_reconcile(now_ms, from, r),
             (true, Body::Want(w)) => self.on_want(now_ms, from, w),
@@ -84,7 +84,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     pub(crate) fn on_command(&mut self, now_ms: u64, command: Command<P>) -> Result<Option<MessageId>, CommandError> {
         match command {
-            Command::Join { contacts } => self.start_join(contacts),
+            Command::Join { contacts } => self.start_join(now_ms, contacts),
             Command::Subscribe { topic } => {
                 let me = self.did();
                 let authority = self.trust.authority(&me, now_ms)?;
@@ -130,7 +130,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 self.broadcast.expire(now_ms);
                 self.graylist.expire(now_ms);
                 self.sweep_links(now_ms);
-                self.refill_active(now_ms);
+                self.expire_requests(now_ms);
             }
         }
     }

@@ -19,6 +19,7 @@ use starling_trust::keys::Domain;
 use starling_trust::policy::{Action, Applied, PolicyChange, PolicyError};
 use starling_trust::{Did, Evidence, Inserted, Record, wire};
 
+use crate::broadcast::TreeKey;
 use crate::message::{MessageId, SYSTEM_PREFIX, SignedMessage, TOPIC_BYTES_MAX};
 use crate::node::{CommandError, Delivery, Event, Node, Output};
 use crate::peer::Peer;
@@ -43,44 +44,54 @@ enum Verdict {
     Bad(DropReason),
     /// Authentic, but its origin may not do this.
     Refused { origin: Did, reason: DropReason, rule: &'static str, severity: u32 },
+    /// Authentic, but its origin's agent record has not reached this node
+    /// yet: nobody's fault, and a later copy may be accepted.
+    Unknown(DropReason),
 }
 
 impl<P: Peer, R: Rng> Node<P, R> {
     pub(crate) fn on_gossip(&mut self, now_ms: u64, from: P, g: Gossip) {
         let id = wire::sha256(&g.item);
+        let tree: TreeKey = (g.tree, g.origin);
         if self.broadcast.is_seen(&id) {
-            self.on_duplicate(from, &g.tree);
+            self.on_duplicate(from, &tree);
             return;
         }
+        let system = tree.1.is_empty();
         let verdict = match ItemKind::try_from(g.kind) {
-            Ok(ItemKind::Message) => self.accept_message(now_ms, &g.tree, &g.item, g.round),
-            Ok(ItemKind::Evidence) if g.tree == EVIDENCE_TREE => self.accept_evidence(now_ms, &g.item),
-            Ok(ItemKind::Policy) if g.tree == POLICY_TREE => self.accept_policy(&g.item),
+            Ok(ItemKind::Message) if !system => self.accept_message(now_ms, &tree, &g.item, g.round),
+            Ok(ItemKind::Evidence) if system && tree.0 == EVIDENCE_TREE => self.accept_evidence(now_ms, &g.item),
+            Ok(ItemKind::Policy) if system && tree.0 == POLICY_TREE => self.accept_policy(&g.item),
             _ => Verdict::Bad(DropReason::Malformed("unknown item kind or tree".into())),
         };
+        if let Verdict::Unknown(reason) = verdict {
+            self.dropped(from, reason);
+            return;
+        }
         let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
         self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
         match verdict {
             Verdict::Accepted => {
                 self.stats.items_accepted += 1;
-                self.push_item(now_ms, Some(from), &g.tree, g.kind, g.round, g.item, id);
+                self.push_item(now_ms, Some(from), &tree, g.kind, g.round, g.item, id);
             }
-            Verdict::Known => self.on_duplicate(from, &g.tree),
+            Verdict::Known => self.on_duplicate(from, &tree),
             Verdict::Bad(reason) => self.strike(now_ms, from, reason),
             Verdict::Refused { origin, reason, rule, severity } => {
                 self.dropped(from, reason);
                 self.report_violation(now_ms, origin, rule, severity, &id);
             }
+            Verdict::Unknown(_) => {}
         }
     }
 
-    fn accept_message(&mut self, now_ms: u64, tree: &str, item: &[u8], round: u32) -> Verdict {
+    fn accept_message(&mut self, now_ms: u64, tree: &TreeKey, item: &[u8], round: u32) -> Verdict {
         let message = match self.trust.open_message(item, self.config.frame_bytes_max, Domain::Message) {
             Ok(m) => m,
             Err(wire::DecodeError::Signature { .. }) => return Verdict::Bad(DropReason::Forged),
             Err(e) => return Verdict::Bad(DropReason::Malformed(e.to_string())),
         };
-        if message.topic != tree || message.topic.starts_with(SYSTEM_PREFIX) {
+        if message.topic != tree.0 || tree.1 != message.origin.as_bytes() || message.topic.starts_with(SYSTEM_PREFIX) {
             return Verdict::Bad(DropReason::Malformed("message topic does not match its tree".into()));
         }
         if message.sent_ms + self.config.message_age_max_ms < now_ms
@@ -91,6 +102,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let origin = message.origin;
         let authority = match self.trust.authority(&origin, now_ms) {
             Ok(a) => a,
+            Err(e @ crate::trust_state::Refusal::Unknown(_)) => return Verdict::Unknown(DropReason::Refused(e.to_string())),
             Err(e) => {
                 let reason = DropReason::Refused(e.to_string());
                 return Verdict::Refused { origin, reason, rule: "mandate", severity: 3 };
@@ -217,15 +229,20 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     /// Applies a local record and spreads it on the evidence tree.
     pub(crate) fn spread_record(&mut self, now_ms: u64, record: Arc<Record>) -> bool {
-        let bytes = record.to_bytes().to_vec();
-        let id = record.id();
-        if !self.apply_record(now_ms, record) {
+        if !self.apply_record(now_ms, Arc::clone(&record)) {
             return false;
         }
+        self.broadcast_record(now_ms, &record);
+        true
+    }
+
+    /// Starts a record (already applied here) down the evidence tree.
+    pub(crate) fn broadcast_record(&mut self, now_ms: u64, record: &Record) {
+        let id = record.id();
         let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
         self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
-        self.push_item(now_ms, None, EVIDENCE_TREE, ItemKind::Evidence as i32, 0, bytes, id);
-        true
+        let tree = (EVIDENCE_TREE.to_string(), Vec::new());
+        self.push_item(now_ms, None, &tree, ItemKind::Evidence as i32, 0, record.to_bytes().to_vec(), id);
     }
 
     /// Publishes a message from the local agent.
@@ -248,7 +265,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let message = SignedMessage::sign(&self.key, Domain::Message, &mesh, &topic, self.seq, now_ms, payload);
         let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
         self.broadcast.mark_seen(message.id, now_ms, seen_ms, seen_max);
-        self.push_item(now_ms, None, &topic, ItemKind::Message as i32, 0, message.raw, message.id);
+        let tree = (topic, me.as_bytes().to_vec());
+        self.push_item(now_ms, None, &tree, ItemKind::Message as i32, 0, message.raw, message.id);
         Ok(message.id)
     }
 
@@ -259,7 +277,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         if self.apply_policy(change)? {
             let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
             self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
-            self.push_item(now_ms, None, POLICY_TREE, ItemKind::Policy as i32, 0, bytes, id);
+            self.push_item(now_ms, None, &(POLICY_TREE.to_string(), Vec::new()), ItemKind::Policy as i32, 0, bytes, id);
         }
         Ok(())
     }

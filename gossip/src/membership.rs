@@ -15,7 +15,7 @@
 //! few random passive candidates. So a flood of identities minted by one
 //! principal, or of untrusted ones, cannot eclipse a node.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rand_core::Rng;
 use starling_trust::{Did, Tier};
@@ -37,8 +37,13 @@ pub struct Views<P> {
     active: Vec<P>,
     passive: Vec<P>,
     hints: BTreeMap<P, Hint>,
-    pending: BTreeSet<P>,
-    joining: BTreeSet<P>,
+    /// Neighbour requests in flight, with when they were sent.
+    pending: BTreeMap<P, u64>,
+    /// Join requests in flight, with when they were sent.
+    joining: BTreeMap<P, u64>,
+    /// Peers that refused a neighbour request, and when: not asked again
+    /// for a shuffle period.
+    refused: BTreeMap<P, u64>,
 }
 
 impl<P> Default for Views<P> {
@@ -47,8 +52,9 @@ impl<P> Default for Views<P> {
             active: Vec::new(),
             passive: Vec::new(),
             hints: BTreeMap::new(),
-            pending: BTreeSet::new(),
-            joining: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            joining: BTreeMap::new(),
+            refused: BTreeMap::new(),
         }
     }
 }
@@ -68,7 +74,7 @@ impl<P: Peer> Views<P> {
     }
     /// Whether a neighbour request to `p` is in flight.
     pub fn is_pending(&self, p: &P) -> bool {
-        self.pending.contains(p) || self.joining.contains(p)
+        self.pending.contains_key(p) || self.joining.contains_key(p)
     }
     pub(crate) fn remove_active(&mut self, p: &P) -> bool {
         let before = self.active.len();
@@ -82,7 +88,12 @@ impl<P: Peer> Views<P> {
         }
     }
     pub(crate) fn cancel_pending(&mut self, p: &P) -> bool {
-        self.pending.remove(p) | self.joining.remove(p)
+        self.pending.remove(p).is_some() | self.joining.remove(p).is_some()
+    }
+
+    /// Requests sent before `before_ms` that were never answered.
+    pub(crate) fn stale_requests(&self, before_ms: u64) -> Vec<P> {
+        self.pending.iter().chain(&self.joining).filter(|(_, at)| **at < before_ms).map(|(p, _)| *p).collect()
     }
     pub(crate) fn learn(&mut self, p: P, did: Did, principal: Option<Did>) {
         let hint = self.hints.entry(p).or_default();
@@ -132,17 +143,17 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     /// Join through `contacts`.
-    pub(crate) fn start_join(&mut self, contacts: Vec<P>) {
+    pub(crate) fn start_join(&mut self, now_ms: u64, contacts: Vec<P>) {
         let me = self.me;
         for contact in contacts.into_iter().filter(|c| *c != me) {
-            self.views.joining.insert(contact);
+            self.views.joining.insert(contact, now_ms);
             self.send(contact, Body::Join(Join {}));
         }
     }
 
     /// A peer finished its handshake.
     pub(crate) fn on_admitted(&mut self, _now_ms: u64, peer: P) {
-        if self.views.joining.remove(&peer) {
+        if self.views.joining.remove(&peer).is_some() {
             self.add_active(peer, true);
         }
     }
@@ -158,7 +169,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 
-    pub(crate) fn on_forward_join(&mut self, from: P, fj: ForwardJoin) {
+    pub(crate) fn on_forward_join(&mut self, now_ms: u64, from: P, fj: ForwardJoin) {
         let Some(joiner) = fj.peer.as_ref().and_then(|r| self.from_ref(r)) else { return };
         if joiner == self.me || self.views.is_active(&joiner) {
             return;
@@ -166,7 +177,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let ttl = fj.ttl.min(u32::from(self.config.active_walk_len));
         let next: Vec<P> = self.views.active.iter().copied().filter(|q| *q != from && *q != joiner).collect();
         if ttl == 0 || next.is_empty() {
-            self.request_neighbor(joiner, true);
+            self.request_neighbor(now_ms, joiner, true);
             return;
         }
         if ttl == u32::from(self.config.passive_walk_len) {
@@ -197,6 +208,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             }
         } else {
             self.add_passive(from);
+            self.views.refused.insert(from, now_ms);
             self.refill_active(now_ms);
         }
     }
@@ -212,23 +224,27 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.refill_active(now_ms);
     }
 
-    fn request_neighbor(&mut self, peer: P, high_priority: bool) {
+    fn request_neighbor(&mut self, now_ms: u64, peer: P, high_priority: bool) {
         if peer == self.me || self.views.is_active(&peer) || self.views.is_pending(&peer) {
             return;
         }
-        self.views.pending.insert(peer);
+        self.views.pending.insert(peer, now_ms);
         self.send(peer, Body::Neighbor(Neighbor { high_priority }));
     }
 
-    /// Tops the active view up from the passive view, best of three.
-    pub(crate) fn refill_active(&mut self, _now_ms: u64) {
+    /// Tops the active view up from the passive view, best of three. Below
+    /// half its size the request is high priority (the receiver must make
+    /// room), so no node is left hanging by a single link.
+    pub(crate) fn refill_active(&mut self, now_ms: u64) {
+        let retry_after = now_ms.saturating_sub(self.config.shuffle_ms);
+        self.views.refused.retain(|_, at| *at > retry_after);
         while self.views.active.len() + self.views.pending.len() < self.config.active_size {
             let candidates: Vec<P> = self
                 .views
                 .passive
                 .iter()
                 .copied()
-                .filter(|p| !self.views.pending.contains(p) && !self.views.is_active(p))
+                .filter(|p| !self.views.is_pending(p) && !self.views.is_active(p) && !self.views.refused.contains_key(p))
                 .collect();
             if candidates.is_empty() {
                 return;
@@ -242,8 +258,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 }
             }
             let Some((_, peer)) = best else { return };
-            let high_priority = self.views.active.is_empty();
-            self.request_neighbor(peer, high_priority);
+            let high_priority = self.views.active.len() * 2 < self.config.active_size;
+            self.request_neighbor(now_ms, peer, high_priority);
         }
     }
 
@@ -324,6 +340,18 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.views.forget_passive(&victim);
         }
         self.views.passive.push(peer);
+    }
+
+    /// Gives up on neighbour and join requests unanswered for twice the
+    /// handshake time (a lost reply, a dial that never completed), so they
+    /// stop holding active-view slots.
+    pub(crate) fn expire_requests(&mut self, now_ms: u64) {
+        let before = now_ms.saturating_sub(2 * self.config.handshake_ms);
+        for peer in self.views.stale_requests(before) {
+            self.views.cancel_pending(&peer);
+            self.views.forget_passive(&peer);
+        }
+        self.refill_active(now_ms);
     }
 
     pub(crate) fn on_shuffle_timer(&mut self, now_ms: u64) {

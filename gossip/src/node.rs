@@ -297,8 +297,10 @@ pub struct Node<P: Peer, R: Rng> {
     pub(crate) trust: TrustState,
     /// Transport connections, admitted or handshaking.
     pub(crate) links: BTreeMap<P, Link>,
-    /// Peers we are dialling, with frames to send once admitted.
-    pub(crate) dialing: BTreeMap<P, Vec<Vec<u8>>>,
+    /// Peers we are dialling: since when, and frames to send once admitted.
+    pub(crate) dialing: BTreeMap<P, (u64, Vec<Vec<u8>>)>,
+    /// The time of the input being handled.
+    pub(crate) now_ms: u64,
     pub(crate) views: Views<P>,
     pub(crate) broadcast: Broadcast<P>,
     pub(crate) subscriptions: BTreeSet<String>,
@@ -363,6 +365,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             trust,
             links: BTreeMap::new(),
             dialing: BTreeMap::new(),
+            now_ms,
             subscriptions: BTreeSet::new(),
             origins,
             graylist: Graylist::default(),
@@ -380,6 +383,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// Feeds one input. Only commands can fail (see [`CommandError`]); a
     /// publish answers with the message's id.
     pub fn handle(&mut self, now_ms: u64, input: Input<P>) -> Result<Option<MessageId>, CommandError> {
+        self.now_ms = self.now_ms.max(now_ms);
         match input {
             Input::Connected { peer, did } => self.on_connected(now_ms, peer, did),
             Input::Disconnected { peer } => self.on_disconnected(now_ms, peer),
@@ -414,6 +418,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// The active view.
     pub fn active_view(&self) -> &[P] {
         self.views.active()
+    }
+    /// Whether a neighbour request to `p` is in flight.
+    pub fn views_pending(&self, p: &P) -> bool {
+        self.views.is_pending(p)
     }
     /// The passive view.
     pub fn passive_view(&self) -> &[P] {
@@ -459,7 +467,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             }
             None => {
                 let fresh = !self.dialing.contains_key(&to);
-                let queue = self.dialing.entry(to).or_default();
+                let (_, queue) = self.dialing.entry(to).or_insert_with(|| (self.now_ms, Vec::new()));
                 if queue.len() < self.config.queued_frames_max {
                     queue.push(frame);
                 }

@@ -142,10 +142,14 @@ impl TrustState {
         self.fresh.insert(did);
     }
 
-    /// The tier of an identity: a fresh newcomer's until scores catch up.
+    /// The tier of an identity. An agent admitted here, or whose agent
+    /// record arrived after the last score refresh, counts as a newcomer
+    /// until scores catch up, rather than as the stranger the stale table
+    /// would make it.
     pub fn tier(&self, did: &Did) -> Tier {
         let scored = self.scores.tier(did);
-        match self.fresh.contains(did) {
+        let unscored_agent = !self.scores.contains(did) && self.store.agent(did).is_some();
+        match self.fresh.contains(did) || unscored_agent {
             true => scored.max(Tier::of(self.genesis.params().newcomer_score)),
             false => scored,
         }

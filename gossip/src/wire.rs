@@ -229,6 +229,10 @@ pub struct Gossip {
     /// The broadcast tree (the topic, or a system tree).
     #[prost(string, tag = "4")]
     pub tree: String,
+    /// For a message, its origin's DID key: each origin gets its own tree
+    /// per topic. Empty for evidence and policy.
+    #[prost(bytes = "vec", tag = "5")]
+    pub origin: Vec<u8>,
 }
 
 /// One announced item.
@@ -243,6 +247,9 @@ pub struct Announcement {
     /// Hops from the origin at the announcer.
     #[prost(uint32, tag = "3")]
     pub round: u32,
+    /// The item's origin (see [`Gossip::origin`]).
+    #[prost(bytes = "vec", tag = "4")]
+    pub origin: Vec<u8>,
 }
 
 /// Lazy push.
@@ -262,6 +269,9 @@ pub struct Graft {
     /// The tree.
     #[prost(string, tag = "2")]
     pub tree: String,
+    /// The origin whose tree it is.
+    #[prost(bytes = "vec", tag = "3")]
+    pub origin: Vec<u8>,
 }
 
 /// Prune.
@@ -270,6 +280,9 @@ pub struct Prune {
     /// The tree.
     #[prost(string, tag = "1")]
     pub tree: String,
+    /// The origin whose tree it is.
+    #[prost(bytes = "vec", tag = "2")]
+    pub origin: Vec<u8>,
 }
 
 /// One reconciliation part (see `starling_trust::evidence::reconcile`).
@@ -418,9 +431,9 @@ mod tests {
             any::<bool>().prop_map(|high_priority| Body::Neighbor(Neighbor { high_priority })),
             (proptest::collection::vec(peer_ref, 0..4), any::<u32>())
                 .prop_map(|(peers, ttl)| Body::Shuffle(Shuffle { origin: None, ttl, peers })),
-            (0i32..3, any::<u32>(), bytes(), ".{0,8}").prop_map(|(kind, round, item, tree)| Body::Gossip(Gossip { kind, round, item, tree })),
+            (0i32..3, any::<u32>(), bytes(), ".{0,8}").prop_map(|(kind, round, item, tree)| Body::Gossip(Gossip { kind, round, item, tree, origin: vec![] })),
             proptest::collection::vec((bytes(), ".{0,8}", any::<u32>()), 0..4).prop_map(|v| Body::IHave(IHave {
-                items: v.into_iter().map(|(id, tree, round)| Announcement { id, tree, round }).collect()
+                items: v.into_iter().map(|(id, tree, round)| Announcement { id, tree, round, origin: vec![] }).collect()
             })),
             (any::<u64>(), any::<u32>(), any::<u64>(), bytes(), proptest::collection::vec(bytes(), 0..3)).prop_map(
                 |(prefix, bits, count, fingerprint, ids)| Body::Reconcile(Reconcile {

@@ -25,9 +25,11 @@ fn every_live_node_delivers_every_message_and_the_tree_settles() {
             let active = net.node(node).active_view().len();
             assert!(active >= 2, "seed {seed}: node {node} has {active} neighbours");
         }
+        // Five publishers; each origin's tree settles after its first messages.
+        let publishers: Vec<u32> = (0..5).map(|_| net.random_live()).collect();
         let mut ids = Vec::new();
         for k in 0..40u32 {
-            let from = net.random_live();
+            let from = publishers[k as usize % publishers.len()];
             ids.push(net.publish(from, "news", &k.to_le_bytes()));
             net.run_for(200);
         }
@@ -39,7 +41,7 @@ fn every_live_node_delivers_every_message_and_the_tree_settles() {
         let before: (u64, u64) = totals(&net);
         let mut late = Vec::new();
         for k in 0..20u32 {
-            let from = net.random_live();
+            let from = publishers[k as usize % publishers.len()];
             late.push(net.publish(from, "news", &(1000 + k).to_le_bytes()));
             net.run_for(200);
         }
@@ -142,8 +144,10 @@ fn a_revocation_reaches_every_node_and_cuts_the_agent_off() {
 }
 
 /// Injects a gossip frame into `to` as if `from` had sent it.
-fn inject(net: &mut Net, from: u32, to: u32, item: Vec<u8>, tree: &str) {
-    let gossip = Gossip { kind: ItemKind::Message as i32, round: 1, item, tree: tree.into() };
+fn inject(net: &mut Net, from: u32, to: u32, message: &SignedMessage) {
+    let item = message.raw.clone();
+    let origin = message.origin.as_bytes().to_vec();
+    let gossip = Gossip { kind: ItemKind::Message as i32, round: 1, item, tree: message.topic.clone(), origin };
     net.input(to, Input::Frame { from, bytes: Frame::new(Body::Gossip(gossip)).encode() }).unwrap();
 }
 
@@ -161,20 +165,20 @@ fn forged_replayed_and_out_of_scope_messages_are_dropped() {
     // Forged: a valid message with its payload changed after signing.
     let key = net.keys[sender as usize].clone();
     let good = SignedMessage::sign(&key, Domain::Message, &mesh_id, "news", 99, net.now, b"hello".to_vec());
-    let mut forged = good.raw.clone();
-    let at = forged.len() - 70;
-    forged[at] ^= 0x20;
-    inject(&mut net, sender, receiver, forged, "news");
+    let mut forged = good.clone();
+    let at = forged.raw.len() - 70;
+    forged.raw[at] ^= 0x20;
+    inject(&mut net, sender, receiver, &forged);
     assert_eq!(net.node(receiver).stats().dropped_forged, 1);
 
     // Replayed: a correctly signed message from outside the freshness window.
     let old = SignedMessage::sign(&key, Domain::Message, &mesh_id, "news", 100, net.now - 3_600_000, b"old".to_vec());
-    inject(&mut net, sender, receiver, old.raw, "news");
+    inject(&mut net, sender, receiver, &old);
     assert_eq!(net.node(receiver).stats().dropped_replayed, 1);
 
     // A replay of a message already seen is a duplicate, delivered once.
-    inject(&mut net, sender, receiver, good.raw.clone(), "news");
-    inject(&mut net, sender, receiver, good.raw.clone(), "news");
+    inject(&mut net, sender, receiver, &good);
+    inject(&mut net, sender, receiver, &good);
     net.run_for(1_000);
     let copies = net.deliveries[delivered_before..].iter().filter(|(n, _, d)| *n == receiver && d.id == good.id).count();
     assert_eq!(copies, 1);
@@ -184,7 +188,7 @@ fn forged_replayed_and_out_of_scope_messages_are_dropped() {
     let err = net.command(narrow, Command::Publish { topic: "news".into(), payload: vec![1] }).unwrap_err();
     assert!(err.to_string().contains("outside the agent's mandate scope"), "{err}");
     let sneaky = SignedMessage::sign(&narrow_key, Domain::Message, &mesh_id, "news", 1, net.now, b"sneaky".to_vec());
-    inject(&mut net, sender, receiver, sneaky.raw, "news");
+    inject(&mut net, sender, receiver, &sneaky);
     assert_eq!(net.node(receiver).stats().dropped_refused, 1);
     assert_eq!(net.node(receiver).stats().violations_reported, 1);
     net.run_for(2_000);

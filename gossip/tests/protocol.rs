@@ -62,7 +62,7 @@ fn the_handshake_admits_a_peer_with_a_valid_mandate() {
     let hello = Hello { mesh: mesh.genesis.id().to_vec(), agent_record: a_record.to_bytes().to_vec() };
     assert_eq!(drain(&mut a), [Output::Send { to: 2, frame: frame(Body::Hello(hello)) }]);
     // Frames before the hello are dropped.
-    a.handle(START_MS, Input::Frame { from: 2, bytes: frame(Body::Prune(Prune { tree: "x".into() })) }).unwrap();
+    a.handle(START_MS, Input::Frame { from: 2, bytes: frame(Body::Prune(Prune { tree: "x".into(), origin: vec![] })) }).unwrap();
     assert!(matches!(drain(&mut a).as_slice(), [Output::Event(Event::Dropped { from: 2, .. })]));
     let hello = Hello { mesh: mesh.genesis.id().to_vec(), agent_record: b_record.to_bytes().to_vec() };
     a.handle(START_MS, Input::Frame { from: 2, bytes: frame(Body::Hello(hello)) }).unwrap();
@@ -153,24 +153,27 @@ fn duplicates_prune_and_missing_items_are_grafted() {
     }
     // c's agent record reached b in the handshake, so b can check c's message.
     let message = starling_gossip::SignedMessage::sign(&c_key, starling_trust::keys::Domain::Message, &mesh.genesis.id(), "news", 1, START_MS, b"hi".to_vec());
-    let gossip = |round| Gossip { kind: ItemKind::Message as i32, round, item: message.raw.clone(), tree: "news".into() };
+    let origin = c_key.did().as_bytes().to_vec();
+    let gossip = |round| Gossip { kind: ItemKind::Message as i32, round, item: message.raw.clone(), tree: "news".into(), origin: origin.clone() };
     drain(&mut b);
     b.handle(START_MS, Input::Frame { from: 3, bytes: frame(Body::Gossip(gossip(1))) }).unwrap();
     let out = drain(&mut b);
     assert_eq!(out, [Output::Send { to: 1, frame: frame(Body::Gossip(gossip(2))) }]);
     b.handle(START_MS, Input::Frame { from: 1, bytes: frame(Body::Gossip(gossip(2))) }).unwrap();
-    assert_eq!(drain(&mut b), [Output::Send { to: 1, frame: frame(Body::Prune(Prune { tree: "news".into() })) }]);
+    assert_eq!(drain(&mut b), [Output::Send { to: 1, frame: frame(Body::Prune(Prune { tree: "news".into(), origin: origin.clone() })) }]);
     assert_eq!(b.broadcast().links("news"), (1, 1));
+    // One tree for c's messages on news, one for evidence (the agent records it spread).
+    assert_eq!(b.broadcast().trees(), 2);
 
     // An announcement of an unknown item sets a timer; when it fires, graft.
     let id = [5u8; 32];
-    let ihave = IHave { items: vec![Announcement { id: id.to_vec(), tree: "news".into(), round: 3 }] };
+    let ihave = IHave { items: vec![Announcement { id: id.to_vec(), tree: "news".into(), round: 3, origin: origin.clone() }] };
     b.handle(START_MS + 10, Input::Frame { from: 1, bytes: frame(Body::IHave(ihave)) }).unwrap();
     let timers: Vec<_> = std::iter::from_fn(|| b.poll_output()).collect();
     assert_eq!(timers, [Output::SetTimer { at_ms: START_MS + 260, timer: Timer::Graft(id) }]);
     b.handle(START_MS + 260, Input::Timer(Timer::Graft(id))).unwrap();
     let out = drain(&mut b);
-    assert_eq!(out, [Output::Send { to: 1, frame: frame(Body::Graft(Graft { id: id.to_vec(), tree: "news".into() })) }]);
+    assert_eq!(out, [Output::Send { to: 1, frame: frame(Body::Graft(Graft { id: id.to_vec(), tree: "news".into(), origin })) }]);
     assert_eq!(b.stats().grafts_sent, 1);
 }
 
@@ -219,7 +222,7 @@ fn a_flooding_peer_is_rate_limited_and_graylisted() {
     let (mut b, b_key, _) = node(&mesh, 2);
     connect(&mut a, &mut b, START_MS);
     drain(&mut a);
-    let junk = frame(Body::Prune(Prune { tree: "x".into() }));
+    let junk = frame(Body::Prune(Prune { tree: "x".into(), origin: vec![] }));
     for _ in 0..10_000 {
         a.handle(START_MS, Input::Frame { from: 2, bytes: junk.clone() }).unwrap();
     }

@@ -25,6 +25,8 @@ enum Command {
     /// Issue or verify mandates (signed delegations).
     #[command(subcommand)]
     Mandate(cli::mandate::MandateCommand),
+    /// Run the deterministic simulator (a scenario file or a built-in).
+    Sim(cli::sim::SimArgs),
     /// Measure the cores.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -36,6 +38,7 @@ fn main() -> std::process::ExitCode {
         Command::Id(c) => cli::id::run(c),
         Command::Genesis(c) => cli::genesis::run(c),
         Command::Mandate(c) => cli::mandate::run(c),
+        Command::Sim(c) => cli::sim::run(c),
         Command::Bench(c) => bench::run(c),
     };
     match result {

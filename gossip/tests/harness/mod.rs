@@ -251,6 +251,10 @@ impl Net {
         }
     }
 
+    pub fn has_link(&self, a: u32, b: u32) -> bool {
+        self.links.contains(&(a.min(b), a.max(b)))
+    }
+
     pub fn node(&self, i: u32) -> &Node<u32, StdRng> {
         self.nodes[i as usize].as_ref().unwrap()
     }

@@ -3,3 +3,4 @@
 pub(crate) mod genesis;
 pub(crate) mod id;
 pub(crate) mod mandate;
+pub(crate) mod sim;

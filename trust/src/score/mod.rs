@@ -158,6 +158,11 @@ impl ScoreTable {
         }
     }
 
+    /// Whether the identity was scored (appeared in the evidence).
+    pub fn contains(&self, did: &Did) -> bool {
+        self.dids.binary_search(did).is_ok()
+    }
+
     /// A tier.
     pub fn tier(&self, did: &Did) -> Tier {
         Tier::of(self.score(did))

@@ -1,0 +1,116 @@
+//! What a run measures, and the report it produces.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// One published message.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    pub(crate) at_ms: u64,
+    pub(crate) expected: u32,
+    pub(crate) delivered: u32,
+    pub(crate) last_ms: u64,
+    pub(crate) ldh: u32,
+    /// Shortest-path latency from the origin over the overlay at publish time.
+    pub(crate) shortest_ms: Option<u64>,
+}
+
+/// An item whose spread is timed (a revocation, a termination, a policy change).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Spread {
+    pub(crate) started_ms: u64,
+    pub(crate) reached: u32,
+    pub(crate) reach_999_ms: Option<u64>,
+}
+
+/// Running counters.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) published: BTreeMap<[u8; 32], Published>,
+    pub(crate) latencies_ms: Vec<u32>,
+    pub(crate) gossip_receptions: u64,
+    pub(crate) first_receptions: u64,
+    pub(crate) bytes: u64,
+    pub(crate) frames: u64,
+    pub(crate) spreads: BTreeMap<&'static str, Spread>,
+    /// (simulated s, live nodes, deliveries so far)
+    pub(crate) series: Vec<(f64, u32, u64)>,
+    pub(crate) killed_deliveries_after: u64,
+    pub(crate) sybil_tier_max: Option<String>,
+    pub(crate) score_agreement: Option<f64>,
+    pub(crate) tier_counts: BTreeMap<String, u64>,
+}
+
+/// `q`-quantile of sorted values.
+pub(crate) fn quantile(sorted: &[u32], q: f64) -> u32 {
+    match sorted.is_empty() {
+        true => 0,
+        false => sorted[((sorted.len() - 1) as f64 * q).round() as usize],
+    }
+}
+
+/// The report of a run (`--json` prints it as one object).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Nodes at the start.
+    pub nodes: u32,
+    /// Nodes ever created (with churn arrivals).
+    pub nodes_total: u32,
+    /// Root seed.
+    pub seed: u64,
+    /// Hash of every event processed: equal runs have equal hashes.
+    pub trace_hash: String,
+    /// Whether the run finished (false: stopped at a limit).
+    pub complete: bool,
+    /// Why it stopped early, if it did.
+    pub stopped: Option<String>,
+    /// Messages published.
+    pub messages: u64,
+    /// Deliveries over expected deliveries (live nodes at publish, less the origin).
+    pub delivered_ratio: f64,
+    /// Delivery latency percentiles.
+    pub latency_ms_p50: u32,
+    /// 90th percentile.
+    pub latency_ms_p90: u32,
+    /// 99th percentile.
+    pub latency_ms_p99: u32,
+    /// Slowest delivery.
+    pub latency_ms_max: u32,
+    /// Largest last delivery hop of any message.
+    pub ldh_max: u32,
+    /// Mean of each message's last delivery hop.
+    pub ldh_mean: f64,
+    /// Fewest hops any tree of out-degree 5 needs to reach every node (Moore bound).
+    pub moore_hops: u32,
+    /// Mean over messages of last-delivery latency / shortest-path latency over the overlay.
+    pub last_delivery_vs_shortest: Option<f64>,
+    /// Relative message redundancy: receptions / first receptions - 1.
+    pub rmr: f64,
+    /// Bytes sent per node over the run.
+    pub bytes_per_node: f64,
+    /// Time for timed items to reach 99.9% of live nodes, in ms (null: never).
+    pub reach_ms: BTreeMap<String, Option<u64>>,
+    /// After a partition heals, time until its revocation reached 99.9% of nodes.
+    pub heal_ms: Option<u64>,
+    /// Highest tier any Sybil reached in honest nodes' score tables.
+    pub sybil_tier_max: Option<String>,
+    /// Share of sampled nodes whose score table equals the most common one.
+    pub score_agreement: Option<f64>,
+    /// Deliveries of the killed agent's messages sent after the kill reached everyone.
+    pub killed_deliveries_after: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Events per wall-clock second.
+    pub events_per_s: f64,
+    /// Wall-clock seconds.
+    pub wall_s: f64,
+    /// Peak resident memory.
+    pub peak_rss_mb: f64,
+    /// Peak resident memory per node.
+    pub bytes_per_node_rss: f64,
+    /// Simulated seconds.
+    pub simulated_s: f64,
+}
