@@ -117,6 +117,9 @@ pub struct Sim {
     spread_ids: HashMap<[u8; 32], &'static str>,
     policy_started: bool,
     pub(crate) heal_at: Option<u64>,
+    /// Agents revoked or terminated: their nodes are cut off, so they are
+    /// not counted among the nodes an item must reach.
+    cut_off: std::collections::BTreeSet<u32>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -160,6 +163,7 @@ impl Sim {
             spread_ids: HashMap::new(),
             policy_started: false,
             heal_at: None,
+            cut_off: std::collections::BTreeSet::new(),
             sc,
         };
         sim.plan();
@@ -188,7 +192,7 @@ impl Sim {
             self.schedule(at, Ev::Spawn(i));
         }
         self.workload_ms = START_MS + u64::from(n) * self.sc.join_interval_ms + (self.sc.settle_s * 1000.0) as u64;
-        let end = self.at(self.sc.duration_s);
+        let end = self.publish_end(f64::MAX);
         for (p, publishers) in self.sc.publishers.clone().iter().enumerate() {
             let honest: Vec<u32> = (0..n).filter(|i| !self.agents[*i as usize].sybil).collect();
             for _ in 0..publishers.count {
@@ -237,6 +241,13 @@ impl Sim {
             self.schedule(self.workload_ms, Ev::SybilRing);
         }
         self.schedule(START_MS + 1_000, Ev::Sample);
+    }
+
+    /// Publishing stops a drain period (a third of the run, at most 3 s)
+    /// before the end, so every message counted had time to arrive.
+    fn publish_end(&self, stop_s: f64) -> u64 {
+        let drain_s = (self.sc.duration_s / 3.0).min(3.0);
+        self.at(stop_s.min(self.sc.duration_s - drain_s))
     }
 
     fn exponential_ms(&mut self, rate_per_s: f64) -> u64 {
@@ -356,7 +367,8 @@ impl Sim {
                     let key = link_key(node, to);
                     if let Some(&epoch) = self.links.get(&key) {
                         self.closing.insert(key);
-                        let at = self.now + self.latency_ms(node, to);
+                        let fifo = self.fifo.get(&((u64::from(node) << 32) | u64::from(to))).copied().unwrap_or(0);
+                        let at = (self.now + self.latency_ms(node, to)).max(fifo);
                         self.schedule(at, Ev::Close(node, to, epoch));
                     }
                 }
@@ -425,9 +437,15 @@ impl Sim {
     fn on_event(&mut self, node: u32, e: &Event<u32>) {
         let live = self.live.len() as u32;
         let now = self.now;
+        let cut_off = self.cut_off.len() as u32;
+        let excluded = self.cut_off.contains(&node);
         let reached = |spread: &mut Spread| {
+            if excluded {
+                return;
+            }
+            let others = live.saturating_sub(cut_off);
             spread.reached += 1;
-            if spread.reach_999_ms.is_none() && f64::from(spread.reached) >= 0.999 * f64::from(live) {
+            if spread.reach_999_ms.is_none() && f64::from(spread.reached) >= 0.999 * f64::from(others) {
                 spread.reach_999_ms = Some(now - spread.started_ms);
             }
         };
@@ -446,13 +464,12 @@ impl Sim {
             }
             _ => {}
         }
-        let _ = node;
     }
 
-    fn track(&mut self, name: &'static str, id: [u8; 32], origin: u32) {
+    fn track(&mut self, name: &'static str, id: [u8; 32], about: u32) {
         self.spread_ids.insert(id, name);
+        self.cut_off.insert(about);
         self.metrics.spreads.insert(name, Spread { started_ms: self.now, reached: 0, reach_999_ms: None });
-        let _ = origin;
     }
 
     /// Runs to the end or a limit; `progress` hears (simulated s, total s).
@@ -564,7 +581,7 @@ impl Sim {
         let publishers = self.sc.publishers[p].clone();
         let period = (1000.0 / publishers.rate_per_s) as u64;
         let next = self.now + period.max(1);
-        if next < self.at(publishers.stop_s.min(self.sc.duration_s)) {
+        if next < self.publish_end(publishers.stop_s) {
             self.schedule(next, Ev::Publish(p, node));
         }
         if !self.alive(node) {
@@ -654,6 +671,11 @@ impl Sim {
             t.delivered += s.delivered;
         }
         t
+    }
+
+    /// (item, nodes reached) of the timed items.
+    pub fn reached(&self) -> Vec<(&'static str, u32, usize)> {
+        self.metrics.spreads.iter().map(|(k, s)| (*k, s.reached, self.live.len())).collect()
     }
 
     pub(crate) fn live_nodes(&self) -> &[u32] {
