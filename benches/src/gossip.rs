@@ -113,7 +113,7 @@ pub fn run(messages: usize, nodes: usize, progress: &mut dyn FnMut(&str)) -> Gos
             let (key, _) = &agents[6 + k % (origins - 6)];
             let sent = START_MS + (k / per_ms) as u64;
             let m = SignedMessage::sign(key, Domain::Message, &mesh.genesis.id(), "bench", k as u64, sent, vec![7; 256]);
-            Frame::new(Body::Gossip(Gossip { kind: ItemKind::Message as i32, round: 1, item: m.raw, tree: "bench".into() }))
+            Frame::new(Body::Gossip(Gossip { kind: ItemKind::Message as i32, round: 1, item: m.raw, tree: "bench".into(), origin: key.did().as_bytes().to_vec() }))
                 .encode()
         })
         .collect();

@@ -90,9 +90,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.outbox.push_back(Output::Send { to: peer, frame });
     }
 
-    /// Checks a hello; on success the agent's record is in the store (and,
-    /// when new here, spreads on the evidence tree so every node can check
-    /// the new agent's messages) and its principal is returned.
+    /// Checks a hello; on success the agent's record is in the store (from
+    /// where anti-entropy spreads it, and any node holding a message of this
+    /// agent pulls it) and its principal is returned.
     fn check_hello(&mut self, now_ms: u64, peer: P, hello: &Hello) -> Result<Did, String> {
         let did = self.links.get(&peer).map(|l| l.did).ok_or("not connected")?;
         if hello.mesh != self.trust.genesis().id() {
@@ -111,7 +111,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.trust.note_fresh(did);
         self.trust.decide(&authority, Action::Join, "*").map_err(|e| e.to_string())?;
         if fresh {
-            self.broadcast_record(now_ms, &record);
+            self.release_awaiting(now_ms, &did);
         }
         Ok(authority.principal)
     }

@@ -55,6 +55,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             (true, Body::PolicyHave(h)) => self.on_policy_have(from, h),
             (true, Body::PolicyChanges(c)) => self.on_policy_changes(now_ms, from, c),
             (true, Body::Direct(d)) => self.on_direct(now_ms, from, d),
+            (true, Body::WantAgents(w)) => self.on_want_agents(from, w),
         }
     }
 

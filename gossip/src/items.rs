@@ -24,12 +24,16 @@ use crate::message::{MessageId, SYSTEM_PREFIX, SignedMessage, TOPIC_BYTES_MAX};
 use crate::node::{CommandError, Delivery, Event, Node, Output};
 use crate::peer::Peer;
 use crate::stats::DropReason;
-use crate::wire::{Gossip, ItemKind};
+use crate::wire::{Body, Gossip, ItemKind, WantAgents};
 
 /// The broadcast tree of evidence records.
 pub const EVIDENCE_TREE: &str = "_starling/evidence";
 /// The broadcast tree of policy changes.
 pub const POLICY_TREE: &str = "_starling/policy";
+/// Most origins whose messages wait for their agent record.
+const AWAITING_ORIGINS_MAX: usize = 64;
+/// Most messages held per such origin.
+const AWAITING_PER_ORIGIN_MAX: usize = 16;
 /// At most one violation report per origin per this long.
 const VIOLATION_COOLDOWN_MS: u64 = 10_000;
 const REPORTED_MAX: usize = 4_096;
@@ -46,7 +50,7 @@ enum Verdict {
     Refused { origin: Did, reason: DropReason, rule: &'static str, severity: u32 },
     /// Authentic, but its origin's agent record has not reached this node
     /// yet: nobody's fault, and a later copy may be accepted.
-    Unknown(DropReason),
+    Unknown,
 }
 
 impl<P: Peer, R: Rng> Node<P, R> {
@@ -64,8 +68,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
             Ok(ItemKind::Policy) if system && tree.0 == POLICY_TREE => self.accept_policy(&g.item),
             _ => Verdict::Bad(DropReason::Malformed("unknown item kind or tree".into())),
         };
-        if let Verdict::Unknown(reason) = verdict {
-            self.dropped(from, reason);
+        if let Verdict::Unknown = verdict {
+            self.await_origin(from, tree, g.kind, g.round, g.item);
             return;
         }
         let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
@@ -81,7 +85,47 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 self.dropped(from, reason);
                 self.report_violation(now_ms, origin, rule, severity, &id);
             }
-            Verdict::Unknown(_) => {}
+            Verdict::Unknown => {}
+        }
+    }
+
+    /// Holds a message whose origin's agent record has not arrived, and asks
+    /// the peer that forwarded it (which had to check it, so holds the
+    /// record) for the record. Bounded: excess messages are dropped.
+    fn await_origin(&mut self, from: P, tree: TreeKey, kind: i32, round: u32, item: Vec<u8>) {
+        let Ok(origin) = Did::from_bytes(&tree.1) else { return };
+        let first = !self.awaiting.contains_key(&origin);
+        if first && self.awaiting.len() >= AWAITING_ORIGINS_MAX {
+            return self.dropped(from, DropReason::Refused(format!("no agent record is known for {origin}")));
+        }
+        let held = self.awaiting.entry(origin).or_default();
+        if held.len() < AWAITING_PER_ORIGIN_MAX {
+            held.push((from, Gossip { kind, round, item, tree: tree.0, origin: tree.1 }));
+        }
+        if first {
+            self.send(from, Body::WantAgents(WantAgents { dids: vec![origin.as_bytes().to_vec()] }));
+        }
+    }
+
+    /// An agent record arrived: messages held for it are processed again.
+    pub(crate) fn release_awaiting(&mut self, now_ms: u64, agent: &Did) {
+        for (from, gossip) in self.awaiting.remove(agent).unwrap_or_default() {
+            if self.trust.store().agent(agent).is_some() {
+                self.on_gossip(now_ms, from, gossip);
+            }
+        }
+    }
+
+    pub(crate) fn on_want_agents(&mut self, from: P, want: WantAgents) {
+        let records: Vec<Vec<u8>> = want
+            .dids
+            .iter()
+            .take(AWAITING_ORIGINS_MAX)
+            .filter_map(|d| Did::from_bytes(d).ok())
+            .filter_map(|d| self.trust.store().agent(&d).map(|r| r.to_bytes().to_vec()))
+            .collect();
+        if !records.is_empty() {
+            self.send(from, Body::Records(crate::wire::Records { records }));
         }
     }
 
@@ -102,7 +146,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let origin = message.origin;
         let authority = match self.trust.authority(&origin, now_ms) {
             Ok(a) => a,
-            Err(e @ crate::trust_state::Refusal::Unknown(_)) => return Verdict::Unknown(DropReason::Refused(e.to_string())),
+            Err(crate::trust_state::Refusal::Unknown(_)) => return Verdict::Unknown,
             Err(e) => {
                 let reason = DropReason::Refused(e.to_string());
                 return Verdict::Refused { origin, reason, rule: "mandate", severity: 3 };
@@ -171,6 +215,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
             return false;
         }
         self.event(Event::EvidenceApplied { id, kind, author, subject });
+        if kind == "agent" {
+            self.release_awaiting(now_ms, &author);
+        }
         if let Some(bytes) = ending {
             self.recheck_links(now_ms, &[bytes]);
         }

@@ -306,6 +306,8 @@ pub struct Node<P: Peer, R: Rng> {
     pub(crate) subscriptions: BTreeSet<String>,
     pub(crate) origins: Buckets,
     pub(crate) graylist: Graylist,
+    /// Messages waiting for their origin's agent record, by origin.
+    pub(crate) awaiting: BTreeMap<Did, Vec<(P, crate::wire::Gossip)>>,
     /// When each origin was last reported for a violation.
     pub(crate) reported: BTreeMap<Did, u64>,
     pub(crate) seq: u64,
@@ -370,6 +372,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             origins,
             graylist: Graylist::default(),
             reported: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
             seq: 0,
             outbox: VecDeque::new(),
             stats: Stats::default(),

@@ -42,7 +42,7 @@ pub struct Frame {
     #[prost(uint32, tag = "1")]
     pub version: u32,
     /// What the frame says.
-    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21")]
+    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22")]
     pub body: Option<Body>,
 }
 
@@ -109,6 +109,9 @@ pub enum Body {
     /// A direct message for the receiving node's agent.
     #[prost(message, tag = "21")]
     Direct(Direct),
+    /// Send me these agents' records (I hold messages from them).
+    #[prost(message, tag = "22")]
+    WantAgents(WantAgents),
 }
 
 /// A peer named in a join or shuffle: its id and the DID it claims.
@@ -351,6 +354,14 @@ pub struct PolicyChanges {
     /// Signed envelopes.
     #[prost(bytes = "vec", repeated, tag = "1")]
     pub changes: Vec<Vec<u8>>,
+}
+
+/// Request for agent records by DID.
+#[derive(Clone, PartialEq, Message)]
+pub struct WantAgents {
+    /// DID keys.
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub dids: Vec<Vec<u8>>,
 }
 
 /// A direct message.
