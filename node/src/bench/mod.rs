@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::files;
+use starling_node::files;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
@@ -35,7 +35,11 @@ pub(crate) enum BenchCommand {
 
 pub(crate) fn run(command: BenchCommand) -> Result<()> {
     match command {
-        BenchCommand::Trust { agents, rules, json } => {
+        BenchCommand::Trust {
+            agents,
+            rules,
+            json,
+        } => {
             anyhow::ensure!(agents >= 16, "--agents must be at least 16");
             anyhow::ensure!(rules >= 1, "--rules must be at least 1");
             #[allow(clippy::print_stderr)]
@@ -44,12 +48,18 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
             if json {
                 files::say(serde_json::to_string(&f)?);
             } else {
-                files::say(format!("policy decide ({} rules): p50 {} ns, p99 {} ns", f.rules, f.decide_ns_p50, f.decide_ns_p99));
+                files::say(format!(
+                    "policy decide ({} rules): p50 {} ns, p99 {} ns",
+                    f.rules, f.decide_ns_p50, f.decide_ns_p99
+                ));
                 files::say(format!(
                     "score recompute ({} agents, {} records): {:.1} ms",
                     f.agents, f.records, f.score_recompute_ms
                 ));
-                files::say(format!("evidence merge: {:.0} records/s", f.merge_records_per_s));
+                files::say(format!(
+                    "evidence merge: {:.0} records/s",
+                    f.merge_records_per_s
+                ));
                 files::say(format!(
                     "signature verify: {:.0}/s single, {:.0}/s batched",
                     f.verify_sigs_per_s, f.verify_batch_sigs_per_s
@@ -57,7 +67,11 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
                 files::say(format!("(workload signed and built in {:.1} s)", f.build_s));
             }
         }
-        BenchCommand::GossipCore { messages, nodes, json } => {
+        BenchCommand::GossipCore {
+            messages,
+            nodes,
+            json,
+        } => {
             anyhow::ensure!(messages >= 100, "--messages must be at least 100");
             anyhow::ensure!(nodes >= 8, "--nodes must be at least 8");
             #[allow(clippy::print_stderr)]
@@ -66,9 +80,15 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
             if json {
                 files::say(serde_json::to_string(&f)?);
             } else {
-                files::say(format!("accept and forward: {:.0} messages/s (real signatures)", f.msgs_per_s));
+                files::say(format!(
+                    "accept and forward: {:.0} messages/s (real signatures)",
+                    f.msgs_per_s
+                ));
                 files::say(format!("publish: {:.0} messages/s", f.publish_msgs_per_s));
-                files::say(format!("state per node ({} nodes, 5 active, 30 passive): {:.0} bytes", f.nodes, f.state_bytes_per_node));
+                files::say(format!(
+                    "state per node ({} nodes, 5 active, 30 passive): {:.0} bytes",
+                    f.nodes, f.state_bytes_per_node
+                ));
             }
         }
     }
