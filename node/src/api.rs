@@ -43,9 +43,16 @@ impl IntoResponse for ApiError {
 type ApiResult = Result<Json<Value>, ApiError>;
 
 fn body<T>(input: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    input
-        .map(|Json(v)| v)
-        .map_err(|e| ApiError::bad(e.body_text()))
+    input.map(|Json(v)| v).map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE || e.body_text().contains("length limit") {
+            return ApiError {
+                status: 413,
+                code: "too_large",
+                message: format!("the request body is over {BODY_BYTES_MAX} bytes"),
+            };
+        }
+        ApiError::bad(e.body_text())
+    })
 }
 
 fn did(text: &str, field: &str) -> Result<Did, ApiError> {

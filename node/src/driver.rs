@@ -92,7 +92,18 @@ pub struct Driver {
     pub(crate) housekeeping_at_ms: u64,
     /// Peers whose last connection closed, reported to the core after a grace period.
     pub(crate) closing: BTreeMap<PeerId, u64>,
+    /// When the driver may next ask the core to rejoin (see `housekeeping`).
+    pub(crate) rejoin_at_ms: u64,
+    /// Peers to dial and join through once their old connection is gone.
+    pub(crate) reconnect_at: BTreeMap<PeerId, u64>,
+    /// Record ids known to be in the store.
+    pub(crate) persisted_evidence: std::collections::HashSet<[u8; 32]>,
+    /// The evidence store generation last scanned for unpersisted records.
+    pub(crate) scanned_generation: u64,
 }
+
+/// Least time between rejoin attempts of an isolated node.
+pub const REJOIN_MS: u64 = 2_000;
 
 /// How long after a connection closes its last in-flight frames are still
 /// handed to the core (they are read by another task and may trail the
@@ -153,11 +164,12 @@ impl Driver {
                 Some((peer, stream)) = incoming.next() => {
                     session::spawn_reader(peer, stream, self.core_frame_max(), self.sessions_tx.clone());
                 }
-                _ = tokio::time::sleep(wait) => {
-                    self.tick();
-                    self.fire_timers();
-                }
+                _ = tokio::time::sleep(wait) => {}
             }
+            // Due timers fire after any event too, so a busy swarm or a
+            // stream of requests can never starve them (the select is biased).
+            self.tick();
+            self.fire_timers();
             self.drain();
             if let Err(e) = self.flush(false) {
                 tracing::error!("store failed, stopping the node: {e}");
@@ -191,9 +203,41 @@ impl Driver {
         }
     }
 
+    fn rejoin(&mut self, now: u64) {
+        let admitted: Vec<PeerId> = self.core.admitted().map(|(p, _)| *p).collect();
+        let now_ms = self.now_ms;
+        let trust = self.core.trust();
+        let known: Vec<PeerId> = self
+            .addrs
+            .keys()
+            .copied()
+            .filter(|p| !admitted.contains(p))
+            .filter(|p| Did::from_peer_id(p).is_ok_and(|d| trust.authority(&d, now_ms).is_ok()))
+            .collect();
+        let turn = (now / REJOIN_MS) as usize;
+        if !known.is_empty() {
+            self.dial_and_join(known[turn % known.len()]);
+        } else if !admitted.is_empty() {
+            // The core's `Join` only takes effect on a fresh handshake: an
+            // already-admitted contact adds us but we never add it (see the
+            // closing note). Reconnecting makes the handshake fresh.
+            let peer = admitted[turn % admitted.len()];
+            let _ = self.swarm.disconnect_peer_id(peer);
+            self.reconnect_at.insert(peer, now + CLOSE_GRACE_MS * 2);
+        }
+    }
+
     fn housekeeping(&mut self) {
         self.housekeeping_at_ms = self.now_ms + HOUSEKEEPING_MS;
         let now = self.now_ms;
+        self.persist_evidence_scan();
+        // HyParView refills the active view only from the passive view; in a
+        // small mesh both can be empty after a neighbour is cut off while the
+        // node still has admitted links (anti-entropy, directs). Rejoin then.
+        if self.core.active_view().is_empty() && now >= self.rejoin_at_ms {
+            self.rejoin_at_ms = now + REJOIN_MS;
+            self.rejoin(now);
+        }
         let closed: Vec<PeerId> = self
             .closing
             .iter()
@@ -204,6 +248,18 @@ impl Driver {
             self.closing.remove(&peer);
             if !self.swarm.is_connected(&peer) {
                 self.on_disconnected(peer);
+            }
+        }
+        let due: Vec<PeerId> = self
+            .reconnect_at
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.reconnect_at.remove(&peer);
+            if !self.connected.contains(&peer) {
+                self.dial_and_join(peer);
             }
         }
         let (expired, kept): (Vec<_>, Vec<_>) = self
@@ -600,7 +656,9 @@ impl Driver {
                 author,
                 subject,
             } => {
-                if let Some(record) = self.core.trust().store().get(&id) {
+                if let Some(record) = self.core.trust().store().get(&id)
+                    && self.persisted_evidence.insert(id)
+                {
                     self.batch.evidence.push((id, record.to_bytes().to_vec()));
                 }
                 let _ = self.events.send(AgentEvent::Evidence {
@@ -616,6 +674,24 @@ impl Driver {
             }
             Event::Graylisted { peer, did } => tracing::warn!(%peer, %did, "graylisted"),
             Event::NeighborUp(_) | Event::NeighborDown(_) | Event::Dropped { .. } => {}
+        }
+    }
+
+    /// Stores every record the core holds that the store does not yet. The
+    /// core announces most new records with `EvidenceApplied`, but not all
+    /// (agent records arriving in a handshake), so the driver also scans
+    /// whenever the evidence store's generation moved.
+    fn persist_evidence_scan(&mut self) {
+        let generation = self.core.trust().store().generation();
+        if generation == self.scanned_generation {
+            return;
+        }
+        self.scanned_generation = generation;
+        for record in self.core.trust().store().records() {
+            let id = record.id();
+            if self.persisted_evidence.insert(id) {
+                self.batch.evidence.push((id, record.to_bytes().to_vec()));
+            }
         }
     }
 

@@ -284,7 +284,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
     batch
         .evidence
         .push((record.id(), record.to_bytes().to_vec()));
-    let persisted_policy = replay(&mut core, &store, now_ms)?;
+    let (persisted_policy, persisted_evidence) = replay(&mut core, &store, now_ms)?;
     let audit = AuditLog::resume(key.clone(), &store)?;
     store.commit(&batch, true)?;
 
@@ -322,6 +322,10 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         listen_addrs: listen_addrs.clone(),
         housekeeping_at_ms: 0,
         closing: BTreeMap::new(),
+        reconnect_at: BTreeMap::new(),
+        persisted_evidence,
+        scanned_generation: 0,
+        rejoin_at_ms: now_ms + crate::driver::REJOIN_MS,
     };
     for addr in &options.bootstrap {
         driver.dial_addr_and_join(addr.clone());
@@ -406,7 +410,7 @@ fn replay(
     core: &mut Node<PeerId, StdRng>,
     store: &Store,
     now_ms: u64,
-) -> Result<BTreeSet<[u8; 32]>, StartError> {
+) -> Result<(BTreeSet<[u8; 32]>, std::collections::HashSet<[u8; 32]>), StartError> {
     let records = store.evidence()?;
     for bytes in &records {
         let _ = core.handle(
@@ -439,5 +443,10 @@ fn replay(
     if !stale.is_empty() {
         store.remove_evidence(&stale)?;
     }
-    Ok(persisted)
+    let kept = records
+        .iter()
+        .map(|b| starling_trust::wire::sha256(b))
+        .filter(|id| !stale.contains(id))
+        .collect();
+    Ok((persisted, kept))
 }
