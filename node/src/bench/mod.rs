@@ -1,5 +1,7 @@
 //! `starling bench`: measurements of the cores (benchmarks, never tests).
 
+mod node;
+
 use anyhow::Result;
 use clap::Subcommand;
 
@@ -7,6 +9,24 @@ use starling_node::files;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
+    /// Real nodes on loopback: publish-to-delivery latency, accept rate, memory per node.
+    Node {
+        /// Nodes in the mesh.
+        #[arg(long, default_value_t = 16)]
+        nodes: usize,
+        /// Paced messages for the latency measurement.
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Messages in the accept-rate burst.
+        #[arg(long, default_value_t = 2_000)]
+        burst: usize,
+        /// Seed of the identities.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Policy decide latency, score recompute, evidence merge and signature verification.
     Trust {
         /// Agents in the evidence workload (ten records each).
@@ -35,6 +55,28 @@ pub(crate) enum BenchCommand {
 
 pub(crate) fn run(command: BenchCommand) -> Result<()> {
     match command {
+        BenchCommand::Node {
+            nodes,
+            messages,
+            burst,
+            seed,
+            json,
+        } => {
+            anyhow::ensure!((4..=64).contains(&nodes), "--nodes must be 4..=64");
+            anyhow::ensure!(
+                messages >= 10 && burst >= 10,
+                "--messages and --burst must be at least 10"
+            );
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let f = runtime.block_on(node::run(nodes, messages, burst, seed))?;
+            match json {
+                true => files::say(serde_json::to_string(&f)?),
+                false => files::say(serde_json::to_string_pretty(&f)?),
+            }
+        }
         BenchCommand::Trust {
             agents,
             rules,
