@@ -14,14 +14,14 @@ use starling_trust::{Genesis, Keypair, MandateChain};
 
 /// The JSON form of a key file.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct KeyFile {
-    pub(crate) did: String,
-    pub(crate) peer_id: String,
-    pub(crate) secret_key_hex: String,
+pub struct KeyFile {
+    pub did: String,
+    pub peer_id: String,
+    pub secret_key_hex: String,
 }
 
 impl KeyFile {
-    pub(crate) fn of(key: &Keypair) -> Self {
+    pub fn of(key: &Keypair) -> Self {
         Self {
             did: key.did().to_string(),
             peer_id: key.did().to_peer_id().to_string(),
@@ -31,66 +31,80 @@ impl KeyFile {
 }
 
 /// Parses a 32-byte Ed25519 secret given in hex.
-pub(crate) fn parse_secret_hex(text: &str) -> Result<Keypair> {
+pub fn parse_secret_hex(text: &str) -> Result<Keypair> {
     let bytes = hex::decode(text.trim()).context("the secret key is not valid hex")?;
-    let secret: [u8; 32] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("an Ed25519 secret key is 32 bytes (64 hex digits), got {}", bytes.len()))?;
+    let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "an Ed25519 secret key is 32 bytes (64 hex digits), got {}",
+            bytes.len()
+        )
+    })?;
     Ok(Keypair::from_secret_bytes(&secret))
 }
 
 /// Reads a key file and checks its DID matches its secret.
-pub(crate) fn read_key(path: &Path) -> Result<Keypair> {
-    let text = fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
-    let file: KeyFile =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a Starling key file", path.display()))?;
-    let key = parse_secret_hex(&file.secret_key_hex).with_context(|| format!("in {}", path.display()))?;
+pub fn read_key(path: &Path) -> Result<Keypair> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    let file: KeyFile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a Starling key file", path.display()))?;
+    let key =
+        parse_secret_hex(&file.secret_key_hex).with_context(|| format!("in {}", path.display()))?;
     if key.did().to_string() != file.did {
-        bail!("{}: the did does not match the secret key (the file was edited)", path.display());
+        bail!(
+            "{}: the did does not match the secret key (the file was edited)",
+            path.display()
+        );
     }
     Ok(key)
 }
 
 /// Writes a key file readable only by its owner; refuses to overwrite.
-pub(crate) fn write_key(path: &Path, key: &Keypair) -> Result<()> {
+pub fn write_key(path: &Path, key: &Keypair) -> Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create key file {} (it must not exist yet)", path.display()))?;
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "cannot create key file {} (it must not exist yet)",
+            path.display()
+        )
+    })?;
     file.write_all(serde_json::to_string_pretty(&KeyFile::of(key))?.as_bytes())?;
     file.sync_all()?;
     Ok(())
 }
 
 /// Writes bytes to a file (replacing it).
-pub(crate) fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Reads and verifies a genesis document.
-pub(crate) fn read_genesis(path: &Path) -> Result<Genesis> {
-    let bytes = fs::read(path).with_context(|| format!("cannot read genesis {}", path.display()))?;
-    Genesis::from_bytes(&bytes).with_context(|| format!("{} is not a valid genesis document", path.display()))
+pub fn read_genesis(path: &Path) -> Result<Genesis> {
+    let bytes =
+        fs::read(path).with_context(|| format!("cannot read genesis {}", path.display()))?;
+    Genesis::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid genesis document", path.display()))
 }
 
 /// Reads a mandate chain (each link's signature checked).
-pub(crate) fn read_chain(path: &Path) -> Result<MandateChain> {
-    let bytes = fs::read(path).with_context(|| format!("cannot read mandate chain {}", path.display()))?;
-    MandateChain::from_bytes(&bytes).with_context(|| format!("{} is not a valid mandate chain", path.display()))
+pub fn read_chain(path: &Path) -> Result<MandateChain> {
+    let bytes =
+        fs::read(path).with_context(|| format!("cannot read mandate chain {}", path.display()))?;
+    MandateChain::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid mandate chain", path.display()))
 }
 
 /// Prints one line (or one JSON object) on stdout.
 #[allow(clippy::print_stdout)]
-pub(crate) fn say(text: impl std::fmt::Display) {
+pub fn say(text: impl std::fmt::Display) {
     println!("{text}");
 }
 
 /// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -7,12 +7,19 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn starling(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_starling")).args(args).output().expect("run starling")
+    Command::new(env!("CARGO_BIN_EXE_starling"))
+        .args(args)
+        .output()
+        .expect("run starling")
 }
 
 fn json(args: &[&str]) -> Value {
     let out = starling(args);
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
 }
 
@@ -30,7 +37,10 @@ fn path(dir: &Path, name: &str) -> String {
 fn id_new_imports_the_w3c_vector_key() {
     let seed = "0000000000000000000000000000000000000000000000000000000000000000";
     let id = json(&["id", "new", "--secret-hex", seed, "--json"]);
-    assert_eq!(id["did"], "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp");
+    assert_eq!(
+        id["did"],
+        "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
+    );
     assert!(id["peer_id"].as_str().unwrap().starts_with("12D3KooW"));
     assert!(error_of(&["id", "new", "--secret-hex", "abcd"]).contains("32 bytes"));
     assert!(error_of(&["id", "new", "--secret-hex", "xyz"]).contains("not valid hex"));
@@ -45,44 +55,142 @@ fn a_chain_from_genesis_to_sub_agent_verifies() {
     }
     let shown = json(&["id", "show", &path(d, "org"), "--json"]);
     let org = shown["did"].as_str().unwrap().to_string();
-    let agent = json(&["id", "show", &path(d, "agent"), "--json"])["did"].as_str().unwrap().to_string();
-    let genesis = json(&["genesis", "new", "--key", &path(d, "gov"), "--name", "acme", "--out", &path(d, "g"), "--json"]);
+    let agent = json(&["id", "show", &path(d, "agent"), "--json"])["did"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let genesis = json(&[
+        "genesis",
+        "new",
+        "--key",
+        &path(d, "gov"),
+        "--name",
+        "acme",
+        "--out",
+        &path(d, "g"),
+        "--json",
+    ]);
     assert_eq!(genesis["name"], "acme");
-    assert_eq!(json(&["genesis", "show", &path(d, "g"), "--json"])["mesh_id"], genesis["mesh_id"]);
+    assert_eq!(
+        json(&["genesis", "show", &path(d, "g"), "--json"])["mesh_id"],
+        genesis["mesh_id"]
+    );
 
     let g = path(d, "g");
     let issued = json(&[
-        "mandate", "issue", "--genesis", &g, "--key", &path(d, "gov"), "--subject", &org,
-        "--scope", "publish:billing.*", "--scope", "delegate(2)", "--out", &path(d, "org.chain"), "--json",
+        "mandate",
+        "issue",
+        "--genesis",
+        &g,
+        "--key",
+        &path(d, "gov"),
+        "--subject",
+        &org,
+        "--scope",
+        "publish:billing.*",
+        "--scope",
+        "delegate(2)",
+        "--out",
+        &path(d, "org.chain"),
+        "--json",
     ]);
     assert_eq!(issued["agent"], org.as_str());
     let sub = json(&[
-        "mandate", "issue", "--genesis", &g, "--key", &path(d, "org"), "--parent", &path(d, "org.chain"),
-        "--subject", &agent, "--scope", "publish:billing.invoices", "--valid-for", "1h",
-        "--out", &path(d, "agent.chain"), "--json",
+        "mandate",
+        "issue",
+        "--genesis",
+        &g,
+        "--key",
+        &path(d, "org"),
+        "--parent",
+        &path(d, "org.chain"),
+        "--subject",
+        &agent,
+        "--scope",
+        "publish:billing.invoices",
+        "--valid-for",
+        "1h",
+        "--out",
+        &path(d, "agent.chain"),
+        "--json",
     ]);
     assert_eq!(sub["principal"], org.as_str());
-    let verified = json(&["mandate", "verify", "--genesis", &g, &path(d, "agent.chain"), "--json"]);
+    let verified = json(&[
+        "mandate",
+        "verify",
+        "--genesis",
+        &g,
+        &path(d, "agent.chain"),
+        "--json",
+    ]);
     assert_eq!(verified["valid"], true);
     assert_eq!(verified["links"], 2);
     assert_eq!(verified["scope"][0], "publish:billing.invoices");
 
     // Escalation beyond the parent's scope is refused before anything is written.
     let err = error_of(&[
-        "mandate", "issue", "--genesis", &g, "--key", &path(d, "org"), "--parent", &path(d, "org.chain"),
-        "--subject", &agent, "--scope", "publish:*", "--out", &path(d, "wide.chain"),
+        "mandate",
+        "issue",
+        "--genesis",
+        &g,
+        "--key",
+        &path(d, "org"),
+        "--parent",
+        &path(d, "org.chain"),
+        "--subject",
+        &agent,
+        "--scope",
+        "publish:*",
+        "--out",
+        &path(d, "wide.chain"),
     ]);
-    assert!(err.contains("grants `publish:*`, which its parent does not hold"), "{err}");
+    assert!(
+        err.contains("grants `publish:*`, which its parent does not hold"),
+        "{err}"
+    );
     assert!(!d.join("wide.chain").exists());
     // Expired at a later time.
     let far = (u64::MAX / 2).to_string();
-    assert!(error_of(&["mandate", "verify", "--genesis", &g, &path(d, "agent.chain"), "--at-ms", &far]).contains("expired"));
+    assert!(
+        error_of(&[
+            "mandate",
+            "verify",
+            "--genesis",
+            &g,
+            &path(d, "agent.chain"),
+            "--at-ms",
+            &far
+        ])
+        .contains("expired")
+    );
     // A chain for another mesh.
-    json(&["genesis", "new", "--key", &path(d, "gov"), "--name", "other", "--out", &path(d, "g2"), "--json"]);
-    assert!(error_of(&["mandate", "verify", "--genesis", &path(d, "g2"), &path(d, "agent.chain")]).contains("another mesh"));
+    json(&[
+        "genesis",
+        "new",
+        "--key",
+        &path(d, "gov"),
+        "--name",
+        "other",
+        "--out",
+        &path(d, "g2"),
+        "--json",
+    ]);
+    assert!(
+        error_of(&[
+            "mandate",
+            "verify",
+            "--genesis",
+            &path(d, "g2"),
+            &path(d, "agent.chain")
+        ])
+        .contains("another mesh")
+    );
     // Corrupt files.
     std::fs::write(d.join("junk"), b"not a chain").unwrap();
-    assert!(error_of(&["mandate", "verify", "--genesis", &g, &path(d, "junk")]).contains("not a valid mandate chain"));
+    assert!(
+        error_of(&["mandate", "verify", "--genesis", &g, &path(d, "junk")])
+            .contains("not a valid mandate chain")
+    );
     assert!(error_of(&["genesis", "show", &path(d, "junk")]).contains("not a valid genesis"));
     // Key files are never overwritten.
     assert!(error_of(&["id", "new", "--out", &path(d, "gov")]).contains("must not exist yet"));

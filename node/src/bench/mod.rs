@@ -1,12 +1,32 @@
 //! `starling bench`: measurements of the cores (benchmarks, never tests).
 
+mod node;
+
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::files;
+use starling_node::files;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
+    /// Real nodes on loopback: publish-to-delivery latency, accept rate, memory per node.
+    Node {
+        /// Nodes in the mesh.
+        #[arg(long, default_value_t = 16)]
+        nodes: usize,
+        /// Paced messages for the latency measurement.
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Messages in the accept-rate burst.
+        #[arg(long, default_value_t = 2_000)]
+        burst: usize,
+        /// Seed of the identities.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Policy decide latency, score recompute, evidence merge and signature verification.
     Trust {
         /// Agents in the evidence workload (ten records each).
@@ -35,7 +55,33 @@ pub(crate) enum BenchCommand {
 
 pub(crate) fn run(command: BenchCommand) -> Result<()> {
     match command {
-        BenchCommand::Trust { agents, rules, json } => {
+        BenchCommand::Node {
+            nodes,
+            messages,
+            burst,
+            seed,
+            json,
+        } => {
+            anyhow::ensure!((4..=64).contains(&nodes), "--nodes must be 4..=64");
+            anyhow::ensure!(
+                messages >= 10 && burst >= 10,
+                "--messages and --burst must be at least 10"
+            );
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let f = runtime.block_on(node::run(nodes, messages, burst, seed))?;
+            match json {
+                true => files::say(serde_json::to_string(&f)?),
+                false => files::say(serde_json::to_string_pretty(&f)?),
+            }
+        }
+        BenchCommand::Trust {
+            agents,
+            rules,
+            json,
+        } => {
             anyhow::ensure!(agents >= 16, "--agents must be at least 16");
             anyhow::ensure!(rules >= 1, "--rules must be at least 1");
             #[allow(clippy::print_stderr)]
@@ -44,12 +90,18 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
             if json {
                 files::say(serde_json::to_string(&f)?);
             } else {
-                files::say(format!("policy decide ({} rules): p50 {} ns, p99 {} ns", f.rules, f.decide_ns_p50, f.decide_ns_p99));
+                files::say(format!(
+                    "policy decide ({} rules): p50 {} ns, p99 {} ns",
+                    f.rules, f.decide_ns_p50, f.decide_ns_p99
+                ));
                 files::say(format!(
                     "score recompute ({} agents, {} records): {:.1} ms",
                     f.agents, f.records, f.score_recompute_ms
                 ));
-                files::say(format!("evidence merge: {:.0} records/s", f.merge_records_per_s));
+                files::say(format!(
+                    "evidence merge: {:.0} records/s",
+                    f.merge_records_per_s
+                ));
                 files::say(format!(
                     "signature verify: {:.0}/s single, {:.0}/s batched",
                     f.verify_sigs_per_s, f.verify_batch_sigs_per_s
@@ -57,7 +109,11 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
                 files::say(format!("(workload signed and built in {:.1} s)", f.build_s));
             }
         }
-        BenchCommand::GossipCore { messages, nodes, json } => {
+        BenchCommand::GossipCore {
+            messages,
+            nodes,
+            json,
+        } => {
             anyhow::ensure!(messages >= 100, "--messages must be at least 100");
             anyhow::ensure!(nodes >= 8, "--nodes must be at least 8");
             #[allow(clippy::print_stderr)]
@@ -66,9 +122,15 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
             if json {
                 files::say(serde_json::to_string(&f)?);
             } else {
-                files::say(format!("accept and forward: {:.0} messages/s (real signatures)", f.msgs_per_s));
+                files::say(format!(
+                    "accept and forward: {:.0} messages/s (real signatures)",
+                    f.msgs_per_s
+                ));
                 files::say(format!("publish: {:.0} messages/s", f.publish_msgs_per_s));
-                files::say(format!("state per node ({} nodes, 5 active, 30 passive): {:.0} bytes", f.nodes, f.state_bytes_per_node));
+                files::say(format!(
+                    "state per node ({} nodes, 5 active, 30 passive): {:.0} bytes",
+                    f.nodes, f.state_bytes_per_node
+                ));
             }
         }
     }

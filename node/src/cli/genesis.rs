@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde_json::json;
 use starling_trust::{Did, Genesis, GenesisSpec, Params};
 
-use crate::files;
+use starling_node::files;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GenesisCommand {
@@ -44,16 +44,32 @@ pub(crate) enum GenesisCommand {
 
 pub(crate) fn run(command: GenesisCommand) -> Result<()> {
     match command {
-        GenesisCommand::New { key, governors, name, epoch_ms, out, json } => {
+        GenesisCommand::New {
+            key,
+            governors,
+            name,
+            epoch_ms,
+            out,
+            json,
+        } => {
             let creator = files::read_key(&key)?;
             let other_governors = governors
                 .iter()
                 .map(|g| g.parse::<Did>().with_context(|| format!("--governor {g}")))
                 .collect::<Result<Vec<_>>>()?;
             let defaults = Params::default();
-            let params = Params { epoch_ms: epoch_ms.unwrap_or(defaults.epoch_ms), ..defaults };
-            let spec = GenesisSpec { name, other_governors, created_ms: files::now_ms(), params };
-            let genesis = Genesis::create(&creator, spec).context("cannot create the genesis document")?;
+            let params = Params {
+                epoch_ms: epoch_ms.unwrap_or(defaults.epoch_ms),
+                ..defaults
+            };
+            let spec = GenesisSpec {
+                name,
+                other_governors,
+                created_ms: files::now_ms(),
+                params,
+            };
+            let genesis =
+                Genesis::create(&creator, spec).context("cannot create the genesis document")?;
             files::write_bytes(&out, genesis.to_bytes())?;
             describe(&genesis, json, Some(&out));
         }
@@ -63,7 +79,11 @@ pub(crate) fn run(command: GenesisCommand) -> Result<()> {
 }
 
 fn describe(genesis: &Genesis, json: bool, written: Option<&PathBuf>) {
-    let governors: Vec<String> = genesis.governors().iter().map(ToString::to_string).collect();
+    let governors: Vec<String> = genesis
+        .governors()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     if json {
         files::say(json!({
             "mesh_id": hex::encode(genesis.id()),

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde_json::json;
 use starling_trust::Keypair;
 
-use crate::files::{self, KeyFile};
+use starling_node::files::{self, KeyFile};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum IdCommand {
@@ -35,7 +35,11 @@ pub(crate) enum IdCommand {
 
 pub(crate) fn run(command: IdCommand) -> Result<()> {
     match command {
-        IdCommand::New { secret_hex, out, json } => {
+        IdCommand::New {
+            secret_hex,
+            out,
+            json,
+        } => {
             let key = match secret_hex {
                 Some(hex) => files::parse_secret_hex(&hex)?,
                 None => Keypair::generate(&mut rand::rng()),
@@ -45,7 +49,9 @@ pub(crate) fn run(command: IdCommand) -> Result<()> {
             }
             let file = KeyFile::of(&key);
             match (json, &out) {
-                (true, Some(path)) => files::say(json!({"did": file.did, "peer_id": file.peer_id, "key_file": path})),
+                (true, Some(path)) => {
+                    files::say(json!({"did": file.did, "peer_id": file.peer_id, "key_file": path}))
+                }
                 (true, None) => files::say(serde_json::to_string(&file)?),
                 (false, _) => {
                     files::say(format!("did:     {}\npeer id: {}", file.did, file.peer_id));
@@ -60,7 +66,9 @@ pub(crate) fn run(command: IdCommand) -> Result<()> {
             let key = files::read_key(&file)?;
             let did = key.did();
             match json {
-                true => files::say(json!({"did": did.to_string(), "peer_id": did.to_peer_id().to_string()})),
+                true => files::say(
+                    json!({"did": did.to_string(), "peer_id": did.to_peer_id().to_string()}),
+                ),
                 false => files::say(format!("did:     {did}\npeer id: {}", did.to_peer_id())),
             }
         }

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use serde_json::json;
-use starling_trust::mandate::{NoRevocations, NONCE_BYTES};
+use starling_trust::mandate::{NONCE_BYTES, NoRevocations};
 use starling_trust::{Did, Mandate, MandateChain, MandateSpec, Scope};
 
-use crate::files;
+use starling_node::files;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum MandateCommand {
@@ -57,7 +57,16 @@ pub(crate) enum MandateCommand {
 
 pub(crate) fn run(command: MandateCommand) -> Result<()> {
     match command {
-        MandateCommand::Issue { genesis, key, subject, scope, parent, valid_for, out, json } => {
+        MandateCommand::Issue {
+            genesis,
+            key,
+            subject,
+            scope,
+            parent,
+            valid_for,
+            out,
+            json,
+        } => {
             let genesis = files::read_genesis(&genesis)?;
             let issuer = files::read_key(&key)?;
             let subject: Did = subject.parse().context("--subject")?;
@@ -76,18 +85,32 @@ pub(crate) fn run(command: MandateCommand) -> Result<()> {
                 Some(chain) => {
                     let leaf = chain.leaf().context("the parent chain is empty")?;
                     if leaf.subject() != issuer.did() {
-                        bail!("the parent chain was granted to {}, not to the issuer {}", leaf.subject(), issuer.did());
+                        bail!(
+                            "the parent chain was granted to {}, not to the issuer {}",
+                            leaf.subject(),
+                            issuer.did()
+                        );
                     }
-                    let spec = MandateSpec { expires_ms: spec.expires_ms.min(leaf.expires_ms()), ..spec };
+                    let spec = MandateSpec {
+                        expires_ms: spec.expires_ms.min(leaf.expires_ms()),
+                        ..spec
+                    };
                     chain.extended(Mandate::issue(&issuer, &spec, Some(leaf)))
                 }
                 None => MandateChain::new(vec![Mandate::issue(&issuer, &spec, None)]),
             };
-            let authority = chain.verify(&genesis, now, &NoRevocations).context("the new mandate would not verify")?;
+            let authority = chain
+                .verify(&genesis, now, &NoRevocations)
+                .context("the new mandate would not verify")?;
             files::write_bytes(&out, &chain.to_bytes())?;
             describe(&authority, json, Some(&out));
         }
-        MandateCommand::Verify { genesis, file, at_ms, json } => {
+        MandateCommand::Verify {
+            genesis,
+            file,
+            at_ms,
+            json,
+        } => {
             let genesis = files::read_genesis(&genesis)?;
             let chain = files::read_chain(&file)?;
             let at = at_ms.unwrap_or_else(files::now_ms);
@@ -136,7 +159,9 @@ fn parse_duration_ms(text: &str) -> Result<u64> {
         "d" => 86_400_000,
         _ => bail!("--valid-for `{text}`: use a number followed by s, m, h or d"),
     };
-    let n: u64 = number.parse().with_context(|| format!("--valid-for `{text}`: not a number"))?;
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("--valid-for `{text}`: not a number"))?;
     if n == 0 {
         bail!("--valid-for must be more than zero");
     }

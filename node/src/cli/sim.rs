@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use starling_sim::{BUILT_INS, Scenario};
 
-use crate::files;
+use starling_node::files;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]

@@ -1,0 +1,447 @@
+//! What the event loop does for its agent: each request is checked against
+//! the local mandate and policy first (the core refuses what the agent may
+//! not do), audited, committed to disk, and only then answered.
+
+use libp2p::PeerId;
+use serde_json::json;
+use starling_gossip::{Command, CommandError, Input};
+use starling_trust::evidence::record::{Outcome, Revocation, Termination, Vouch};
+use starling_trust::evidence::store::Slot;
+use starling_trust::policy::Action;
+use starling_trust::{Did, Evidence, Record};
+
+use crate::audit::Fact;
+use crate::driver::{DIRECT_WAIT_MS, Driver, PendingDirect, kem_key_of};
+use crate::handle::{ApiError, EvidenceInput, PolicyInput, Reply, Request};
+
+fn command_error(e: CommandError) -> ApiError {
+    match e {
+        CommandError::Topic(_) | CommandError::Evidence(_) | CommandError::TooLarge { .. } => {
+            ApiError::bad(e.to_string())
+        }
+        CommandError::Policy(_) => ApiError::bad(e.to_string()),
+        CommandError::Refused(_) => ApiError::refused(e.to_string()),
+        CommandError::RateLimited => ApiError::rate_limited(e.to_string()),
+        CommandError::UnknownPeer => ApiError::not_found(e.to_string()),
+    }
+}
+
+impl Driver {
+    fn me(&self) -> Did {
+        self.key.did()
+    }
+
+    fn my_principal(&self) -> String {
+        self.core
+            .trust()
+            .authority_principal(&self.me())
+            .map(|d| d.to_string())
+            .unwrap_or_default()
+    }
+
+    fn fact(&self, task: &str, action: String, decision: String) -> Fact {
+        Fact {
+            agent: self.me().to_string(),
+            principal: self.my_principal(),
+            task: task.to_string(),
+            action,
+            decision,
+        }
+    }
+
+    /// Appends an audit entry and commits everything pending, durably; answers after.
+    fn commit_and_reply(
+        &mut self,
+        fact: Fact,
+        reply: Reply<serde_json::Value>,
+        answer: Result<serde_json::Value, ApiError>,
+    ) {
+        self.audit.append(&mut self.batch, self.now_ms, fact);
+        self.drain();
+        match self.flush(true) {
+            Ok(()) => {
+                let _ = reply.send(answer);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(ApiError::unavailable(format!(
+                    "not stored, try again: {e}"
+                ))));
+            }
+        }
+    }
+
+    pub(crate) fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Publish {
+                topic,
+                payload,
+                task,
+                reply,
+            } => {
+                let action = format!("publish:{}", topic.chars().take(64).collect::<String>());
+                let command = Command::Publish { topic, payload };
+                match self.core.handle(self.now_ms, Input::Command(command)) {
+                    Ok(id) => {
+                        self.metrics.published += 1;
+                        let id = id.map(hex::encode).unwrap_or_default();
+                        let fact = self.fact(&task, action, "allow".into());
+                        self.commit_and_reply(fact, reply, Ok(json!({ "id": id })));
+                    }
+                    Err(e @ (CommandError::Refused(_) | CommandError::RateLimited)) => {
+                        let fact = self.fact(&task, action, format!("deny: {e}"));
+                        self.commit_and_reply(fact, reply, Err(command_error(e)));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(command_error(e)));
+                    }
+                }
+            }
+            Request::Subscribe { topic, reply } => {
+                let result = self.core.handle(
+                    self.now_ms,
+                    Input::Command(Command::Subscribe {
+                        topic: topic.clone(),
+                    }),
+                );
+                let _ = reply.send(
+                    result
+                        .map(|_| json!({ "subscribed": topic }))
+                        .map_err(command_error),
+                );
+            }
+            Request::Direct {
+                to,
+                payload,
+                task,
+                reply,
+            } => self.direct(to, payload, task, reply),
+            Request::Evidence { input, task, reply } => self.evidence(input, task, reply),
+            Request::Policy { input, reply } => self.policy(input, reply),
+            Request::Query { query, reply } => {
+                let _ = reply.send(self.query(query));
+            }
+            Request::Shutdown => {}
+        }
+    }
+
+    fn direct(&mut self, to: Did, payload: Vec<u8>, task: String, reply: Reply<serde_json::Value>) {
+        if to == self.me() {
+            let _ = reply.send(Err(ApiError::bad(
+                "cannot send a direct message to this node's own agent",
+            )));
+            return;
+        }
+        if let Err(e) = self.core.trust().authority(&self.me(), self.now_ms) {
+            let _ = reply.send(Err(ApiError::refused(e.to_string())));
+            return;
+        }
+        let Some(pk) = kem_key_of(&self.core, &to) else {
+            let _ = reply.send(Err(ApiError::not_found(format!(
+                "no agent record with a sealing key is known for {to}; it must have joined this mesh"
+            ))));
+            return;
+        };
+        let me = self.me();
+        let sealed = match crate::seal::seal(&mut self.rng, &pk, &me, &to, &payload) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reply.send(Err(ApiError::bad(e.to_string())));
+                return;
+            }
+        };
+        let peer = to.to_peer_id();
+        let principal = self
+            .core
+            .trust()
+            .authority_principal(&to)
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        let fact = Fact {
+            agent: self.me().to_string(),
+            principal: self.my_principal(),
+            task,
+            action: format!("direct:send:{to}"),
+            decision: format!("allow (recipient principal {principal})"),
+        };
+        if self.core.admitted().any(|(p, _)| *p == peer) {
+            self.send_direct_now(peer, sealed, fact, reply);
+        } else {
+            self.dial_and_join_direct(peer);
+            let deadline_ms = self.now_ms + DIRECT_WAIT_MS;
+            self.pending_directs.push(PendingDirect {
+                peer,
+                sealed,
+                deadline_ms,
+                reply,
+                fact,
+            });
+        }
+    }
+
+    fn dial_and_join_direct(&mut self, peer: PeerId) {
+        // Dial outside the core's views: a one-off message should not
+        // reshape the overlay. Once admitted, the message is sent.
+        if !self.swarm.is_connected(&peer) {
+            let addrs: Vec<libp2p::Multiaddr> = match Did::from_peer_id(&peer)
+                .ok()
+                .and_then(|d| self.core.trust().store().agent(&d).cloned())
+                .map(|r| r.evidence().clone())
+            {
+                Some(Evidence::Agent(a)) => a.addrs.iter().filter_map(|a| a.parse().ok()).collect(),
+                _ => vec![],
+            };
+            for a in addrs {
+                self.swarm.behaviour_mut().kad.add_address(&peer, a);
+            }
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(vec![])
+                .extend_addresses_through_behaviour()
+                .build();
+            let _ = self.swarm.dial(opts);
+        }
+    }
+
+    pub(crate) fn send_direct_now(
+        &mut self,
+        peer: PeerId,
+        sealed: Vec<u8>,
+        fact: Fact,
+        reply: Reply<serde_json::Value>,
+    ) {
+        let sealed_bytes = sealed.len();
+        match self.core.handle(
+            self.now_ms,
+            Input::Command(Command::Direct {
+                to: peer,
+                payload: sealed,
+            }),
+        ) {
+            Ok(_) => {
+                self.metrics.directs_sent += 1;
+                self.commit_and_reply(
+                    fact,
+                    reply,
+                    Ok(json!({ "sent": true, "sealed_bytes": sealed_bytes })),
+                );
+            }
+            Err(e) => {
+                let _ = reply.send(Err(command_error(e)));
+            }
+        }
+    }
+
+    /// Signs a record with this node's key.
+    fn sign(&mut self, evidence: Evidence) -> Result<Record, ApiError> {
+        let genesis = self.core.trust().genesis().clone();
+        Record::create(&self.key, &genesis, self.now_ms, evidence).map_err(|e| match e {
+            starling_trust::EvidenceError::NotAuthorised(m) => ApiError::refused(m),
+            other => ApiError::bad(other.to_string()),
+        })
+    }
+
+    fn make_record(&mut self, input: EvidenceInput) -> Result<(Record, &'static str), ApiError> {
+        let genesis = self.core.trust().genesis().clone();
+        let me = self.me();
+        match input {
+            EvidenceInput::Signed(bytes) => {
+                let record = Record::from_bytes(&bytes, &genesis)
+                    .map_err(|e| ApiError::bad(e.to_string()))?;
+                Ok((record, "evidence"))
+            }
+            EvidenceInput::Outcome {
+                subject,
+                success,
+                severity,
+                task,
+            } => {
+                if !success && !(1..=10).contains(&severity) {
+                    return Err(ApiError::bad("a failed outcome needs a severity of 1..=10"));
+                }
+                let previous = self
+                    .core
+                    .trust()
+                    .store()
+                    .best(&Slot::Outcome(me, subject))
+                    .cloned();
+                let mut totals = match previous.as_ref().map(|r| r.evidence()) {
+                    Some(Evidence::Outcome(o)) => o.clone(),
+                    _ => Outcome {
+                        subject,
+                        successes: 0,
+                        failures: 0,
+                        failure_severity: 0,
+                        last_task: String::new(),
+                    },
+                };
+                match success {
+                    true => totals.successes += 1,
+                    false => {
+                        totals.failures += 1;
+                        totals.failure_severity += u64::from(severity);
+                    }
+                }
+                totals.last_task = task;
+                Ok((self.sign(Evidence::Outcome(totals))?, "outcome"))
+            }
+            EvidenceInput::Vouch {
+                subject,
+                weight,
+                expires_ms,
+            } => {
+                let authority = self
+                    .core
+                    .trust()
+                    .authority(&me, self.now_ms)
+                    .map_err(|e| ApiError::refused(e.to_string()))?;
+                self.core
+                    .trust()
+                    .decide(&authority, Action::Vouch, &subject.to_string())
+                    .map_err(|e| ApiError::refused(e.to_string()))?;
+                Ok((
+                    self.sign(Evidence::Vouch(Vouch {
+                        subject,
+                        weight,
+                        expires_ms,
+                    }))?,
+                    "vouch",
+                ))
+            }
+            EvidenceInput::Revoke { subject, reason } => {
+                let mandate = self.leaf_mandate(&subject)?;
+                Ok((
+                    self.sign(Evidence::Revocation(Revocation { mandate, reason }))?,
+                    "revoke",
+                ))
+            }
+            EvidenceInput::Terminate { subject, reason } => {
+                let mandate = match genesis.is_governor(&me) {
+                    true => None,
+                    false => Some(self.leaf_mandate(&subject)?),
+                };
+                Ok((
+                    self.sign(Evidence::Termination(Termination {
+                        subject,
+                        reason,
+                        mandate,
+                    }))?,
+                    "terminate",
+                ))
+            }
+        }
+    }
+
+    fn leaf_mandate(&self, subject: &Did) -> Result<starling_trust::Mandate, ApiError> {
+        let record = self.core.trust().store().agent(subject).ok_or_else(|| {
+            ApiError::not_found(format!("no agent record is known for {subject}"))
+        })?;
+        match record.evidence() {
+            Evidence::Agent(a) => a
+                .chain
+                .leaf()
+                .cloned()
+                .ok_or_else(|| ApiError::bad("the agent's chain is empty")),
+            _ => Err(ApiError::bad("not an agent record")),
+        }
+    }
+
+    fn evidence(&mut self, input: EvidenceInput, task: String, reply: Reply<serde_json::Value>) {
+        let what = match &input {
+            EvidenceInput::Signed(_) => "evidence".to_string(),
+            EvidenceInput::Outcome { subject, .. } => format!("outcome:{subject}"),
+            EvidenceInput::Vouch { subject, .. } => format!("vouch:{subject}"),
+            EvidenceInput::Revoke { subject, .. } => format!("revoke:{subject}"),
+            EvidenceInput::Terminate { subject, .. } => format!("terminate:{subject}"),
+        };
+        let (record, action) = match self.make_record(input) {
+            Ok(r) => r,
+            Err(e) if e.status == 403 => {
+                // A refusal by mandate or policy is a decision: audit it.
+                let fact = self.fact(&task, what, format!("deny: {}", e.message));
+                self.commit_and_reply(fact, reply, Err(e));
+                return;
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let id = record.id();
+        let bytes = record.to_bytes().to_vec();
+        let subject = record.evidence().subject().to_string();
+        let kind = kind_name(record.evidence());
+        if let Err(e) = self.core.handle(
+            self.now_ms,
+            Input::Command(Command::SubmitEvidence {
+                record: bytes.clone(),
+            }),
+        ) {
+            let _ = reply.send(Err(command_error(e)));
+            return;
+        }
+        let kept = self.core.trust().store().contains(&id);
+        // Store what was acknowledged even if a better record in its slot
+        // outranks it here, so the caller's record is never lost.
+        self.batch.evidence.retain(|(i, _)| *i != id);
+        self.batch.evidence.push((id, bytes));
+        let fact = self.fact(
+            &task,
+            format!("{action}:{kind}:{subject}"),
+            "accepted".into(),
+        );
+        self.commit_and_reply(
+            fact,
+            reply,
+            Ok(json!({ "id": hex::encode(id), "kind": kind, "kept": kept })),
+        );
+    }
+
+    fn policy(&mut self, input: PolicyInput, reply: Reply<serde_json::Value>) {
+        let bytes = match input {
+            PolicyInput::Signed(bytes) => bytes,
+            PolicyInput::Edits(edits) => {
+                let genesis = self.core.trust().genesis().clone();
+                match self
+                    .core
+                    .trust()
+                    .policy()
+                    .propose(&self.key, &genesis, self.now_ms, &edits)
+                {
+                    Ok(change) => change.to_bytes().to_vec(),
+                    Err(e @ starling_trust::policy::PolicyError::NotGovernor(_)) => {
+                        let _ = reply.send(Err(ApiError::refused(e.to_string())));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(ApiError::bad(e.to_string())));
+                        return;
+                    }
+                }
+            }
+        };
+        let hash = starling_trust::wire::sha256(&bytes);
+        match self.core.handle(
+            self.now_ms,
+            Input::Command(Command::ChangePolicy { change: bytes }),
+        ) {
+            Ok(_) => {
+                let fact = self.fact("", "policy:change".into(), "accepted".into());
+                self.commit_and_reply(fact, reply, Ok(json!({ "change": hex::encode(hash) })));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(command_error(e)));
+            }
+        }
+    }
+}
+
+/// The short name of a record's kind.
+pub fn kind_name(evidence: &Evidence) -> &'static str {
+    match evidence {
+        Evidence::Outcome(_) => "outcome",
+        Evidence::Violation(_) => "violation",
+        Evidence::Vouch(_) => "vouch",
+        Evidence::Revocation(_) => "revocation",
+        Evidence::Termination(_) => "termination",
+        Evidence::Agent(_) => "agent",
+    }
+}
