@@ -201,14 +201,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     /// Inserts a verified record; returns whether it was new.
     pub(crate) fn apply_record(&mut self, now_ms: u64, record: Arc<Record>) -> bool {
-        let kind = match record.evidence() {
-            Evidence::Outcome(_) => "outcome",
-            Evidence::Violation(_) => "violation",
-            Evidence::Vouch(_) => "vouch",
-            Evidence::Revocation(_) => "revocation",
-            Evidence::Termination(_) => "termination",
-            Evidence::Agent(_) => "agent",
-        };
+        let kind = record.evidence().kind();
         let (id, author, subject) = (record.id(), record.author(), record.evidence().subject());
         let ending = matches!(kind, "revocation" | "termination").then(|| record.to_bytes().to_vec());
         if !matches!(self.trust.store_mut().insert(record), Inserted::Added { .. }) {

@@ -245,6 +245,19 @@ struct AgentProto {
 }
 
 impl Evidence {
+    /// The kind's short name: `outcome`, `violation`, `vouch`, `revocation`,
+    /// `termination` or `agent`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Outcome(_) => "outcome",
+            Self::Violation(_) => "violation",
+            Self::Vouch(_) => "vouch",
+            Self::Revocation(_) => "revocation",
+            Self::Termination(_) => "termination",
+            Self::Agent(_) => "agent",
+        }
+    }
+
     /// The identity the record is about.
     pub fn subject(&self) -> Did {
         match self {
