@@ -325,6 +325,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         reconnect_at: BTreeMap::new(),
         persisted_evidence,
         scanned_generation: 0,
+        acks: Vec::new(),
         rejoin_at_ms: now_ms + crate::driver::REJOIN_MS,
     };
     for addr in &options.bootstrap {
