@@ -28,6 +28,8 @@ use crate::seal::KemSecret;
 use crate::session::{self, SessionEvent, WRITER_QUEUE_MAX, WriterMsg};
 use crate::store::{Batch, Store};
 
+/// Most queued requests handled under one durable commit.
+pub const REQUEST_BATCH_MAX: usize = 64;
 /// Frames and session reports queued for the loop.
 pub const SESSION_QUEUE_MAX: usize = 4096;
 /// How long a direct message waits for its recipient to be reachable.
@@ -100,10 +102,17 @@ pub struct Driver {
     pub(crate) persisted_evidence: std::collections::HashSet<[u8; 32]>,
     /// The evidence store generation last scanned for unpersisted records.
     pub(crate) scanned_generation: u64,
+    /// Answers waiting for the next durable commit.
+    pub(crate) acks: Vec<(
+        crate::handle::Reply<serde_json::Value>,
+        Result<serde_json::Value, ApiError>,
+    )>,
 }
 
-/// Least time between rejoin attempts of an isolated node.
+/// Least time between rejoin attempts of a poorly connected node.
 pub const REJOIN_MS: u64 = 2_000;
+/// Fewer active neighbours than this and the node joins again.
+pub const ACTIVE_MIN: usize = 2;
 
 /// How long after a connection closes its last in-flight frames are still
 /// handed to the core (they are read by another task and may trail the
@@ -131,6 +140,7 @@ impl Driver {
     ) {
         self.housekeeping_at_ms = self.now_ms + HOUSEKEEPING_MS;
         self.drain();
+        let mut shutdown = false;
         loop {
             let next = self
                 .timers
@@ -152,6 +162,17 @@ impl Driver {
                         break;
                     }
                     self.on_request(req);
+                    // Take what else is queued, so one fsync acknowledges them all.
+                    for _ in 0..REQUEST_BATCH_MAX {
+                        match requests.try_recv() {
+                            Ok(Request::Shutdown) => {
+                                shutdown = true;
+                                break;
+                            }
+                            Ok(req) => self.on_request(req),
+                            Err(_) => break,
+                        }
+                    }
                 }
                 Some(event) = sessions.recv() => {
                     self.tick();
@@ -171,12 +192,42 @@ impl Driver {
             self.tick();
             self.fire_timers();
             self.drain();
-            if let Err(e) = self.flush(false) {
+            if let Err(e) = self.commit_and_answer() {
                 tracing::error!("store failed, stopping the node: {e}");
                 break;
             }
+            if shutdown {
+                break;
+            }
         }
+        let _ = self.commit_and_answer();
         let _ = self.flush(true);
+    }
+
+    /// Commits pending writes (durably if any request waits for it) and
+    /// then answers the waiting requests.
+    fn commit_and_answer(&mut self) -> Result<(), crate::store::StoreError> {
+        if self.acks.is_empty() {
+            return self.flush(false);
+        }
+        let acks = std::mem::take(&mut self.acks);
+        match self.flush(true) {
+            Ok(()) => {
+                for (reply, answer) in acks {
+                    let _ = reply.send(answer);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for (reply, _) in acks {
+                    let _ = reply.send(Err(ApiError::unavailable(format!(
+                        "not stored, try again: {e}"
+                    ))));
+                }
+                // Stay up: the next request may succeed (a full disk freed).
+                Ok(())
+            }
+        }
     }
 
     fn core_frame_max(&self) -> usize {
@@ -204,14 +255,20 @@ impl Driver {
     }
 
     fn rejoin(&mut self, now: u64) {
-        let admitted: Vec<PeerId> = self.core.admitted().map(|(p, _)| *p).collect();
+        let active = self.core.active_view().to_vec();
+        let all_admitted: Vec<PeerId> = self.core.admitted().map(|(p, _)| *p).collect();
+        let admitted: Vec<PeerId> = all_admitted
+            .iter()
+            .copied()
+            .filter(|p| !active.contains(p))
+            .collect();
         let now_ms = self.now_ms;
         let trust = self.core.trust();
         let known: Vec<PeerId> = self
             .addrs
             .keys()
             .copied()
-            .filter(|p| !admitted.contains(p))
+            .filter(|p| !all_admitted.contains(p) && !self.swarm.is_connected(p))
             .filter(|p| Did::from_peer_id(p).is_ok_and(|d| trust.authority(&d, now_ms).is_ok()))
             .collect();
         let turn = (now / REJOIN_MS) as usize;
@@ -231,10 +288,12 @@ impl Driver {
         self.housekeeping_at_ms = self.now_ms + HOUSEKEEPING_MS;
         let now = self.now_ms;
         self.persist_evidence_scan();
-        // HyParView refills the active view only from the passive view; in a
-        // small mesh both can be empty after a neighbour is cut off while the
-        // node still has admitted links (anti-entropy, directs). Rejoin then.
-        if self.core.active_view().is_empty() && now >= self.rejoin_at_ms {
+        // HyParView refills the active view only from the passive view, and
+        // only forcefully when it is empty. In a small mesh a node (or a
+        // pair) can be left with one neighbour and a passive view of full
+        // nodes: a separate component for good. Below `ACTIVE_MIN`
+        // neighbours, join again through a peer outside the active view.
+        if self.core.active_view().len() < ACTIVE_MIN && now >= self.rejoin_at_ms {
             self.rejoin_at_ms = now + REJOIN_MS;
             self.rejoin(now);
         }
@@ -406,10 +465,8 @@ impl Driver {
                     let _ = self.core.handle(self.now_ms, Input::Disconnected { peer });
                 }
             }
-            SwarmEvent::NewListenAddr { address, .. } => {
-                if !self.listen_addrs.contains(&address) {
-                    self.listen_addrs.push(address);
-                }
+            SwarmEvent::NewListenAddr { address, .. } if !self.listen_addrs.contains(&address) => {
+                self.listen_addrs.push(address);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,

@@ -49,7 +49,7 @@ impl Driver {
         }
     }
 
-    /// Appends an audit entry and commits everything pending, durably; answers after.
+    /// Appends an audit entry; the answer waits for the durable commit.
     fn commit_and_reply(
         &mut self,
         fact: Fact,
@@ -57,17 +57,8 @@ impl Driver {
         answer: Result<serde_json::Value, ApiError>,
     ) {
         self.audit.append(&mut self.batch, self.now_ms, fact);
-        self.drain();
-        match self.flush(true) {
-            Ok(()) => {
-                let _ = reply.send(answer);
-            }
-            Err(e) => {
-                let _ = reply.send(Err(ApiError::unavailable(format!(
-                    "not stored, try again: {e}"
-                ))));
-            }
-        }
+        // Answered after the loop's next durable commit (group commit).
+        self.acks.push((reply, answer));
     }
 
     pub(crate) fn on_request(&mut self, request: Request) {

@@ -325,6 +325,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         reconnect_at: BTreeMap::new(),
         persisted_evidence,
         scanned_generation: 0,
+        acks: Vec::new(),
         rejoin_at_ms: now_ms + crate::driver::REJOIN_MS,
     };
     for addr in &options.bootstrap {
@@ -404,13 +405,16 @@ async fn wait_for_listeners(
     Ok(addrs)
 }
 
+/// Policy change hashes and evidence record ids already in the store.
+type Replayed = (BTreeSet<[u8; 32]>, std::collections::HashSet<[u8; 32]>);
+
 /// Feeds stored evidence and policy back into a fresh core; drops stored
 /// records the core no longer keeps (superseded). Returns the stored policy hashes.
 fn replay(
     core: &mut Node<PeerId, StdRng>,
     store: &Store,
     now_ms: u64,
-) -> Result<(BTreeSet<[u8; 32]>, std::collections::HashSet<[u8; 32]>), StartError> {
+) -> Result<Replayed, StartError> {
     let records = store.evidence()?;
     for bytes in &records {
         let _ = core.handle(

@@ -57,6 +57,9 @@ fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
+/// A known peer: its PeerId bytes and multiaddrs.
+pub type KnownPeer = (Vec<u8>, Vec<String>);
+
 /// Writes to commit together.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -161,7 +164,7 @@ impl Store {
     }
 
     /// Known peers: PeerId bytes and their addresses.
-    pub fn peers(&self) -> Result<Vec<(Vec<u8>, Vec<String>)>, StoreError> {
+    pub fn peers(&self) -> Result<Vec<KnownPeer>, StoreError> {
         let tx = self.db.begin_read().map_err(io)?;
         let table = tx.open_table(PEERS).map_err(io)?;
         let mut out = Vec::new();

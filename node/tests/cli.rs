@@ -195,3 +195,104 @@ fn a_chain_from_genesis_to_sub_agent_verifies() {
     // Key files are never overwritten.
     assert!(error_of(&["id", "new", "--out", &path(d, "gov")]).contains("must not exist yet"));
 }
+
+/// Starts `starling node` with `args`, waits for its JSON ready line, returns it and the child.
+fn node(args: &[&str]) -> (std::process::Child, Value) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starling"))
+        .args(["node", "--json"])
+        .args(args)
+        .env_remove("SSLKEYLOGFILE")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start starling node");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("ready line");
+    let ready: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
+    (child, ready)
+}
+
+#[test]
+fn node_starts_from_files_restarts_from_its_data_dir_and_audit_verify_checks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    json(&["id", "new", "--out", &path(d, "gov"), "--json"]);
+    let agent = json(&["id", "new", "--out", &path(d, "agent"), "--json"])["did"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    json(&[
+        "genesis",
+        "new",
+        "--key",
+        &path(d, "gov"),
+        "--out",
+        &path(d, "genesis"),
+        "--json",
+    ]);
+    json(&[
+        "mandate",
+        "issue",
+        "--genesis",
+        &path(d, "genesis"),
+        "--key",
+        &path(d, "gov"),
+        "--subject",
+        &agent,
+        "--scope",
+        "publish:*",
+        "--out",
+        &path(d, "chain"),
+        "--json",
+    ]);
+    let data = path(d, "data");
+    let first = [
+        "--data-dir",
+        &data,
+        "--genesis",
+        &path(d, "genesis"),
+        "--key",
+        &path(d, "agent"),
+        "--mandate",
+        &path(d, "chain"),
+    ];
+    let (mut child, ready) = node(&first);
+    assert_eq!(ready["did"], agent.as_str());
+    assert!(
+        ready["listen"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("/ip4/127.0.0.1/")
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Restart from the data dir alone.
+    let (mut child, again) = node(&["--data-dir", &data]);
+    assert_eq!(again["did"], agent.as_str());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let report = json(&["audit", "verify", "--data-dir", &data, "--json"]);
+    assert_eq!(report["intact"], true, "{report}");
+    // Refusals: SSLKEYLOGFILE, another key for this data dir, a bad config, no data dir.
+    let out = Command::new(env!("CARGO_BIN_EXE_starling"))
+        .args(["node", "--data-dir", &data])
+        .env("SSLKEYLOGFILE", path(d, "keys.log"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SSLKEYLOGFILE"));
+    assert!(!d.join("keys.log").exists());
+    assert!(
+        error_of(&["node", "--data-dir", &data, "--key", &path(d, "gov")]).contains("belongs to")
+    );
+    std::fs::write(d.join("bad.toml"), "data_dir = 7\nlisten = \"x\"").unwrap();
+    assert!(
+        error_of(&["node", "--config", &path(d, "bad.toml")]).contains("not a valid node config")
+    );
+    assert!(error_of(&["node"]).contains("--data-dir"));
+    assert!(error_of(&["audit", "verify", "--data-dir", &path(d, "nothing")]).contains("no store"));
+}

@@ -26,6 +26,8 @@ pub(crate) struct NodeFigures {
     latency_ms_p50: u64,
     latency_ms_p99: u64,
     latency_ms_max: u64,
+    publish_errors: usize,
+    last_publish_error: String,
     accept_msgs_per_s: f64,
     burst_messages: usize,
     burst_received: usize,
@@ -74,6 +76,7 @@ pub(crate) async fn run(
     }
     for i in 0..nodes {
         mesh.handle(i).subscribe("bench").await?;
+        mesh.handle(i).subscribe("burst").await?;
     }
     let handles: Vec<_> = (0..nodes).map(|i| mesh.handle(i).clone()).collect();
     let formed = until(30_000, || {
@@ -89,7 +92,11 @@ pub(crate) async fn run(
     })
     .await;
     anyhow::ensure!(formed, "the {nodes}-node overlay did not form in 30 s");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settle_s = std::env::var("STARLING_BENCH_SETTLE_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    tokio::time::sleep(Duration::from_secs(settle_s)).await;
     let rss_after = rss_kb();
     let setup_ms = started.elapsed().as_millis() as u64;
 
@@ -110,14 +117,73 @@ pub(crate) async fn run(
             }
         }));
     }
+    let (mut publish_errors, mut last_error) = (0usize, String::new());
     for m in 0..messages {
         let from = 1 + m % (nodes - 1);
-        let _ = handles[from]
+        if let Err(e) = handles[from]
             .publish("bench", format!("m{m}").as_bytes(), "bench")
-            .await;
+            .await
+        {
+            publish_errors += 1;
+            last_error = e.to_string();
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+    if std::env::var_os("STARLING_BENCH_DEBUG").is_some() {
+        let ids: Vec<String> = (0..nodes)
+            .map(|i| mesh.did(i).to_peer_id().to_string())
+            .collect();
+        for (i, h) in handles.iter().enumerate() {
+            let p = h
+                .query(starling_node::Query::Peers)
+                .await
+                .unwrap_or_default();
+            let active: Vec<usize> = p["active_view"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| ids.iter().position(|id| x == id.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let passive: Vec<usize> = p["passive_view"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| ids.iter().position(|id| x == id.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("node {i}: active {active:?} passive {passive:?}");
+            }
+        }
+        for (i, h) in handles.iter().enumerate() {
+            let m = h
+                .query(starling_node::Query::Metrics)
+                .await
+                .unwrap_or_default();
+            let text = m.as_str().unwrap_or_default();
+            let pick: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter(|l| {
+                    l.contains("delivered_total")
+                        || l.contains("dropped")
+                        || l.contains("grafts")
+                        || l.contains("active_view")
+                        || l.contains("admitted_peers")
+                        || l.contains("items_")
+                })
+                .collect();
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("node {i}: {pick:?}");
+            }
+        }
+    }
     let mut lat = latencies.lock().await.clone();
     for t in &tasks {
         t.abort();
@@ -169,6 +235,8 @@ pub(crate) async fn run(
         latency_ms_p50: percentile(&lat, 0.50),
         latency_ms_p99: percentile(&lat, 0.99),
         latency_ms_max: lat.last().copied().unwrap_or(0),
+        publish_errors,
+        last_publish_error: last_error,
         accept_msgs_per_s: (accept * 10.0).round() / 10.0,
         burst_messages: burst,
         burst_received: received,
