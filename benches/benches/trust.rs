@@ -10,10 +10,14 @@ use starling_trust::{EvidenceStore, Params, ScoreTable};
 fn trust(c: &mut Criterion) {
     let mesh = Mesh::new(Params::default());
     let (policy, dids) = policy_with_rules(&mesh, 1_000, 7);
-    c.bench_function("policy_decide_1000_rules_x1000", |b| b.iter(|| decide_latencies_ns(&policy, &dids, 1_000, 3)));
+    c.bench_function("policy_decide_1000_rules_x1000", |b| {
+        b.iter(|| decide_latencies_ns(&policy, &dids, 1_000, 3))
+    });
 
     let (store, records) = mesh.build(5_000, 2);
-    c.bench_function("score_recompute_5k_agents_50k_records", |b| b.iter(|| ScoreTable::compute(&store, 24)));
+    c.bench_function("score_recompute_5k_agents_50k_records", |b| {
+        b.iter(|| ScoreTable::compute(&store, 24))
+    });
     c.bench_function("evidence_merge_50k_records", |b| {
         b.iter(|| {
             let mut empty = EvidenceStore::new(Arc::clone(&mesh.genesis));

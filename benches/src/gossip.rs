@@ -41,16 +41,37 @@ const START_MS: u64 = 1_800_000_000_000;
 
 fn agent(mesh: &Mesh, org: &Keypair, org_link: &Mandate, i: usize) -> (Keypair, Arc<Record>) {
     let key = Mesh::agent_key(i);
-    let link = Mandate::issue(org, &mandate(&mesh.genesis, key.did(), &["publish:*", "subscribe:*"]), Some(org_link));
+    let link = Mandate::issue(
+        org,
+        &mandate(&mesh.genesis, key.did(), &["publish:*", "subscribe:*"]),
+        Some(org_link),
+    );
     let chain = MandateChain::new(vec![org_link.clone(), link]);
-    let record = Record::create(&key, &mesh.genesis, START_MS, Evidence::Agent(AgentRecord { chain, kem_public_key: vec![], addrs: vec![] }))
-        .expect("bench agent record");
+    let record = Record::create(
+        &key,
+        &mesh.genesis,
+        START_MS,
+        Evidence::Agent(AgentRecord {
+            chain,
+            kem_public_key: vec![],
+            addrs: vec![],
+        }),
+    )
+    .expect("bench agent record");
     (key, Arc::new(record))
 }
 
 fn new_node(mesh: &Mesh, key: Keypair, me: u32, record: Arc<Record>) -> GNode {
-    Node::new(Config::default(), Arc::clone(&mesh.genesis), key, me, record, StdRng::seed_from_u64(u64::from(me)), START_MS)
-        .expect("bench node")
+    Node::new(
+        Config::default(),
+        Arc::clone(&mesh.genesis),
+        key,
+        me,
+        record,
+        StdRng::seed_from_u64(u64::from(me)),
+        START_MS,
+    )
+    .expect("bench node")
 }
 
 /// Delivers frames between nodes until quiet; ignores timers and dials.
@@ -60,10 +81,28 @@ fn pump(nodes: &mut [GNode], dids: &[starling_trust::Did], now: u64) {
         for i in 0..nodes.len() {
             while let Some(out) = nodes[i].poll_output() {
                 match out {
-                    Output::Send { to, frame } => queue.push_back((to, Input::Frame { from: i as u32, bytes: frame })),
+                    Output::Send { to, frame } => queue.push_back((
+                        to,
+                        Input::Frame {
+                            from: i as u32,
+                            bytes: frame,
+                        },
+                    )),
                     Output::Connect(to) => {
-                        queue.push_back((i as u32, Input::Connected { peer: to, did: dids[to as usize] }));
-                        queue.push_back((to, Input::Connected { peer: i as u32, did: dids[i] }));
+                        queue.push_back((
+                            i as u32,
+                            Input::Connected {
+                                peer: to,
+                                did: dids[to as usize],
+                            },
+                        ));
+                        queue.push_back((
+                            to,
+                            Input::Connected {
+                                peer: i as u32,
+                                did: dids[i],
+                            },
+                        ));
                     }
                     _ => {}
                 }
@@ -80,7 +119,11 @@ fn pump(nodes: &mut [GNode], dids: &[starling_trust::Did], now: u64) {
 
 fn rss_bytes() -> f64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0.0);
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
     pages * 4096.0
 }
 
@@ -90,17 +133,36 @@ pub fn run(messages: usize, nodes: usize, progress: &mut dyn FnMut(&str)) -> Gos
     let (org, org_link) = mesh.org();
     let origins = 2_000usize;
     progress(&format!("signing {origins} agent records"));
-    let agents: Vec<(Keypair, Arc<Record>)> = (0..origins).map(|i| agent(&mesh, &org, &org_link, i)).collect();
+    let agents: Vec<(Keypair, Arc<Record>)> = (0..origins)
+        .map(|i| agent(&mesh, &org, &org_link, i))
+        .collect();
 
     // One receiver with five neighbours, which knows every origin's record.
-    let mut ring: Vec<GNode> = (0..6).map(|i| new_node(&mesh, agents[i].0.clone(), i as u32, Arc::clone(&agents[i].1))).collect();
+    let mut ring: Vec<GNode> = (0..6)
+        .map(|i| {
+            new_node(
+                &mesh,
+                agents[i].0.clone(),
+                i as u32,
+                Arc::clone(&agents[i].1),
+            )
+        })
+        .collect();
     let dids: Vec<_> = agents.iter().map(|(k, _)| k.did()).collect();
     for i in 1..6u32 {
-        let _ = ring[0].handle(START_MS, Input::Command(Command::Join { contacts: vec![i] }));
+        let _ = ring[0].handle(
+            START_MS,
+            Input::Command(Command::Join { contacts: vec![i] }),
+        );
     }
     pump(&mut ring, &dids, START_MS);
     for (_, record) in &agents[6..] {
-        let _ = ring[0].handle(START_MS, Input::Command(Command::SubmitEvidence { record: record.to_bytes().to_vec() }));
+        let _ = ring[0].handle(
+            START_MS,
+            Input::Command(Command::SubmitEvidence {
+                record: record.to_bytes().to_vec(),
+            }),
+        );
     }
     // The periodic tick refreshes the score table, which now knows every origin.
     let _ = ring[0].handle(START_MS, Input::Timer(Timer::Tick));
@@ -112,9 +174,23 @@ pub fn run(messages: usize, nodes: usize, progress: &mut dyn FnMut(&str)) -> Gos
         .map(|k| {
             let (key, _) = &agents[6 + k % (origins - 6)];
             let sent = START_MS + (k / per_ms) as u64;
-            let m = SignedMessage::sign(key, Domain::Message, &mesh.genesis.id(), "bench", k as u64, sent, vec![7; 256]);
-            Frame::new(Body::Gossip(Gossip { kind: ItemKind::Message as i32, round: 1, item: m.raw, tree: "bench".into(), origin: key.did().as_bytes().to_vec() }))
-                .encode()
+            let m = SignedMessage::sign(
+                key,
+                Domain::Message,
+                &mesh.genesis.id(),
+                "bench",
+                k as u64,
+                sent,
+                vec![7; 256],
+            );
+            Frame::new(Body::Gossip(Gossip {
+                kind: ItemKind::Message as i32,
+                round: 1,
+                item: m.raw,
+                tree: "bench".into(),
+                origin: key.did().as_bytes().to_vec(),
+            }))
+            .encode()
         })
         .collect();
 
@@ -124,12 +200,23 @@ pub fn run(messages: usize, nodes: usize, progress: &mut dyn FnMut(&str)) -> Gos
     let start = Instant::now();
     for (k, bytes) in frames.into_iter().enumerate() {
         let now = START_MS + (k / per_ms) as u64;
-        let _ = receiver.handle(now, Input::Frame { from: 1 + (k % 5) as u32, bytes });
+        let _ = receiver.handle(
+            now,
+            Input::Frame {
+                from: 1 + (k % 5) as u32,
+                bytes,
+            },
+        );
         while receiver.poll_output().is_some() {}
     }
     let forward_s = start.elapsed().as_secs_f64();
     let accepted = receiver.stats().items_accepted - accepted_before;
-    assert_eq!(accepted as usize, messages, "every bench message is accepted: {:?}", receiver.stats());
+    assert_eq!(
+        accepted as usize,
+        messages,
+        "every bench message is accepted: {:?}",
+        receiver.stats()
+    );
 
     progress("publish path");
     let publisher = &mut ring[1];
@@ -138,7 +225,16 @@ pub fn run(messages: usize, nodes: usize, progress: &mut dyn FnMut(&str)) -> Gos
     let mut published = 0usize;
     for k in 0..messages / 10 {
         let now = START_MS + 1_000_000 + (k as u64) * 100;
-        if publisher.handle(now, Input::Command(Command::Publish { topic: "bench".into(), payload: vec![7; 256] })).is_ok() {
+        if publisher
+            .handle(
+                now,
+                Input::Command(Command::Publish {
+                    topic: "bench".into(),
+                    payload: vec![7; 256],
+                }),
+            )
+            .is_ok()
+        {
             published += 1;
         }
         while publisher.poll_output().is_some() {}
@@ -146,17 +242,33 @@ pub fn run(messages: usize, nodes: usize, progress: &mut dyn FnMut(&str)) -> Gos
     let publish_s = start.elapsed().as_secs_f64();
 
     progress(&format!("memory of {nodes} settled nodes"));
-    let keys: Vec<(Keypair, Arc<Record>)> = (0..nodes).map(|i| agent(&mesh, &org, &org_link, origins + i)).collect();
+    let keys: Vec<(Keypair, Arc<Record>)> = (0..nodes)
+        .map(|i| agent(&mesh, &org, &org_link, origins + i))
+        .collect();
     let dids: Vec<_> = keys.iter().map(|(k, _)| k.did()).collect();
     let before = rss_bytes();
-    let mut mesh_nodes: Vec<GNode> = keys.iter().enumerate().map(|(i, (k, r))| new_node(&mesh, k.clone(), i as u32, Arc::clone(r))).collect();
+    let mut mesh_nodes: Vec<GNode> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (k, r))| new_node(&mesh, k.clone(), i as u32, Arc::clone(r)))
+        .collect();
     for i in 1..nodes {
         let contact = (i * 7919 % i) as u32;
-        let _ = mesh_nodes[i].handle(START_MS, Input::Command(Command::Join { contacts: vec![contact] }));
+        let _ = mesh_nodes[i].handle(
+            START_MS,
+            Input::Command(Command::Join {
+                contacts: vec![contact],
+            }),
+        );
         pump(&mut mesh_nodes, &dids, START_MS);
     }
     for i in 0..nodes {
-        let peers = (1..=30).map(|k| PeerRef { peer: (((i + k * 31) % nodes) as u32).to_le_bytes().to_vec(), did: dids[(i + k * 31) % nodes].as_bytes().to_vec() }).collect();
+        let peers = (1..=30)
+            .map(|k| PeerRef {
+                peer: (((i + k * 31) % nodes) as u32).to_le_bytes().to_vec(),
+                did: dids[(i + k * 31) % nodes].as_bytes().to_vec(),
+            })
+            .collect();
         let from = mesh_nodes[i].active_view().first().copied().unwrap_or(0);
         let frame = Frame::new(Body::ShuffleReply(ShuffleReply { peers })).encode();
         let _ = mesh_nodes[i].handle(START_MS, Input::Frame { from, bytes: frame });

@@ -17,8 +17,8 @@ use starling_trust::evidence::record::{AgentRecord, Outcome, Violation, Vouch};
 use starling_trust::keys::{self, Domain};
 use starling_trust::policy::{Edit, Rule};
 use starling_trust::{
-    Action, Actor, Did, Evidence, EvidenceStore, Genesis, GenesisSpec, Keypair, Mandate, MandateChain, MandateSpec,
-    Params, Policy, Record, Scope, ScoreTable, Tier,
+    Action, Actor, Did, Evidence, EvidenceStore, Genesis, GenesisSpec, Keypair, Mandate,
+    MandateChain, MandateSpec, Params, Policy, Record, Scope, ScoreTable, Tier,
 };
 
 /// Records per agent in the workload.
@@ -65,11 +65,30 @@ impl Mesh {
     /// A mesh with one governor and one organisation.
     pub fn new(params: Params) -> Self {
         let governor = Keypair::from_secret_bytes(&[1; 32]);
-        let spec = GenesisSpec { name: "bench".into(), other_governors: vec![], created_ms: 0, params };
-        let genesis = Arc::new(Genesis::create(&governor, spec).expect("the bench genesis is valid"));
+        let spec = GenesisSpec {
+            name: "bench".into(),
+            other_governors: vec![],
+            created_ms: 0,
+            params,
+        };
+        let genesis =
+            Arc::new(Genesis::create(&governor, spec).expect("the bench genesis is valid"));
         let org = Keypair::from_secret_bytes(&[2; 32]);
-        let org_link = Mandate::issue(&governor, &self::mandate(&genesis, org.did(), &["publish:*", "subscribe:*", "vouch", "delegate(2)"]), None);
-        Self { genesis, governor, org, org_link }
+        let org_link = Mandate::issue(
+            &governor,
+            &self::mandate(
+                &genesis,
+                org.did(),
+                &["publish:*", "subscribe:*", "vouch", "delegate(2)"],
+            ),
+            None,
+        );
+        Self {
+            genesis,
+            governor,
+            org,
+            org_link,
+        }
     }
 
     /// The organisation every agent's mandate comes from, and its mandate.
@@ -88,29 +107,66 @@ impl Mesh {
     /// The records about and by agent `i` of `n`: see the module docs.
     pub fn agent_records(&self, i: usize, n: usize, key: &Keypair, dids: &[Did]) -> Vec<Record> {
         let g = &self.genesis;
-        let link = Mandate::issue(&self.org, &mandate(g, key.did(), &["publish:*", "subscribe:*", "vouch"]), Some(&self.org_link));
+        let link = Mandate::issue(
+            &self.org,
+            &mandate(g, key.did(), &["publish:*", "subscribe:*", "vouch"]),
+            Some(&self.org_link),
+        );
         let chain = MandateChain::new(vec![self.org_link.clone(), link]);
         let mut out = Vec::with_capacity(RECORDS_PER_AGENT + 1);
         let mut add = |author: &Keypair, at: u64, e: Evidence| {
             out.push(Record::create(author, g, at, e).expect("bench records are valid"));
         };
-        add(key, 0, Evidence::Agent(AgentRecord { chain, kem_public_key: vec![], addrs: vec![] }));
+        add(
+            key,
+            0,
+            Evidence::Agent(AgentRecord {
+                chain,
+                kem_public_key: vec![],
+                addrs: vec![],
+            }),
+        );
         let other = |k: usize, stride: usize| {
             let j = (i + 1 + k * stride) % n;
             dids[if j == i { (j + 1) % n } else { j }]
         };
         for k in 0..6 {
             let (successes, failures) = (5 + (i * 7 + k) as u64 % 40, (i + k) as u64 % 4);
-            let o = Outcome { subject: other(k, 7919), successes, failures, failure_severity: failures, last_task: String::new() };
+            let o = Outcome {
+                subject: other(k, 7919),
+                successes,
+                failures,
+                failure_severity: failures,
+                last_task: String::new(),
+            };
             add(key, HOUR_MS * (1 + k as u64), Evidence::Outcome(o));
         }
         for k in 0..2 {
-            add(key, 1, Evidence::Vouch(Vouch { subject: other(k, 104_729), weight: 60, expires_ms: 10_000 * HOUR_MS }));
+            add(
+                key,
+                1,
+                Evidence::Vouch(Vouch {
+                    subject: other(k, 104_729),
+                    weight: 60,
+                    expires_ms: 10_000 * HOUR_MS,
+                }),
+            );
         }
-        let v = Violation { subject: other(0, 15_485), rule: "rate".into(), severity: 1 + (i % 3) as u32, task: String::new() };
+        let v = Violation {
+            subject: other(0, 15_485),
+            rule: "rate".into(),
+            severity: 1 + (i % 3) as u32,
+            task: String::new(),
+        };
         add(key, 2 * HOUR_MS, Evidence::Violation(v));
         if i % 100 == 0 {
-            let o = Outcome { subject: key.did(), successes: 50, failures: 1, failure_severity: 1, last_task: String::new() };
+            let o = Outcome {
+                subject: key.did(),
+                successes: 50,
+                failures: 1,
+                failure_severity: 1,
+                last_task: String::new(),
+            };
             add(&self.governor, HOUR_MS, Evidence::Outcome(o));
         }
         out
@@ -134,7 +190,10 @@ impl Mesh {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("signing thread")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("signing thread"))
+                .collect()
         });
         let records: Vec<Arc<Record>> = parts.into_iter().flatten().map(Arc::new).collect();
         let mut store = EvidenceStore::new(Arc::clone(&self.genesis));
@@ -160,8 +219,16 @@ pub fn mandate(genesis: &Genesis, subject: Did, scope: &[&str]) -> MandateSpec {
 /// A policy of `rules` rules of every kind, and the identities it names.
 pub fn policy_with_rules(mesh: &Mesh, rules: usize, seed: u64) -> (Policy, Vec<Did>) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let dids: Vec<Did> = (0..256).map(|i| Mesh::agent_key(1_000_000 + i).did()).collect();
-    let tiers = ["untrusted", "probationary", "standard", "trusted", "verified"];
+    let dids: Vec<Did> = (0..256)
+        .map(|i| Mesh::agent_key(1_000_000 + i).did())
+        .collect();
+    let tiers = [
+        "untrusted",
+        "probationary",
+        "standard",
+        "trusted",
+        "verified",
+    ];
     let edits: Vec<Edit> = (0..rules)
         .map(|i| {
             let action = Action::ALL[rng.random_range(0..Action::ALL.len())];
@@ -171,23 +238,44 @@ pub fn policy_with_rules(mesh: &Mesh, rules: usize, seed: u64) -> (Policy, Vec<D
                 2 => format!("tier>={}", tiers[rng.random_range(0..tiers.len())]),
                 _ => "scope:publish:*".to_string(),
             };
-            let resource = format!("topic.{}.{}", rng.random_range(0..50), if i % 3 == 0 { "*" } else { "x" });
-            let effect = if rng.random_bool(0.3) { "deny" } else { "allow" };
-            let rule = Rule::parse(&format!("r{i}"), rng.random_range(0..1000), &actor, action.name(), &resource, effect, "bench")
-                .expect("bench rules are valid");
+            let resource = format!(
+                "topic.{}.{}",
+                rng.random_range(0..50),
+                if i % 3 == 0 { "*" } else { "x" }
+            );
+            let effect = if rng.random_bool(0.3) {
+                "deny"
+            } else {
+                "allow"
+            };
+            let rule = Rule::parse(
+                &format!("r{i}"),
+                rng.random_range(0..1000),
+                &actor,
+                action.name(),
+                &resource,
+                effect,
+                "bench",
+            )
+            .expect("bench rules are valid");
             Edit::PutRule(rule)
         })
         .collect();
     let mut policy = Policy::from_genesis(&mesh.genesis);
-    let change = policy.propose(&mesh.governor, &mesh.genesis, 1_000, &edits).expect("bench policy change");
-    policy.apply(Arc::new(change)).expect("bench policy applies");
+    let change = policy
+        .propose(&mesh.governor, &mesh.genesis, 1_000, &edits)
+        .expect("bench policy change");
+    policy
+        .apply(Arc::new(change))
+        .expect("bench policy applies");
     (policy, dids)
 }
 
 /// Times `decide` one call at a time over random queries; returns sorted ns.
 pub fn decide_latencies_ns(policy: &Policy, dids: &[Did], calls: usize, seed: u64) -> Vec<u64> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let scope = Scope::parse(&["publish:*", "subscribe:*", "call:*", "vouch", "delegate(1)"]).expect("scope");
+    let scope = Scope::parse(&["publish:*", "subscribe:*", "call:*", "vouch", "delegate(1)"])
+        .expect("scope");
     let queries: Vec<(Did, Did, Tier, Action, String)> = (0..4096)
         .map(|_| {
             (
@@ -203,7 +291,12 @@ pub fn decide_latencies_ns(policy: &Policy, dids: &[Did], calls: usize, seed: u6
     let mut allowed = 0usize;
     for k in 0..calls {
         let (did, principal, tier, action, resource) = &queries[k % queries.len()];
-        let actor = Actor { did, principal, tier: *tier, scope: &scope };
+        let actor = Actor {
+            did,
+            principal,
+            tier: *tier,
+            scope: &scope,
+        };
         let start = Instant::now();
         let decision = policy.decide(&actor, *action, resource);
         out.push(start.elapsed().as_nanos() as u64);
@@ -220,8 +313,13 @@ pub fn verify_rates(records: &[Arc<Record>], sample: usize) -> (f64, f64) {
         .iter()
         .take(sample)
         .map(|r| {
-            let env = starling_trust::wire::SignedProto::open(r.to_bytes(), usize::MAX, "record").expect("own record");
-            (r.author(), env.body, env.signature.try_into().expect("64-byte signature"))
+            let env = starling_trust::wire::SignedProto::open(r.to_bytes(), usize::MAX, "record")
+                .expect("own record");
+            (
+                r.author(),
+                env.body,
+                env.signature.try_into().expect("64-byte signature"),
+            )
         })
         .collect();
     let start = Instant::now();
@@ -231,7 +329,10 @@ pub fn verify_rates(records: &[Arc<Record>], sample: usize) -> (f64, f64) {
     let single = items.len() as f64 / start.elapsed().as_secs_f64();
     let start = Instant::now();
     for chunk in items.chunks(64) {
-        let batch: Vec<_> = chunk.iter().map(|(d, b, s)| (*d, Domain::Evidence, b.as_slice(), *s)).collect();
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|(d, b, s)| (*d, Domain::Evidence, b.as_slice(), *s))
+            .collect();
         assert!(keys::verify_batch(&batch), "bench batch verifies");
     }
     let batch = items.len() as f64 / start.elapsed().as_secs_f64();
@@ -252,9 +353,14 @@ pub fn run(agents: usize, rules: usize, progress: &mut dyn FnMut(&str)) -> Trust
     let latencies = decide_latencies_ns(&policy, &dids, 400_000, 2);
     let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
 
-    progress(&format!("signing {} records for {agents} agents", agents * RECORDS_PER_AGENT));
+    progress(&format!(
+        "signing {} records for {agents} agents",
+        agents * RECORDS_PER_AGENT
+    ));
     let start = Instant::now();
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let (store, records) = mesh.build(agents, threads);
     let build_s = start.elapsed().as_secs_f64();
 

@@ -12,8 +12,8 @@ use rand_core::Rng;
 use starling_trust::policy::Action;
 use starling_trust::{Did, Evidence, Inserted};
 
-use crate::node::{Event, Link, Node, Output};
 use crate::limits::Bucket;
+use crate::node::{Event, Link, Node, Output};
 use crate::peer::Peer;
 use crate::wire::{Body, Hello, Records, Refuse};
 
@@ -22,7 +22,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
         if peer == self.me || self.links.contains_key(&peer) {
             return;
         }
-        let queue = self.dialing.remove(&peer).map(|(_, q)| q).unwrap_or_default();
+        let queue = self
+            .dialing
+            .remove(&peer)
+            .map(|(_, q)| q)
+            .unwrap_or_default();
         let bucket = Bucket::full(self.config.peer_frames_burst, now_ms);
         self.links.insert(
             peer,
@@ -37,7 +41,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 strikes: 0,
             },
         );
-        let hello = Hello { mesh: self.trust.genesis().id().to_vec(), agent_record: self.record.to_bytes().to_vec() };
+        let hello = Hello {
+            mesh: self.trust.genesis().id().to_vec(),
+            agent_record: self.record.to_bytes().to_vec(),
+        };
         let frame = crate::wire::Frame::new(Body::Hello(hello)).encode();
         self.stats.frames_out += 1;
         self.stats.bytes_out += frame.len() as u64;
@@ -49,7 +56,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
     pub(crate) fn on_disconnected(&mut self, now_ms: u64, peer: P) {
         self.dialing.remove(&peer);
         let was_pending = self.views.cancel_pending(&peer);
-        let was_active = self.links.remove(&peer).is_some_and(|l| l.admitted) && self.views.remove_active(&peer);
+        let was_active =
+            self.links.remove(&peer).is_some_and(|l| l.admitted) && self.views.remove_active(&peer);
         if was_active {
             self.broadcast.neighbor_down(&peer);
             self.event(Event::NeighborDown(peer));
@@ -63,7 +71,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
     pub(crate) fn on_hello(&mut self, now_ms: u64, peer: P, hello: Hello) {
         match self.check_hello(now_ms, peer, &hello) {
             Ok(principal) => {
-                let Some(link) = self.links.get_mut(&peer) else { return };
+                let Some(link) = self.links.get_mut(&peer) else {
+                    return;
+                };
                 link.admitted = true;
                 link.principal = Some(principal);
                 let did = link.did;
@@ -86,7 +96,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     fn send_refuse(&mut self, peer: P, reason: &str) {
-        let frame = crate::wire::Frame::new(Body::Refuse(Refuse { reason: reason.to_string() })).encode();
+        let frame = crate::wire::Frame::new(Body::Refuse(Refuse {
+            reason: reason.to_string(),
+        }))
+        .encode();
         self.outbox.push_back(Output::Send { to: peer, frame });
     }
 
@@ -94,23 +107,50 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// where anti-entropy spreads it, and any node holding a message of this
     /// agent pulls it) and its principal is returned.
     fn check_hello(&mut self, now_ms: u64, peer: P, hello: &Hello) -> Result<Did, String> {
-        let did = self.links.get(&peer).map(|l| l.did).ok_or("not connected")?;
+        let did = self
+            .links
+            .get(&peer)
+            .map(|l| l.did)
+            .ok_or("not connected")?;
         if hello.mesh != self.trust.genesis().id() {
             return Err("wrong genesis: the peer belongs to another mesh".into());
         }
         if self.graylist.contains(&did, now_ms) {
             return Err("graylisted for repeated misbehaviour".into());
         }
-        let record =
-            self.trust.decode_record(&hello.agent_record).map_err(|e| format!("invalid agent record: {e}"))?;
+        let record = self
+            .trust
+            .decode_record(&hello.agent_record)
+            .map_err(|e| format!("invalid agent record: {e}"))?;
         if !matches!(record.evidence(), Evidence::Agent(_)) || record.author() != did {
             return Err("the agent record is not the connected peer's".into());
         }
-        let fresh = matches!(self.trust.store_mut().insert(std::sync::Arc::clone(&record)), Inserted::Added { .. });
-        let authority = self.trust.authority(&did, now_ms).map_err(|e| e.to_string())?;
+        let fresh = matches!(
+            self.trust
+                .store_mut()
+                .insert(std::sync::Arc::clone(&record)),
+            Inserted::Added { .. }
+        );
+        let authority = self
+            .trust
+            .authority(&did, now_ms)
+            .map_err(|e| e.to_string())?;
         self.trust.note_fresh(did);
-        self.trust.decide(&authority, Action::Join, "*").map_err(|e| e.to_string())?;
+        self.trust
+            .decide(&authority, Action::Join, "*")
+            .map_err(|e| e.to_string())?;
         if fresh {
+            let (id, kind, subject) = (
+                record.id(),
+                record.evidence().kind(),
+                record.evidence().subject(),
+            );
+            self.event(Event::EvidenceApplied {
+                id,
+                kind,
+                author: did,
+                subject,
+            });
             self.release_awaiting(now_ms, &did);
         }
         Ok(authority.principal)
@@ -120,11 +160,21 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// revocation or termination arrives), first sending them `why` (the
     /// records that ended their mandate) so their own node knows.
     pub(crate) fn recheck_links(&mut self, now_ms: u64, why: &[Vec<u8>]) {
-        let admitted: Vec<(P, Did)> = self.links.iter().filter(|(_, l)| l.admitted).map(|(p, l)| (*p, l.did)).collect();
+        let admitted: Vec<(P, Did)> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.admitted)
+            .map(|(p, l)| (*p, l.did))
+            .collect();
         for (peer, did) in admitted {
             if let Err(refusal) = self.trust.authority(&did, now_ms) {
                 if !why.is_empty() {
-                    self.send(peer, Body::Records(Records { records: why.to_vec() }));
+                    self.send(
+                        peer,
+                        Body::Records(Records {
+                            records: why.to_vec(),
+                        }),
+                    );
                 }
                 let reason = refusal.to_string();
                 self.stats.peers_refused += 1;
@@ -154,12 +204,19 @@ impl<P: Peer, R: Rng> Node<P, R> {
             .collect();
         for (peer, admitted) in stale {
             if !admitted {
-                self.event(Event::PeerRefused { peer, reason: "handshake timed out".into() });
+                self.event(Event::PeerRefused {
+                    peer,
+                    reason: "handshake timed out".into(),
+                });
             }
             self.drop_link(now_ms, peer);
         }
-        let dials: Vec<P> =
-            self.dialing.iter().filter(|(_, (since, _))| now_ms >= since + handshake_ms).map(|(p, _)| *p).collect();
+        let dials: Vec<P> = self
+            .dialing
+            .iter()
+            .filter(|(_, (since, _))| now_ms >= since + handshake_ms)
+            .map(|(p, _)| *p)
+            .collect();
         for peer in dials {
             self.on_disconnected(now_ms, peer);
         }

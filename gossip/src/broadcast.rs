@@ -110,15 +110,26 @@ impl<P: Peer> Broadcast<P> {
     fn tree(&mut self, key: &TreeKey, active: &[P], now_ms: u64) -> &mut Tree<P> {
         if !self.trees.contains_key(key) {
             if self.trees.len() >= TREES_MAX {
-                let stalest = self.trees.iter().min_by_key(|(_, t)| t.used_ms).map(|(k, _)| k.clone());
+                let stalest = self
+                    .trees
+                    .iter()
+                    .min_by_key(|(_, t)| t.used_ms)
+                    .map(|(k, _)| k.clone());
                 if let Some(k) = stalest {
                     self.trees.remove(&k);
                 }
             }
-            let tree = Tree { eager: active.iter().copied().collect(), lazy: BTreeSet::new(), used_ms: now_ms };
+            let tree = Tree {
+                eager: active.iter().copied().collect(),
+                lazy: BTreeSet::new(),
+                used_ms: now_ms,
+            };
             self.trees.insert(key.clone(), tree);
         }
-        let tree = self.trees.get_mut(key).unwrap_or_else(|| unreachable!("inserted above"));
+        let tree = self
+            .trees
+            .get_mut(key)
+            .unwrap_or_else(|| unreachable!("inserted above"));
         tree.used_ms = tree.used_ms.max(now_ms);
         tree
     }
@@ -174,7 +185,9 @@ impl<P: Peer> Broadcast<P> {
         self.trees
             .iter()
             .filter(|((name, _), _)| name == tree)
-            .fold((0, 0), |(e, l), (_, t)| (e + t.eager.len(), l + t.lazy.len()))
+            .fold((0, 0), |(e, l), (_, t)| {
+                (e + t.eager.len(), l + t.lazy.len())
+            })
     }
 
     /// Trees held.
@@ -206,7 +219,15 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let (cache_ms, cache_max) = (self.config.message_cache_ms, self.config.message_cache_max);
         let active = self.views.active().to_vec();
         let b = &mut self.broadcast;
-        b.cache.insert(id, Cached { tree: tree.clone(), kind, round, item: Arc::clone(&item) });
+        b.cache.insert(
+            id,
+            Cached {
+                tree: tree.clone(),
+                kind,
+                round,
+                item: Arc::clone(&item),
+            },
+        );
         b.cache_order.push_back((now_ms + cache_ms, id));
         while b.cache.len() > cache_max {
             match b.cache_order.pop_front() {
@@ -219,8 +240,18 @@ impl<P: Peer, R: Rng> Node<P, R> {
             t.lazy.remove(&f);
             t.eager.insert(f);
         }
-        let eager: Vec<P> = t.eager.iter().copied().filter(|p| Some(*p) != from).collect();
-        let lazy: Vec<P> = t.lazy.iter().copied().filter(|p| Some(*p) != from).collect();
+        let eager: Vec<P> = t
+            .eager
+            .iter()
+            .copied()
+            .filter(|p| Some(*p) != from)
+            .collect();
+        let lazy: Vec<P> = t
+            .lazy
+            .iter()
+            .copied()
+            .filter(|p| Some(*p) != from)
+            .collect();
         let frame = crate::wire::Frame::new(Body::Gossip(Gossip {
             kind,
             round: round + 1,
@@ -234,9 +265,17 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.send_encoded(p, frame.clone());
         }
         for p in lazy {
-            let announcement =
-                Announcement { id: id.to_vec(), tree: tree.0.clone(), round: round + 1, origin: tree.1.clone() };
-            self.broadcast.ihave.entry(p).or_default().push(announcement);
+            let announcement = Announcement {
+                id: id.to_vec(),
+                tree: tree.0.clone(),
+                round: round + 1,
+                origin: tree.1.clone(),
+            };
+            self.broadcast
+                .ihave
+                .entry(p)
+                .or_default()
+                .push(announcement);
         }
         if !self.broadcast.ihave.is_empty() && !self.broadcast.flush_pending {
             self.broadcast.flush_pending = true;
@@ -247,25 +286,35 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// A second copy of `id` arrived from `from`: prune that link.
     pub(crate) fn on_duplicate(&mut self, from: P, tree: &TreeKey) {
         self.stats.items_duplicate += 1;
-        let Some(t) = self.broadcast.trees.get_mut(tree) else { return };
+        let Some(t) = self.broadcast.trees.get_mut(tree) else {
+            return;
+        };
         if t.eager.remove(&from) {
             t.lazy.insert(from);
-            self.send(from, Body::Prune(Prune { tree: tree.0.clone(), origin: tree.1.clone() }));
+            self.send(
+                from,
+                Body::Prune(Prune {
+                    tree: tree.0.clone(),
+                    origin: tree.1.clone(),
+                }),
+            );
         }
     }
 
     pub(crate) fn on_ihave(&mut self, now_ms: u64, from: P, ihave: IHave) {
         for a in ihave.items.into_iter().take(self.config.ihave_ids_max) {
-            let Ok(id) = <MessageId>::try_from(a.id.as_slice()) else { continue };
+            let Ok(id) = <MessageId>::try_from(a.id.as_slice()) else {
+                continue;
+            };
             if self.broadcast.is_seen(&id) {
                 continue;
             }
             let fresh = !self.broadcast.missing.contains_key(&id);
-            let missing = self
-                .broadcast
-                .missing
-                .entry(id)
-                .or_insert_with(|| Missing { tree: (a.tree.clone(), a.origin.clone()), announcers: VecDeque::new(), attempts: 0 });
+            let missing = self.broadcast.missing.entry(id).or_insert_with(|| Missing {
+                tree: (a.tree.clone(), a.origin.clone()),
+                announcers: VecDeque::new(),
+                attempts: 0,
+            });
             if !missing.announcers.contains(&from) && missing.announcers.len() < ANNOUNCERS_MAX {
                 missing.announcers.push_back(from);
             }
@@ -280,7 +329,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.broadcast.missing.remove(&id);
             return;
         }
-        let Some(missing) = self.broadcast.missing.get_mut(&id) else { return };
+        let Some(missing) = self.broadcast.missing.get_mut(&id) else {
+            return;
+        };
         let Some(announcer) = missing.announcers.pop_front() else {
             self.broadcast.missing.remove(&id);
             return;
@@ -296,7 +347,14 @@ impl<P: Peer, R: Rng> Node<P, R> {
             t.eager.insert(announcer);
         }
         self.stats.grafts_sent += 1;
-        self.send(announcer, Body::Graft(Graft { id: id.to_vec(), tree: tree.0, origin: tree.1 }));
+        self.send(
+            announcer,
+            Body::Graft(Graft {
+                id: id.to_vec(),
+                tree: tree.0,
+                origin: tree.1,
+            }),
+        );
         match more {
             true => self.set_timer(now_ms + self.config.graft_next_ms, Timer::Graft(id)),
             false => {
@@ -310,15 +368,24 @@ impl<P: Peer, R: Rng> Node<P, R> {
     pub(crate) fn on_graft(&mut self, now_ms: u64, from: P, graft: Graft) {
         let active = self.views.active().to_vec();
         if active.contains(&from) {
-            let t = self.broadcast.tree(&(graft.tree, graft.origin), &active, now_ms);
+            let t = self
+                .broadcast
+                .tree(&(graft.tree, graft.origin), &active, now_ms);
             t.lazy.remove(&from);
             t.eager.insert(from);
         }
-        let Ok(id) = <MessageId>::try_from(graft.id.as_slice()) else { return };
+        let Ok(id) = <MessageId>::try_from(graft.id.as_slice()) else {
+            return;
+        };
         if let Some(c) = self.broadcast.cache.get(&id).cloned() {
             self.stats.gossip_sent += 1;
-            let gossip =
-                Gossip { kind: c.kind, round: c.round + 1, item: c.item.as_ref().clone(), tree: c.tree.0, origin: c.tree.1 };
+            let gossip = Gossip {
+                kind: c.kind,
+                round: c.round + 1,
+                item: c.item.as_ref().clone(),
+                tree: c.tree.0,
+                origin: c.tree.1,
+            };
             self.send(from, Body::Gossip(gossip));
         }
     }
@@ -336,7 +403,12 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let pending = std::mem::take(&mut self.broadcast.ihave);
         for (peer, items) in pending {
             for chunk in items.chunks(self.config.ihave_ids_max.max(1)) {
-                self.send(peer, Body::IHave(IHave { items: chunk.to_vec() }));
+                self.send(
+                    peer,
+                    Body::IHave(IHave {
+                        items: chunk.to_vec(),
+                    }),
+                );
             }
         }
     }

@@ -26,17 +26,24 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let admitted = link.admitted;
         let body = match Frame::decode_capped(bytes, self.config.frame_bytes_max) {
             Ok(body) => body,
-            Err(FrameError::TooLarge { .. }) => return self.strike(now_ms, from, DropReason::Oversize),
+            Err(FrameError::TooLarge { .. }) => {
+                return self.strike(now_ms, from, DropReason::Oversize);
+            }
             Err(e) => return self.strike(now_ms, from, DropReason::Malformed(e.to_string())),
         };
         match (admitted, body) {
             (false, Body::Hello(hello)) => self.on_hello(now_ms, from, hello),
             (_, Body::Refuse(refuse)) => {
-                self.event(Event::PeerRefused { peer: from, reason: format!("refused by peer: {}", refuse.reason) });
+                self.event(Event::PeerRefused {
+                    peer: from,
+                    reason: format!("refused by peer: {}", refuse.reason),
+                });
                 self.drop_link(now_ms, from);
             }
             (false, _) => self.dropped(from, DropReason::NotAdmitted),
-            (true, Body::Hello(_)) => self.strike(now_ms, from, DropReason::Malformed("second hello".into())),
+            (true, Body::Hello(_)) => {
+                self.strike(now_ms, from, DropReason::Malformed("second hello".into()))
+            }
             (true, Body::Join(_)) => self.on_join(from),
             (true, Body::ForwardJoin(fj)) => self.on_forward_join(now_ms, from, fj),
             (true, Body::Neighbor(n)) => self.on_neighbor(from, n),
@@ -60,15 +67,23 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     fn on_direct(&mut self, now_ms: u64, from: P, d: Direct) {
-        let message = match self.trust.open_message(&d.message, self.config.frame_bytes_max, Domain::Direct) {
-            Ok(m) => m,
-            Err(starling_trust::wire::DecodeError::Signature { .. }) => {
-                return self.strike(now_ms, from, DropReason::Forged);
-            }
-            Err(e) => return self.strike(now_ms, from, DropReason::Malformed(e.to_string())),
-        };
+        let message =
+            match self
+                .trust
+                .open_message(&d.message, self.config.frame_bytes_max, Domain::Direct)
+            {
+                Ok(m) => m,
+                Err(starling_trust::wire::DecodeError::Signature { .. }) => {
+                    return self.strike(now_ms, from, DropReason::Forged);
+                }
+                Err(e) => return self.strike(now_ms, from, DropReason::Malformed(e.to_string())),
+            };
         if message.topic != self.did().to_string() {
-            return self.strike(now_ms, from, DropReason::Malformed("direct message for another agent".into()));
+            return self.strike(
+                now_ms,
+                from,
+                DropReason::Malformed("direct message for another agent".into()),
+            );
         }
         let stale = message.sent_ms + self.config.message_age_max_ms < now_ms
             || message.sent_ms > now_ms + self.config.clock_skew_max_ms;
@@ -79,23 +94,37 @@ impl<P: Peer, R: Rng> Node<P, R> {
             return self.dropped(from, DropReason::Refused(e.to_string()));
         }
         let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
-        self.broadcast.mark_seen(message.id, now_ms, seen_ms, seen_max);
-        self.outbox.push_back(Output::DeliverDirect { from: message.origin, payload: message.payload.clone() });
+        self.broadcast
+            .mark_seen(message.id, now_ms, seen_ms, seen_max);
+        self.outbox.push_back(Output::DeliverDirect {
+            from: message.origin,
+            payload: message.payload.clone(),
+        });
     }
 
-    pub(crate) fn on_command(&mut self, now_ms: u64, command: Command<P>) -> Result<Option<MessageId>, CommandError> {
+    pub(crate) fn on_command(
+        &mut self,
+        now_ms: u64,
+        command: Command<P>,
+    ) -> Result<Option<MessageId>, CommandError> {
         match command {
             Command::Join { contacts } => self.start_join(now_ms, contacts),
             Command::Subscribe { topic } => {
                 let me = self.did();
                 let authority = self.trust.authority(&me, now_ms)?;
-                self.trust.decide(&authority, starling_trust::policy::Action::Subscribe, &topic)?;
+                self.trust.decide(
+                    &authority,
+                    starling_trust::policy::Action::Subscribe,
+                    &topic,
+                )?;
                 self.subscriptions.insert(topic);
             }
             Command::Unsubscribe { topic } => {
                 self.subscriptions.remove(&topic);
             }
-            Command::Publish { topic, payload } => return self.publish(now_ms, topic, payload).map(Some),
+            Command::Publish { topic, payload } => {
+                return self.publish(now_ms, topic, payload).map(Some);
+            }
             Command::SubmitEvidence { record } => {
                 let record = self.trust.decode_record(&record)?;
                 self.spread_record(now_ms, record);
@@ -109,9 +138,21 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 self.trust.authority(&me, now_ms)?;
                 self.seq += 1;
                 let mesh = self.trust.genesis().id();
-                let message =
-                    SignedMessage::sign(&self.key, Domain::Direct, &mesh, &to_did.to_string(), self.seq, now_ms, payload);
-                self.send(to, Body::Direct(Direct { message: message.raw }));
+                let message = SignedMessage::sign(
+                    &self.key,
+                    Domain::Direct,
+                    &mesh,
+                    &to_did.to_string(),
+                    self.seq,
+                    now_ms,
+                    payload,
+                );
+                self.send(
+                    to,
+                    Body::Direct(Direct {
+                        message: message.raw,
+                    }),
+                );
             }
         }
         Ok(None)

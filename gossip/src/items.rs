@@ -47,7 +47,12 @@ enum Verdict {
     /// The forwarding peer sent something invalid.
     Bad(DropReason),
     /// Authentic, but its origin may not do this.
-    Refused { origin: Did, reason: DropReason, rule: &'static str, severity: u32 },
+    Refused {
+        origin: Did,
+        reason: DropReason,
+        rule: &'static str,
+        severity: u32,
+    },
     /// Authentic, but its origin's agent record has not reached this node
     /// yet: nobody's fault, and a later copy may be accepted.
     Unknown,
@@ -63,8 +68,12 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         let system = tree.1.is_empty();
         let verdict = match ItemKind::try_from(g.kind) {
-            Ok(ItemKind::Message) if !system => self.accept_message(now_ms, &tree, &g.item, g.round),
-            Ok(ItemKind::Evidence) if system && tree.0 == EVIDENCE_TREE => self.accept_evidence(now_ms, &g.item),
+            Ok(ItemKind::Message) if !system => {
+                self.accept_message(now_ms, &tree, &g.item, g.round)
+            }
+            Ok(ItemKind::Evidence) if system && tree.0 == EVIDENCE_TREE => {
+                self.accept_evidence(now_ms, &g.item)
+            }
             Ok(ItemKind::Policy) if system && tree.0 == POLICY_TREE => self.accept_policy(&g.item),
             _ => Verdict::Bad(DropReason::Malformed("unknown item kind or tree".into())),
         };
@@ -81,7 +90,12 @@ impl<P: Peer, R: Rng> Node<P, R> {
             }
             Verdict::Known => self.on_duplicate(from, &tree),
             Verdict::Bad(reason) => self.strike(now_ms, from, reason),
-            Verdict::Refused { origin, reason, rule, severity } => {
+            Verdict::Refused {
+                origin,
+                reason,
+                rule,
+                severity,
+            } => {
                 self.dropped(from, reason);
                 self.report_violation(now_ms, origin, rule, severity, &id);
             }
@@ -93,17 +107,36 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// the peer that forwarded it (which had to check it, so holds the
     /// record) for the record. Bounded: excess messages are dropped.
     fn await_origin(&mut self, from: P, tree: TreeKey, kind: i32, round: u32, item: Vec<u8>) {
-        let Ok(origin) = Did::from_bytes(&tree.1) else { return };
+        let Ok(origin) = Did::from_bytes(&tree.1) else {
+            return;
+        };
         let first = !self.awaiting.contains_key(&origin);
         if first && self.awaiting.len() >= AWAITING_ORIGINS_MAX {
-            return self.dropped(from, DropReason::Refused(format!("no agent record is known for {origin}")));
+            return self.dropped(
+                from,
+                DropReason::Refused(format!("no agent record is known for {origin}")),
+            );
         }
         let held = self.awaiting.entry(origin).or_default();
         if held.len() < AWAITING_PER_ORIGIN_MAX {
-            held.push((from, Gossip { kind, round, item, tree: tree.0, origin: tree.1 }));
+            held.push((
+                from,
+                Gossip {
+                    kind,
+                    round,
+                    item,
+                    tree: tree.0,
+                    origin: tree.1,
+                },
+            ));
         }
         if first {
-            self.send(from, Body::WantAgents(WantAgents { dids: vec![origin.as_bytes().to_vec()] }));
+            self.send(
+                from,
+                Body::WantAgents(WantAgents {
+                    dids: vec![origin.as_bytes().to_vec()],
+                }),
+            );
         }
     }
 
@@ -130,13 +163,24 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     fn accept_message(&mut self, now_ms: u64, tree: &TreeKey, item: &[u8], round: u32) -> Verdict {
-        let message = match self.trust.open_message(item, self.config.frame_bytes_max, Domain::Message) {
-            Ok(m) => m,
-            Err(wire::DecodeError::Signature { .. }) => return Verdict::Bad(DropReason::Forged),
-            Err(e) => return Verdict::Bad(DropReason::Malformed(e.to_string())),
-        };
-        if message.topic != tree.0 || tree.1 != message.origin.as_bytes() || message.topic.starts_with(SYSTEM_PREFIX) {
-            return Verdict::Bad(DropReason::Malformed("message topic does not match its tree".into()));
+        let message =
+            match self
+                .trust
+                .open_message(item, self.config.frame_bytes_max, Domain::Message)
+            {
+                Ok(m) => m,
+                Err(wire::DecodeError::Signature { .. }) => {
+                    return Verdict::Bad(DropReason::Forged);
+                }
+                Err(e) => return Verdict::Bad(DropReason::Malformed(e.to_string())),
+            };
+        if message.topic != tree.0
+            || tree.1 != message.origin.as_bytes()
+            || message.topic.starts_with(SYSTEM_PREFIX)
+        {
+            return Verdict::Bad(DropReason::Malformed(
+                "message topic does not match its tree".into(),
+            ));
         }
         if message.sent_ms + self.config.message_age_max_ms < now_ms
             || message.sent_ms > now_ms + self.config.clock_skew_max_ms
@@ -149,19 +193,45 @@ impl<P: Peer, R: Rng> Node<P, R> {
             Err(crate::trust_state::Refusal::Unknown(_)) => return Verdict::Unknown,
             Err(e) => {
                 let reason = DropReason::Refused(e.to_string());
-                return Verdict::Refused { origin, reason, rule: "mandate", severity: 3 };
+                return Verdict::Refused {
+                    origin,
+                    reason,
+                    rule: "mandate",
+                    severity: 3,
+                };
             }
         };
-        if let Err(e) = self.trust.decide(&authority, Action::Publish, &message.topic) {
+        if let Err(e) = self
+            .trust
+            .decide(&authority, Action::Publish, &message.topic)
+        {
             let reason = DropReason::Refused(e.to_string());
-            return Verdict::Refused { origin, reason, rule: "policy:publish", severity: 2 };
+            return Verdict::Refused {
+                origin,
+                reason,
+                rule: "policy:publish",
+                severity: 2,
+            };
         }
         let ring = self.trust.ring(&origin);
         if message.payload.len() > ring.message_bytes_max as usize {
-            return Verdict::Refused { origin, reason: DropReason::Oversize, rule: "ring:size", severity: 1 };
+            return Verdict::Refused {
+                origin,
+                reason: DropReason::Oversize,
+                rule: "ring:size",
+                severity: 1,
+            };
         }
-        if !self.origins.take(origin, now_ms, ring.rate_per_s, ring.burst) {
-            return Verdict::Refused { origin, reason: DropReason::RateLimited, rule: "ring:rate", severity: 1 };
+        if !self
+            .origins
+            .take(origin, now_ms, ring.rate_per_s, ring.burst)
+        {
+            return Verdict::Refused {
+                origin,
+                reason: DropReason::RateLimited,
+                rule: "ring:rate",
+                severity: 1,
+            };
         }
         if self.subscriptions.contains(&message.topic) {
             self.stats.delivered += 1;
@@ -190,7 +260,12 @@ impl<P: Peer, R: Rng> Node<P, R> {
             let ring = self.trust.ring(&author);
             let (rate, burst) = (ring.rate_per_s.max(1), ring.burst.max(4));
             if !self.origins.take(author, now_ms, rate, burst) {
-                return Verdict::Refused { origin: author, reason: DropReason::RateLimited, rule: "ring:rate", severity: 1 };
+                return Verdict::Refused {
+                    origin: author,
+                    reason: DropReason::RateLimited,
+                    rule: "ring:rate",
+                    severity: 1,
+                };
             }
         }
         match self.apply_record(now_ms, record) {
@@ -203,11 +278,20 @@ impl<P: Peer, R: Rng> Node<P, R> {
     pub(crate) fn apply_record(&mut self, now_ms: u64, record: Arc<Record>) -> bool {
         let kind = record.evidence().kind();
         let (id, author, subject) = (record.id(), record.author(), record.evidence().subject());
-        let ending = matches!(kind, "revocation" | "termination").then(|| record.to_bytes().to_vec());
-        if !matches!(self.trust.store_mut().insert(record), Inserted::Added { .. }) {
+        let ending =
+            matches!(kind, "revocation" | "termination").then(|| record.to_bytes().to_vec());
+        if !matches!(
+            self.trust.store_mut().insert(record),
+            Inserted::Added { .. }
+        ) {
             return false;
         }
-        self.event(Event::EvidenceApplied { id, kind, author, subject });
+        self.event(Event::EvidenceApplied {
+            id,
+            kind,
+            author,
+            subject,
+        });
         if kind == "agent" {
             self.release_awaiting(now_ms, &author);
         }
@@ -220,7 +304,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
     fn accept_policy(&mut self, item: &[u8]) -> Verdict {
         let change = match PolicyChange::from_bytes(item, self.trust.genesis()) {
             Ok(c) => Arc::new(c),
-            Err(starling_trust::policy::ChangeError::Decode(wire::DecodeError::Signature { .. })) => {
+            Err(starling_trust::policy::ChangeError::Decode(wire::DecodeError::Signature {
+                ..
+            })) => {
                 return Verdict::Bad(DropReason::Forged);
             }
             Err(e) => return Verdict::Bad(DropReason::Malformed(e.to_string())),
@@ -247,7 +333,14 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     /// Signs and spreads a violation by `origin`, at most once per cooldown.
-    fn report_violation(&mut self, now_ms: u64, origin: Did, rule: &str, severity: u32, id: &MessageId) {
+    fn report_violation(
+        &mut self,
+        now_ms: u64,
+        origin: Did,
+        rule: &str,
+        severity: u32,
+        id: &MessageId,
+    ) {
         if origin == self.did() {
             return;
         }
@@ -260,8 +353,18 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         self.reported.insert(origin, now_ms);
         let task: String = id.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        let violation = Violation { subject: origin, rule: rule.to_string(), severity, task };
-        if let Ok(record) = Record::create(&self.key, self.trust.genesis(), now_ms, Evidence::Violation(violation)) {
+        let violation = Violation {
+            subject: origin,
+            rule: rule.to_string(),
+            severity,
+            task,
+        };
+        if let Ok(record) = Record::create(
+            &self.key,
+            self.trust.genesis(),
+            now_ms,
+            Evidence::Violation(violation),
+        ) {
             self.stats.violations_reported += 1;
             self.spread_record(now_ms, Arc::new(record));
         }
@@ -282,11 +385,24 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
         self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
         let tree = (EVIDENCE_TREE.to_string(), Vec::new());
-        self.push_item(now_ms, None, &tree, ItemKind::Evidence as i32, 0, record.to_bytes().to_vec(), id);
+        self.push_item(
+            now_ms,
+            None,
+            &tree,
+            ItemKind::Evidence as i32,
+            0,
+            record.to_bytes().to_vec(),
+            id,
+        );
     }
 
     /// Publishes a message from the local agent.
-    pub(crate) fn publish(&mut self, now_ms: u64, topic: String, payload: Vec<u8>) -> Result<MessageId, CommandError> {
+    pub(crate) fn publish(
+        &mut self,
+        now_ms: u64,
+        topic: String,
+        payload: Vec<u8>,
+    ) -> Result<MessageId, CommandError> {
         if topic.is_empty() || topic.len() > TOPIC_BYTES_MAX || topic.starts_with(SYSTEM_PREFIX) {
             return Err(CommandError::Topic(topic.chars().take(64).collect()));
         }
@@ -295,29 +411,63 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.trust.decide(&authority, Action::Publish, &topic)?;
         let ring = self.trust.ring(&me);
         if payload.len() > ring.message_bytes_max as usize {
-            return Err(CommandError::TooLarge { len: payload.len(), max: ring.message_bytes_max });
+            return Err(CommandError::TooLarge {
+                len: payload.len(),
+                max: ring.message_bytes_max,
+            });
         }
         if !self.origins.take(me, now_ms, ring.rate_per_s, ring.burst) {
             return Err(CommandError::RateLimited);
         }
         self.seq += 1;
         let mesh = self.trust.genesis().id();
-        let message = SignedMessage::sign(&self.key, Domain::Message, &mesh, &topic, self.seq, now_ms, payload);
+        let message = SignedMessage::sign(
+            &self.key,
+            Domain::Message,
+            &mesh,
+            &topic,
+            self.seq,
+            now_ms,
+            payload,
+        );
         let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
-        self.broadcast.mark_seen(message.id, now_ms, seen_ms, seen_max);
+        self.broadcast
+            .mark_seen(message.id, now_ms, seen_ms, seen_max);
         let tree = (topic, me.as_bytes().to_vec());
-        self.push_item(now_ms, None, &tree, ItemKind::Message as i32, 0, message.raw, message.id);
+        self.push_item(
+            now_ms,
+            None,
+            &tree,
+            ItemKind::Message as i32,
+            0,
+            message.raw,
+            message.id,
+        );
         Ok(message.id)
     }
 
     /// Applies and spreads a local policy change.
-    pub(crate) fn change_policy(&mut self, now_ms: u64, bytes: Vec<u8>) -> Result<(), CommandError> {
-        let change = Arc::new(PolicyChange::from_bytes(&bytes, self.trust.genesis()).map_err(PolicyError::from)?);
+    pub(crate) fn change_policy(
+        &mut self,
+        now_ms: u64,
+        bytes: Vec<u8>,
+    ) -> Result<(), CommandError> {
+        let change = Arc::new(
+            PolicyChange::from_bytes(&bytes, self.trust.genesis()).map_err(PolicyError::from)?,
+        );
         let id = wire::sha256(&bytes);
         if self.apply_policy(change)? {
             let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
             self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
-            self.push_item(now_ms, None, &(POLICY_TREE.to_string(), Vec::new()), ItemKind::Policy as i32, 0, bytes, id);
+            self.push_item(
+                now_ms,
+                None,
+                &(POLICY_TREE.to_string(), Vec::new()),
+                ItemKind::Policy as i32,
+                0,
+                bytes,
+                id,
+            );
         }
         Ok(())
     }

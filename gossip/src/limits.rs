@@ -14,7 +14,10 @@ pub struct Bucket {
 impl Bucket {
     /// A full bucket.
     pub fn full(burst: u32, now_ms: u64) -> Self {
-        Self { tokens_milli: u64::from(burst) * 1000, updated_ms: now_ms }
+        Self {
+            tokens_milli: u64::from(burst) * 1000,
+            updated_ms: now_ms,
+        }
     }
 
     /// Takes one token if there is one, after refilling at `rate_per_s` up to `burst`.
@@ -43,18 +46,28 @@ pub struct Buckets {
 impl Buckets {
     /// Tracks at most `max` keys.
     pub fn new(max: usize) -> Self {
-        Self { buckets: BTreeMap::new(), max: max.max(1) }
+        Self {
+            buckets: BTreeMap::new(),
+            max: max.max(1),
+        }
     }
 
     /// Takes a token for `did`.
     pub fn take(&mut self, did: Did, now_ms: u64, rate_per_s: u32, burst: u32) -> bool {
         if !self.buckets.contains_key(&did) && self.buckets.len() >= self.max {
-            let stalest = self.buckets.iter().min_by_key(|(d, b)| (b.updated_ms, **d)).map(|(d, _)| *d);
+            let stalest = self
+                .buckets
+                .iter()
+                .min_by_key(|(d, b)| (b.updated_ms, **d))
+                .map(|(d, _)| *d);
             if let Some(d) = stalest {
                 self.buckets.remove(&d);
             }
         }
-        self.buckets.entry(did).or_insert_with(|| Bucket::full(burst, now_ms)).take(now_ms, rate_per_s, burst)
+        self.buckets
+            .entry(did)
+            .or_insert_with(|| Bucket::full(burst, now_ms))
+            .take(now_ms, rate_per_s, burst)
     }
 
     /// Number tracked.

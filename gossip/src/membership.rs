@@ -22,7 +22,9 @@ use starling_trust::{Did, Tier};
 
 use crate::node::{Event, Node};
 use crate::peer::{Peer, below, pick, shuffle};
-use crate::wire::{Body, Disconnect, ForwardJoin, Join, Neighbor, NeighborReply, PeerRef, Shuffle, ShuffleReply};
+use crate::wire::{
+    Body, Disconnect, ForwardJoin, Join, Neighbor, NeighborReply, PeerRef, Shuffle, ShuffleReply,
+};
 
 /// What is known of a peer in a view.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,7 +95,12 @@ impl<P: Peer> Views<P> {
 
     /// Requests sent before `before_ms` that were never answered.
     pub(crate) fn stale_requests(&self, before_ms: u64) -> Vec<P> {
-        self.pending.iter().chain(&self.joining).filter(|(_, at)| **at < before_ms).map(|(p, _)| *p).collect()
+        self.pending
+            .iter()
+            .chain(&self.joining)
+            .filter(|(_, at)| **at < before_ms)
+            .map(|(p, _)| *p)
+            .collect()
     }
     pub(crate) fn learn(&mut self, p: P, did: Did, principal: Option<Did>) {
         let hint = self.hints.entry(p).or_default();
@@ -119,7 +126,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     fn principal_of(&self, p: &P) -> Option<Did> {
-        self.links.get(p).and_then(|l| l.principal).or_else(|| self.views.principal(p))
+        self.links
+            .get(p)
+            .and_then(|l| l.principal)
+            .or_else(|| self.views.principal(p))
     }
 
     pub(crate) fn peer_ref(&self, p: &P) -> PeerRef {
@@ -127,7 +137,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
             true => Some(self.did()),
             false => self.views.did(p),
         };
-        PeerRef { peer: p.to_wire(), did: did.map(|d| d.as_bytes().to_vec()).unwrap_or_default() }
+        PeerRef {
+            peer: p.to_wire(),
+            did: did.map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
+        }
     }
 
     fn from_ref(&mut self, r: &PeerRef) -> Option<P> {
@@ -137,7 +150,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
         {
             let hint = self.views.hints.entry(p).or_default();
             hint.did.get_or_insert(did);
-            hint.principal = hint.principal.or_else(|| self.trust.authority_principal(&did));
+            hint.principal = hint
+                .principal
+                .or_else(|| self.trust.authority_principal(&did));
         }
         Some(p)
     }
@@ -146,8 +161,14 @@ impl<P: Peer, R: Rng> Node<P, R> {
     pub(crate) fn start_join(&mut self, now_ms: u64, contacts: Vec<P>) {
         let me = self.me;
         for contact in contacts.into_iter().filter(|c| *c != me) {
-            self.views.joining.insert(contact, now_ms);
+            let admitted = self.links.get(&contact).is_some_and(|l| l.admitted);
+            if !admitted {
+                self.views.joining.insert(contact, now_ms);
+            }
             self.send(contact, Body::Join(Join {}));
+            if admitted {
+                self.add_active(contact, true);
+            }
         }
     }
 
@@ -165,17 +186,31 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let joiner = self.peer_ref(&peer);
         let ttl = u32::from(self.config.active_walk_len);
         for q in self.views.active.clone().into_iter().filter(|q| *q != peer) {
-            self.send(q, Body::ForwardJoin(ForwardJoin { peer: Some(joiner.clone()), ttl }));
+            self.send(
+                q,
+                Body::ForwardJoin(ForwardJoin {
+                    peer: Some(joiner.clone()),
+                    ttl,
+                }),
+            );
         }
     }
 
     pub(crate) fn on_forward_join(&mut self, now_ms: u64, from: P, fj: ForwardJoin) {
-        let Some(joiner) = fj.peer.as_ref().and_then(|r| self.from_ref(r)) else { return };
+        let Some(joiner) = fj.peer.as_ref().and_then(|r| self.from_ref(r)) else {
+            return;
+        };
         if joiner == self.me || self.views.is_active(&joiner) {
             return;
         }
         let ttl = fj.ttl.min(u32::from(self.config.active_walk_len));
-        let next: Vec<P> = self.views.active.iter().copied().filter(|q| *q != from && *q != joiner).collect();
+        let next: Vec<P> = self
+            .views
+            .active
+            .iter()
+            .copied()
+            .filter(|q| *q != from && *q != joiner)
+            .collect();
         if ttl == 0 || next.is_empty() {
             self.request_neighbor(now_ms, joiner, true);
             return;
@@ -244,7 +279,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 .passive
                 .iter()
                 .copied()
-                .filter(|p| !self.views.is_pending(p) && !self.views.is_active(p) && !self.views.refused.contains_key(p))
+                .filter(|p| {
+                    !self.views.is_pending(p)
+                        && !self.views.is_active(p)
+                        && !self.views.refused.contains_key(p)
+                })
                 .collect();
             if candidates.is_empty() {
                 return;
@@ -275,21 +314,38 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         let tier = self.tier_of(&peer);
         let full = self.views.active.len() >= self.config.active_size;
-        let untrusted: Vec<P> =
-            self.views.active.iter().copied().filter(|q| self.tier_of(q) == Tier::Untrusted).collect();
-        let competitors = if tier == Tier::Untrusted && untrusted.len() >= self.config.untrusted_active_max {
-            untrusted
-        } else if full {
-            self.crowded(&self.views.active.clone(), self.principal_of(&peer), self.config.principal_active_max)
-        } else {
-            Vec::new()
-        };
+        let untrusted: Vec<P> = self
+            .views
+            .active
+            .iter()
+            .copied()
+            .filter(|q| self.tier_of(q) == Tier::Untrusted)
+            .collect();
+        let competitors =
+            if tier == Tier::Untrusted && untrusted.len() >= self.config.untrusted_active_max {
+                untrusted
+            } else if full {
+                self.crowded(
+                    &self.views.active.clone(),
+                    self.principal_of(&peer),
+                    self.config.principal_active_max,
+                )
+            } else {
+                Vec::new()
+            };
         if !competitors.is_empty() {
-            let lowest = competitors.iter().map(|q| self.tier_of(q)).min().unwrap_or(Tier::Verified);
+            let lowest = competitors
+                .iter()
+                .map(|q| self.tier_of(q))
+                .min()
+                .unwrap_or(Tier::Verified);
             if !forced && lowest >= tier {
                 return false;
             }
-            let worst: Vec<P> = competitors.into_iter().filter(|q| self.tier_of(q) == lowest).collect();
+            let worst: Vec<P> = competitors
+                .into_iter()
+                .filter(|q| self.tier_of(q) == lowest)
+                .collect();
             let victim = worst[below(&mut self.rng, worst.len())];
             self.views.remove_active(&victim);
             self.broadcast.neighbor_down(&victim);
@@ -314,17 +370,32 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// principal still fills its views.
     fn crowded(&self, view: &[P], principal: Option<Did>, cap: usize) -> Vec<P> {
         let mut counts: BTreeMap<Did, usize> = BTreeMap::new();
-        for pr in view.iter().filter_map(|q| self.principal_of(q)).chain(principal) {
+        for pr in view
+            .iter()
+            .filter_map(|q| self.principal_of(q))
+            .chain(principal)
+        {
             *counts.entry(pr).or_default() += 1;
         }
         let most = counts.values().copied().max().unwrap_or(0);
         if most <= cap {
             return view.to_vec();
         }
-        let leaders: Vec<Did> = counts.iter().filter(|(_, c)| **c == most).map(|(pr, _)| *pr).collect();
-        let others: Vec<Did> = leaders.iter().copied().filter(|pr| Some(*pr) != principal).collect();
+        let leaders: Vec<Did> = counts
+            .iter()
+            .filter(|(_, c)| **c == most)
+            .map(|(pr, _)| *pr)
+            .collect();
+        let others: Vec<Did> = leaders
+            .iter()
+            .copied()
+            .filter(|pr| Some(*pr) != principal)
+            .collect();
         let losers = if others.is_empty() { leaders } else { others };
-        view.iter().copied().filter(|q| self.principal_of(q).is_some_and(|pr| losers.contains(&pr))).collect()
+        view.iter()
+            .copied()
+            .filter(|q| self.principal_of(q).is_some_and(|pr| losers.contains(&pr)))
+            .collect()
     }
 
     /// Adds `peer` to the passive view; when full, evicts a peer it competes
@@ -335,7 +406,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         if self.views.passive.len() >= self.config.passive_size {
             let passive = self.views.passive.clone();
-            let crowded = self.crowded(&passive, self.principal_of(&peer), self.config.principal_passive_max);
+            let crowded = self.crowded(
+                &passive,
+                self.principal_of(&peer),
+                self.config.principal_passive_max,
+            );
             let victim = crowded[below(&mut self.rng, crowded.len())];
             self.views.forget_passive(&victim);
         }
@@ -362,22 +437,49 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         let target = self.views.active[below(&mut self.rng, self.views.active.len())];
         let mut peers = vec![self.peer_ref(&self.me)];
-        let mut active: Vec<P> = self.views.active.iter().copied().filter(|p| *p != target).collect();
+        let mut active: Vec<P> = self
+            .views
+            .active
+            .iter()
+            .copied()
+            .filter(|p| *p != target)
+            .collect();
         let mut passive = self.views.passive.clone();
         shuffle(&mut self.rng, &mut active);
         shuffle(&mut self.rng, &mut passive);
-        peers.extend(active.iter().take(self.config.shuffle_active).map(|p| self.peer_ref(p)));
-        peers.extend(passive.iter().take(self.config.shuffle_passive).map(|p| self.peer_ref(p)));
+        peers.extend(
+            active
+                .iter()
+                .take(self.config.shuffle_active)
+                .map(|p| self.peer_ref(p)),
+        );
+        peers.extend(
+            passive
+                .iter()
+                .take(self.config.shuffle_passive)
+                .map(|p| self.peer_ref(p)),
+        );
         let origin = Some(self.peer_ref(&self.me));
         let ttl = u32::from(self.config.active_walk_len);
         self.send(target, Body::Shuffle(Shuffle { origin, ttl, peers }));
     }
 
     pub(crate) fn on_shuffle(&mut self, from: P, s: Shuffle) {
-        let Some(origin) = s.origin.as_ref().and_then(|r| self.from_ref(r)) else { return };
+        let Some(origin) = s.origin.as_ref().and_then(|r| self.from_ref(r)) else {
+            return;
+        };
         let limit = self.config.shuffle_active + self.config.shuffle_passive + 1;
-        let ttl = s.ttl.min(u32::from(self.config.active_walk_len)).saturating_sub(1);
-        let next: Vec<P> = self.views.active.iter().copied().filter(|q| *q != from && *q != origin).collect();
+        let ttl = s
+            .ttl
+            .min(u32::from(self.config.active_walk_len))
+            .saturating_sub(1);
+        let next: Vec<P> = self
+            .views
+            .active
+            .iter()
+            .copied()
+            .filter(|q| *q != from && *q != origin)
+            .collect();
         if ttl > 0 && !next.is_empty() {
             let q = next[below(&mut self.rng, next.len())];
             self.send(q, Body::Shuffle(Shuffle { ttl, ..s }));
@@ -388,7 +490,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         let mut passive = self.views.passive.clone();
         shuffle(&mut self.rng, &mut passive);
-        let reply: Vec<PeerRef> = passive.iter().take(s.peers.len().min(limit)).map(|p| self.peer_ref(p)).collect();
+        let reply: Vec<PeerRef> = passive
+            .iter()
+            .take(s.peers.len().min(limit))
+            .map(|p| self.peer_ref(p))
+            .collect();
         self.send(origin, Body::ShuffleReply(ShuffleReply { peers: reply }));
         self.integrate(&s.peers[..s.peers.len().min(limit)]);
     }

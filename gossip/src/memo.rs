@@ -40,7 +40,11 @@ fn memoised<K: std::hash::Hash + Eq, V, E>(
     key: K,
     compute: impl FnOnce() -> Result<V, E>,
 ) -> Result<Arc<V>, E> {
-    if let Some(hit) = map.lock().ok().and_then(|m| m.get(&key).and_then(Weak::upgrade)) {
+    if let Some(hit) = map
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&key).and_then(Weak::upgrade))
+    {
         return Ok(hit);
     }
     let value = Arc::new(compute()?);
@@ -78,10 +82,17 @@ impl Memo {
 
     pub(crate) fn record(&self, bytes: &[u8]) -> Result<Arc<Record>, EvidenceError> {
         let id = starling_trust::wire::sha256(bytes);
-        memoised(&self.records, id, || Record::from_bytes(bytes, &self.genesis))
+        memoised(&self.records, id, || {
+            Record::from_bytes(bytes, &self.genesis)
+        })
     }
 
-    pub(crate) fn message(&self, bytes: &[u8], max: usize, domain: Domain) -> Result<Arc<SignedMessage>, DecodeError> {
+    pub(crate) fn message(
+        &self,
+        bytes: &[u8],
+        max: usize,
+        domain: Domain,
+    ) -> Result<Arc<SignedMessage>, DecodeError> {
         let id = starling_trust::wire::sha256(bytes);
         memoised(&self.messages, (id, domain == Domain::Direct), || {
             SignedMessage::open(bytes, max, domain, &self.genesis.id())
@@ -96,7 +107,14 @@ impl Memo {
         memoised(&self.policies, key, apply)
     }
 
-    pub(crate) fn scores(&self, key: ScoreKey, compute: impl FnOnce() -> ScoreTable) -> Arc<ScoreTable> {
-        memoised(&self.scores, key, || Ok::<_, std::convert::Infallible>(compute())).unwrap_or_else(|e| match e {})
+    pub(crate) fn scores(
+        &self,
+        key: ScoreKey,
+        compute: impl FnOnce() -> ScoreTable,
+    ) -> Arc<ScoreTable> {
+        memoised(&self.scores, key, || {
+            Ok::<_, std::convert::Infallible>(compute())
+        })
+        .unwrap_or_else(|e| match e {})
     }
 }

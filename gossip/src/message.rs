@@ -86,14 +86,27 @@ impl SignedMessage {
     }
 
     /// Reads and verifies a message of at most `max` bytes for `mesh`.
-    pub fn open(bytes: &[u8], max: usize, domain: Domain, mesh: &MeshId) -> Result<Self, DecodeError> {
+    pub fn open(
+        bytes: &[u8],
+        max: usize,
+        domain: Domain,
+        mesh: &MeshId,
+    ) -> Result<Self, DecodeError> {
         let envelope = SignedProto::open(bytes, max, WHAT)?;
         let body: MessageBody = envelope.body(WHAT)?;
         if body.mesh != mesh.as_slice() {
-            return Err(DecodeError::Field { what: WHAT, field: "mesh", reason: "is another mesh's".into() });
+            return Err(DecodeError::Field {
+                what: WHAT,
+                field: "mesh",
+                reason: "is another mesh's".into(),
+            });
         }
         if body.topic.is_empty() || body.topic.len() > TOPIC_BYTES_MAX {
-            return Err(DecodeError::Field { what: WHAT, field: "topic", reason: "must be 1..=256 bytes".into() });
+            return Err(DecodeError::Field {
+                what: WHAT,
+                field: "topic",
+                reason: "must be 1..=256 bytes".into(),
+            });
         }
         let origin = wire::did_field(&body.origin, WHAT, "origin")?;
         envelope.verify(&origin, domain, WHAT)?;
@@ -144,7 +157,10 @@ mod tests {
         let at = forged.len() - 70;
         forged[at] ^= 1;
         assert!(SignedMessage::open(&forged, 1024, Domain::Message, &mesh).is_err());
-        assert!(matches!(SignedMessage::open(&m.raw, 10, Domain::Message, &mesh), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(
+            SignedMessage::open(&m.raw, 10, Domain::Message, &mesh),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 
     proptest::proptest! {

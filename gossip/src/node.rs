@@ -343,15 +343,21 @@ impl<P: Peer, R: Rng> Node<P, R> {
         now_ms: u64,
         memo: Option<Arc<crate::memo::Memo>>,
     ) -> Result<Self, NodeError> {
-        let Evidence::Agent(agent) = record.evidence() else { return Err(NodeError::NotOwnRecord) };
+        let Evidence::Agent(agent) = record.evidence() else {
+            return Err(NodeError::NotOwnRecord);
+        };
         if record.author() != key.did() {
             return Err(NodeError::NotOwnRecord);
         }
-        agent.chain.verify(&genesis, now_ms, &starling_trust::mandate::NoRevocations)?;
+        agent
+            .chain
+            .verify(&genesis, now_ms, &starling_trust::mandate::NoRevocations)?;
         let mut trust = TrustState::new(genesis, now_ms, memo);
         trust.store_mut().insert(Arc::clone(&record));
         trust.refresh_scores(now_ms);
-        let jitter = |rng: &mut R, period: u64| now_ms + 1 + crate::peer::below(rng, period.max(1) as usize) as u64;
+        let jitter = |rng: &mut R, period: u64| {
+            now_ms + 1 + crate::peer::below(rng, period.max(1) as usize) as u64
+        };
         let shuffle_at = jitter(&mut rng, config.shuffle_ms);
         let entropy_at = jitter(&mut rng, config.anti_entropy_ms);
         let tick_at = jitter(&mut rng, config.score_refresh_ms);
@@ -385,7 +391,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     /// Feeds one input. Only commands can fail (see [`CommandError`]); a
     /// publish answers with the message's id.
-    pub fn handle(&mut self, now_ms: u64, input: Input<P>) -> Result<Option<MessageId>, CommandError> {
+    pub fn handle(
+        &mut self,
+        now_ms: u64,
+        input: Input<P>,
+    ) -> Result<Option<MessageId>, CommandError> {
         self.now_ms = self.now_ms.max(now_ms);
         match input {
             Input::Connected { peer, did } => self.on_connected(now_ms, peer, did),
@@ -402,6 +412,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.outbox.pop_front()
     }
 
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
     /// This node's agent.
     pub fn did(&self) -> Did {
         self.key.did()
@@ -432,7 +446,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
     /// Admitted peers and their identities.
     pub fn admitted(&self) -> impl Iterator<Item = (&P, &Did)> {
-        self.links.iter().filter(|(_, l)| l.admitted).map(|(p, l)| (p, &l.did))
+        self.links
+            .iter()
+            .filter(|(_, l)| l.admitted)
+            .map(|(p, l)| (p, &l.did))
     }
     /// Topics delivered to the agent.
     pub fn subscriptions(&self) -> &BTreeSet<String> {
@@ -470,7 +487,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
             }
             None => {
                 let fresh = !self.dialing.contains_key(&to);
-                let (_, queue) = self.dialing.entry(to).or_insert_with(|| (self.now_ms, Vec::new()));
+                let (_, queue) = self
+                    .dialing
+                    .entry(to)
+                    .or_insert_with(|| (self.now_ms, Vec::new()));
                 if queue.len() < self.config.queued_frames_max {
                     queue.push(frame);
                 }
@@ -485,7 +505,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
     pub(crate) fn strike(&mut self, now_ms: u64, peer: P, reason: DropReason) {
         self.stats.count_drop(&reason);
         self.event(Event::Dropped { from: peer, reason });
-        let Some(link) = self.links.get_mut(&peer) else { return };
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
         link.strikes += 1;
         if link.strikes >= self.config.strikes_max {
             let did = link.did;

@@ -13,13 +13,15 @@ use std::sync::Arc;
 
 use automerge::ChangeHash;
 use rand_core::Rng;
-use starling_trust::evidence::reconcile::{Part, Range};
 use starling_trust::RecordId;
+use starling_trust::evidence::reconcile::{Part, Range};
 
 use crate::node::{Node, Timer};
 use crate::peer::{Peer, below};
 use crate::stats::DropReason;
-use crate::wire::{Body, PolicyChanges, PolicyHave, PolicyHeads, RangePart, Reconcile, Records, Want};
+use crate::wire::{
+    Body, PolicyChanges, PolicyHave, PolicyHeads, RangePart, Reconcile, Records, Want,
+};
 
 /// Most records or ids in one frame.
 const RECORDS_PER_FRAME_MAX: usize = 512;
@@ -30,7 +32,11 @@ fn to_wire(parts: Vec<Part>) -> Vec<RangePart> {
     parts
         .into_iter()
         .map(|part| match part {
-            Part::Fingerprint { range, count, fingerprint } => RangePart {
+            Part::Fingerprint {
+                range,
+                count,
+                fingerprint,
+            } => RangePart {
                 prefix: range.prefix,
                 bits: u32::from(range.bits),
                 count,
@@ -53,13 +59,23 @@ fn from_wire(parts: &[RangePart]) -> Option<Vec<Part>> {
         .iter()
         .take(PARTS_MAX)
         .map(|p| {
-            let range = Range { prefix: p.prefix, bits: u8::try_from(p.bits).ok()? };
+            let range = Range {
+                prefix: p.prefix,
+                bits: u8::try_from(p.bits).ok()?,
+            };
             if !range.is_valid() {
                 return None;
             }
             match p.fingerprint.len() {
-                16 => Some(Part::Fingerprint { range, count: p.count, fingerprint: p.fingerprint.as_slice().try_into().ok()? }),
-                0 => Some(Part::Ids { range, ids: ids(&p.ids)? }),
+                16 => Some(Part::Fingerprint {
+                    range,
+                    count: p.count,
+                    fingerprint: p.fingerprint.as_slice().try_into().ok()?,
+                }),
+                0 => Some(Part::Ids {
+                    range,
+                    ids: ids(&p.ids)?,
+                }),
                 _ => None,
             }
         })
@@ -67,7 +83,9 @@ fn from_wire(parts: &[RangePart]) -> Option<Vec<Part>> {
 }
 
 fn ids(raw: &[Vec<u8>]) -> Option<Vec<RecordId>> {
-    raw.iter().map(|id| RecordId::try_from(id.as_slice()).ok()).collect()
+    raw.iter()
+        .map(|id| RecordId::try_from(id.as_slice()).ok())
+        .collect()
 }
 
 impl<P: Peer, R: Rng> Node<P, R> {
@@ -80,29 +98,52 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let peer = active[below(&mut self.rng, active.len())];
         let parts = to_wire(self.trust.store().reconcile_start());
         self.send(peer, Body::Reconcile(Reconcile { parts }));
-        let heads = self.trust.policy().heads().iter().map(|h| h.0.to_vec()).collect();
+        let heads = self
+            .trust
+            .policy()
+            .heads()
+            .iter()
+            .map(|h| h.0.to_vec())
+            .collect();
         self.send(peer, Body::PolicyHeads(PolicyHeads { heads }));
     }
 
     pub(crate) fn on_reconcile(&mut self, now_ms: u64, from: P, r: Reconcile) {
         let Some(parts) = from_wire(&r.parts) else {
-            self.strike(now_ms, from, DropReason::Malformed("bad reconciliation range".into()));
+            self.strike(
+                now_ms,
+                from,
+                DropReason::Malformed("bad reconciliation range".into()),
+            );
             return;
         };
         let reply = self.trust.store().reconcile(&parts);
         self.send_records(from, &reply.send);
         for chunk in reply.want.chunks(RECORDS_PER_FRAME_MAX) {
-            self.send(from, Body::Want(Want { ids: chunk.iter().map(|id| id.to_vec()).collect() }));
+            self.send(
+                from,
+                Body::Want(Want {
+                    ids: chunk.iter().map(|id| id.to_vec()).collect(),
+                }),
+            );
         }
         if !reply.parts.is_empty() {
-            self.send(from, Body::Reconcile(Reconcile { parts: to_wire(reply.parts) }));
+            self.send(
+                from,
+                Body::Reconcile(Reconcile {
+                    parts: to_wire(reply.parts),
+                }),
+            );
         }
     }
 
     fn send_records(&mut self, to: P, ids: &[RecordId]) {
         for chunk in ids.chunks(RECORDS_PER_FRAME_MAX) {
-            let records: Vec<Vec<u8>> =
-                chunk.iter().filter_map(|id| self.trust.store().get(id)).map(|r| r.to_bytes().to_vec()).collect();
+            let records: Vec<Vec<u8>> = chunk
+                .iter()
+                .filter_map(|id| self.trust.store().get(id))
+                .map(|r| r.to_bytes().to_vec())
+                .collect();
             if !records.is_empty() {
                 self.send(to, Body::Records(Records { records }));
             }
@@ -111,7 +152,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     pub(crate) fn on_want(&mut self, now_ms: u64, from: P, w: Want) {
         match ids(&w.ids) {
-            Some(wanted) => self.send_records(from, &wanted[..wanted.len().min(RECORDS_PER_FRAME_MAX)]),
+            Some(wanted) => {
+                self.send_records(from, &wanted[..wanted.len().min(RECORDS_PER_FRAME_MAX)])
+            }
             None => self.strike(now_ms, from, DropReason::Malformed("bad record id".into())),
         }
     }
@@ -122,30 +165,49 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 Ok(record) => {
                     self.apply_record(now_ms, record);
                 }
-                Err(starling_trust::EvidenceError::Decode(starling_trust::wire::DecodeError::Signature { .. })) => {
-                    self.strike(now_ms, from, DropReason::Forged)
-                }
+                Err(starling_trust::EvidenceError::Decode(
+                    starling_trust::wire::DecodeError::Signature { .. },
+                )) => self.strike(now_ms, from, DropReason::Forged),
                 Err(e) => self.strike(now_ms, from, DropReason::Malformed(e.to_string())),
             }
         }
     }
 
     pub(crate) fn on_policy_heads(&mut self, from: P, h: PolicyHeads) {
-        let mine: Vec<Vec<u8>> = self.trust.policy().heads().iter().map(|c| c.0.to_vec()).collect();
+        let mine: Vec<Vec<u8>> = self
+            .trust
+            .policy()
+            .heads()
+            .iter()
+            .map(|c| c.0.to_vec())
+            .collect();
         let mut theirs = h.heads;
         theirs.sort();
         if theirs != mine {
-            self.send(from, Body::PolicyHave(PolicyHave { hashes: self.change_hashes() }));
+            self.send(
+                from,
+                Body::PolicyHave(PolicyHave {
+                    hashes: self.change_hashes(),
+                }),
+            );
         }
     }
 
     fn change_hashes(&self) -> Vec<Vec<u8>> {
-        self.trust.policy().changes().keys().map(|h| h.0.to_vec()).collect()
+        self.trust
+            .policy()
+            .changes()
+            .keys()
+            .map(|h| h.0.to_vec())
+            .collect()
     }
 
     pub(crate) fn on_policy_have(&mut self, from: P, h: PolicyHave) {
-        let theirs: std::collections::BTreeSet<ChangeHash> =
-            h.hashes.iter().filter_map(|b| ChangeHash::try_from(b.as_slice()).ok()).collect();
+        let theirs: std::collections::BTreeSet<ChangeHash> = h
+            .hashes
+            .iter()
+            .filter_map(|b| ChangeHash::try_from(b.as_slice()).ok())
+            .collect();
         let missing: Vec<Vec<u8>> = self
             .trust
             .policy()
@@ -155,11 +217,23 @@ impl<P: Peer, R: Rng> Node<P, R> {
             .map(|(_, c)| c.to_bytes().to_vec())
             .collect();
         for chunk in missing.chunks(RECORDS_PER_FRAME_MAX) {
-            self.send(from, Body::PolicyChanges(PolicyChanges { changes: chunk.to_vec() }));
+            self.send(
+                from,
+                Body::PolicyChanges(PolicyChanges {
+                    changes: chunk.to_vec(),
+                }),
+            );
         }
-        let lacking = theirs.iter().any(|hash| !self.trust.policy().changes().contains_key(hash));
+        let lacking = theirs
+            .iter()
+            .any(|hash| !self.trust.policy().changes().contains_key(hash));
         if lacking {
-            self.send(from, Body::PolicyHave(PolicyHave { hashes: self.change_hashes() }));
+            self.send(
+                from,
+                Body::PolicyHave(PolicyHave {
+                    hashes: self.change_hashes(),
+                }),
+            );
         }
     }
 

@@ -8,7 +8,9 @@ use starling_trust::keys::Domain;
 use starling_trust::mandate::MandateError;
 use starling_trust::policy::{Action, Actor, Applied, Policy, PolicyChange, PolicyError, Ring};
 use starling_trust::wire::DecodeError;
-use starling_trust::{Authority, Did, Evidence, EvidenceError, EvidenceStore, Genesis, Record, ScoreTable, Tier};
+use starling_trust::{
+    Authority, Did, Evidence, EvidenceError, EvidenceStore, Genesis, Record, ScoreTable, Tier,
+};
 
 use crate::memo::Memo;
 use crate::message::SignedMessage;
@@ -57,7 +59,15 @@ impl TrustState {
             Some(m) => m.genesis_policy(),
             None => Arc::new(Policy::from_genesis(&genesis)),
         };
-        Self { genesis, store, policy, scores, scored_generation: 0, fresh: BTreeSet::new(), memo }
+        Self {
+            genesis,
+            store,
+            policy,
+            scores,
+            scored_generation: 0,
+            fresh: BTreeSet::new(),
+            memo,
+        }
     }
 
     /// Decodes and verifies a record (once per process with a memo).
@@ -69,7 +79,12 @@ impl TrustState {
     }
 
     /// Decodes and verifies a signed message (once per process with a memo).
-    pub fn open_message(&self, bytes: &[u8], max: usize, domain: Domain) -> Result<Arc<SignedMessage>, DecodeError> {
+    pub fn open_message(
+        &self,
+        bytes: &[u8],
+        max: usize,
+        domain: Domain,
+    ) -> Result<Arc<SignedMessage>, DecodeError> {
         match &self.memo {
             Some(m) => m.message(bytes, max, domain),
             None => SignedMessage::open(bytes, max, domain, &self.genesis.id()).map(Arc::new),
@@ -128,7 +143,9 @@ impl TrustState {
         self.scores = match &self.memo {
             Some(memo) => {
                 let (count, fingerprint) = self.store.digest();
-                memo.scores((count, fingerprint, epoch), || ScoreTable::compute(&self.store, epoch))
+                memo.scores((count, fingerprint, epoch), || {
+                    ScoreTable::compute(&self.store, epoch)
+                })
             }
             None => Arc::new(ScoreTable::compute(&self.store, epoch)),
         };
@@ -158,7 +175,9 @@ impl TrustState {
     /// What an agent is authorised for now, from its agent record.
     pub fn authority(&self, did: &Did, now_ms: u64) -> Result<Authority, Refusal> {
         let record = self.store.agent(did).ok_or(Refusal::Unknown(*did))?;
-        let Evidence::Agent(agent) = record.evidence() else { return Err(Refusal::Unknown(*did)) };
+        let Evidence::Agent(agent) = record.evidence() else {
+            return Err(Refusal::Unknown(*did));
+        };
         Ok(agent.chain.verify(&self.genesis, now_ms, &self.store)?)
     }
 
@@ -171,7 +190,12 @@ impl TrustState {
     }
 
     /// Whether `authority`'s agent may do `action` on `resource`.
-    pub fn decide(&self, authority: &Authority, action: Action, resource: &str) -> Result<(), Refusal> {
+    pub fn decide(
+        &self,
+        authority: &Authority,
+        action: Action,
+        resource: &str,
+    ) -> Result<(), Refusal> {
         let actor = Actor {
             did: &authority.agent,
             principal: &authority.principal,

@@ -42,7 +42,10 @@ pub struct Frame {
     #[prost(uint32, tag = "1")]
     pub version: u32,
     /// What the frame says.
-    #[prost(oneof = "Body", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22")]
+    #[prost(
+        oneof = "Body",
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22"
+    )]
     pub body: Option<Body>,
 }
 
@@ -375,7 +378,10 @@ pub struct Direct {
 impl Frame {
     /// A frame of this body.
     pub fn new(body: Body) -> Self {
-        Self { version: FRAME_VERSION, body: Some(body) }
+        Self {
+            version: FRAME_VERSION,
+            body: Some(body),
+        }
     }
 
     /// Encodes the frame (without a length prefix).
@@ -386,7 +392,10 @@ impl Frame {
     /// Decodes one frame of at most `max` bytes.
     pub fn decode_capped(bytes: &[u8], max: usize) -> Result<Body, FrameError> {
         if bytes.len() > max {
-            return Err(FrameError::TooLarge { len: bytes.len(), max });
+            return Err(FrameError::TooLarge {
+                len: bytes.len(),
+                max,
+            });
         }
         let frame = Frame::decode(bytes).map_err(|e| FrameError::Malformed(e.to_string()))?;
         if frame.version != FRAME_VERSION {
@@ -417,7 +426,9 @@ pub fn decode_delimited(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>
                 return Err(FrameError::TooLarge { len, max });
             }
             let start = i + 1;
-            return Ok(buf.get(start..start + len).map(|frame| (frame, start + len)));
+            return Ok(buf
+                .get(start..start + len)
+                .map(|frame| (frame, start + len)));
         }
         if i == 9 {
             return Err(FrameError::BadLength);
@@ -435,23 +446,62 @@ mod tests {
         let bytes = || proptest::collection::vec(any::<u8>(), 0..40);
         let peer_ref = (bytes(), bytes()).prop_map(|(peer, did)| PeerRef { peer, did });
         prop_oneof![
-            (bytes(), bytes()).prop_map(|(mesh, agent_record)| Body::Hello(Hello { mesh, agent_record })),
+            (bytes(), bytes())
+                .prop_map(|(mesh, agent_record)| Body::Hello(Hello { mesh, agent_record })),
             ".{0,20}".prop_map(|reason| Body::Refuse(Refuse { reason })),
             Just(Body::Join(Join {})),
-            (peer_ref.clone(), any::<u32>()).prop_map(|(p, ttl)| Body::ForwardJoin(ForwardJoin { peer: Some(p), ttl })),
+            (peer_ref.clone(), any::<u32>())
+                .prop_map(|(p, ttl)| Body::ForwardJoin(ForwardJoin { peer: Some(p), ttl })),
             any::<bool>().prop_map(|high_priority| Body::Neighbor(Neighbor { high_priority })),
-            (proptest::collection::vec(peer_ref, 0..4), any::<u32>())
-                .prop_map(|(peers, ttl)| Body::Shuffle(Shuffle { origin: None, ttl, peers })),
-            (0i32..3, any::<u32>(), bytes(), ".{0,8}").prop_map(|(kind, round, item, tree)| Body::Gossip(Gossip { kind, round, item, tree, origin: vec![] })),
-            proptest::collection::vec((bytes(), ".{0,8}", any::<u32>()), 0..4).prop_map(|v| Body::IHave(IHave {
-                items: v.into_iter().map(|(id, tree, round)| Announcement { id, tree, round, origin: vec![] }).collect()
-            })),
-            (any::<u64>(), any::<u32>(), any::<u64>(), bytes(), proptest::collection::vec(bytes(), 0..3)).prop_map(
-                |(prefix, bits, count, fingerprint, ids)| Body::Reconcile(Reconcile {
-                    parts: vec![RangePart { prefix, bits, count, fingerprint, ids }]
+            (proptest::collection::vec(peer_ref, 0..4), any::<u32>()).prop_map(|(peers, ttl)| {
+                Body::Shuffle(Shuffle {
+                    origin: None,
+                    ttl,
+                    peers,
                 })
-            ),
-            proptest::collection::vec(bytes(), 0..4).prop_map(|records| Body::Records(Records { records })),
+            }),
+            (0i32..3, any::<u32>(), bytes(), ".{0,8}").prop_map(|(kind, round, item, tree)| {
+                Body::Gossip(Gossip {
+                    kind,
+                    round,
+                    item,
+                    tree,
+                    origin: vec![],
+                })
+            }),
+            proptest::collection::vec((bytes(), ".{0,8}", any::<u32>()), 0..4).prop_map(|v| {
+                Body::IHave(IHave {
+                    items: v
+                        .into_iter()
+                        .map(|(id, tree, round)| Announcement {
+                            id,
+                            tree,
+                            round,
+                            origin: vec![],
+                        })
+                        .collect(),
+                })
+            }),
+            (
+                any::<u64>(),
+                any::<u32>(),
+                any::<u64>(),
+                bytes(),
+                proptest::collection::vec(bytes(), 0..3)
+            )
+                .prop_map(|(prefix, bits, count, fingerprint, ids)| Body::Reconcile(
+                    Reconcile {
+                        parts: vec![RangePart {
+                            prefix,
+                            bits,
+                            count,
+                            fingerprint,
+                            ids
+                        }]
+                    }
+                )),
+            proptest::collection::vec(bytes(), 0..4)
+                .prop_map(|records| Body::Records(Records { records })),
         ]
     }
 
@@ -477,12 +527,35 @@ mod tests {
     #[test]
     fn oversize_and_foreign_versions_are_refused() {
         let bytes = Frame::new(Body::Join(Join {})).encode();
-        assert_eq!(Frame::decode_capped(&bytes, 1), Err(FrameError::TooLarge { len: bytes.len(), max: 1 }));
-        let v2 = Frame { version: 2, body: Some(Body::Join(Join {})) }.encode();
+        assert_eq!(
+            Frame::decode_capped(&bytes, 1),
+            Err(FrameError::TooLarge {
+                len: bytes.len(),
+                max: 1
+            })
+        );
+        let v2 = Frame {
+            version: 2,
+            body: Some(Body::Join(Join {})),
+        }
+        .encode();
         assert_eq!(Frame::decode_capped(&v2, 100), Err(FrameError::Version(2)));
-        assert_eq!(decode_delimited(&[0xff; 11], 100), Err(FrameError::BadLength));
-        assert_eq!(decode_delimited(&[0x80, 0x80, 0x04], 100), Err(FrameError::TooLarge { len: 65536, max: 100 }));
-        let empty = Frame { version: FRAME_VERSION, body: None }.encode();
+        assert_eq!(
+            decode_delimited(&[0xff; 11], 100),
+            Err(FrameError::BadLength)
+        );
+        assert_eq!(
+            decode_delimited(&[0x80, 0x80, 0x04], 100),
+            Err(FrameError::TooLarge {
+                len: 65536,
+                max: 100
+            })
+        );
+        let empty = Frame {
+            version: FRAME_VERSION,
+            body: None,
+        }
+        .encode();
         assert_eq!(Frame::decode_capped(&empty, 100), Err(FrameError::Empty));
         assert_eq!(Frame::decode_capped(&[], 100), Err(FrameError::Version(0)));
     }

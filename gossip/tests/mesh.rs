@@ -23,7 +23,10 @@ fn every_live_node_delivers_every_message_and_the_tree_settles() {
         let mut net = mesh(seed);
         for node in net.live().collect::<Vec<_>>() {
             let active = net.node(node).active_view().len();
-            assert!(active >= 2, "seed {seed}: node {node} has {active} neighbours");
+            assert!(
+                active >= 2,
+                "seed {seed}: node {node} has {active} neighbours"
+            );
         }
         // Five publishers; each origin's tree settles after its first messages.
         let publishers: Vec<u32> = (0..5).map(|_| net.random_live()).collect();
@@ -49,7 +52,10 @@ fn every_live_node_delivers_every_message_and_the_tree_settles() {
         let after = totals(&net);
         let (accepted, duplicates) = (after.0 - before.0, after.1 - before.1);
         let rmr = duplicates as f64 / accepted as f64;
-        assert!(rmr <= 0.05, "seed {seed}: relative message redundancy {rmr:.3} ({duplicates} dup / {accepted})");
+        assert!(
+            rmr <= 0.05,
+            "seed {seed}: relative message redundancy {rmr:.3} ({duplicates} dup / {accepted})"
+        );
         for id in &late {
             assert_eq!(net.delivered_count(id), NODES as usize - 1, "seed {seed}");
         }
@@ -58,7 +64,11 @@ fn every_live_node_delivers_every_message_and_the_tree_settles() {
 
 /// (items accepted, duplicates received) on the message tree, summed over nodes.
 fn totals(net: &Net) -> (u64, u64) {
-    net.live().map(|n| net.node(n).stats()).fold((0, 0), |(a, d), s| (a + s.items_accepted, d + s.items_duplicate))
+    net.live()
+        .map(|n| net.node(n).stats())
+        .fold((0, 0), |(a, d), s| {
+            (a + s.items_accepted, d + s.items_duplicate)
+        })
 }
 
 #[test]
@@ -75,9 +85,15 @@ fn ten_percent_loss_is_repaired() {
         net.run_for(5_000);
         let delivered: usize = ids.iter().map(|id| net.delivered_count(id)).sum();
         let expected = ids.len() * (NODES as usize - 1);
-        assert_eq!(delivered, expected, "seed {seed}: {delivered} of {expected} deliveries");
+        assert_eq!(
+            delivered, expected,
+            "seed {seed}: {delivered} of {expected} deliveries"
+        );
         let grafts: u64 = net.live().map(|n| net.node(n).stats().grafts_sent).sum();
-        assert!(grafts > 0, "seed {seed}: loss was repaired without a single graft?");
+        assert!(
+            grafts > 0,
+            "seed {seed}: loss was repaired without a single graft?"
+        );
     }
 }
 
@@ -109,7 +125,14 @@ fn a_revocation_reaches_every_node_and_cuts_the_agent_off() {
     for seed in SEEDS {
         let mut net = mesh(seed);
         let revoked = 17u32;
-        let chain = match net.node(revoked).trust().store().agent(&net.keys[revoked as usize].did()).unwrap().evidence() {
+        let chain = match net
+            .node(revoked)
+            .trust()
+            .store()
+            .agent(&net.keys[revoked as usize].did())
+            .unwrap()
+            .evidence()
+        {
             starling_trust::Evidence::Agent(a) => a.chain.clone(),
             _ => unreachable!(),
         };
@@ -125,20 +148,55 @@ fn a_revocation_reaches_every_node_and_cuts_the_agent_off() {
         .unwrap();
         let start = net.now;
         let submitter = 3;
-        net.command(submitter, Command::SubmitEvidence { record: revocation.to_bytes().to_vec() }).unwrap();
+        net.command(
+            submitter,
+            Command::SubmitEvidence {
+                record: revocation.to_bytes().to_vec(),
+            },
+        )
+        .unwrap();
         net.run_for(2_000);
-        let reached = net.live().filter(|n| net.node(*n).trust().store().contains(&revocation.id())).count();
-        assert_eq!(reached, NODES as usize, "seed {seed}: revocation reached {reached} nodes in 2 s");
+        let reached = net
+            .live()
+            .filter(|n| net.node(*n).trust().store().contains(&revocation.id()))
+            .count();
+        assert_eq!(
+            reached, NODES as usize,
+            "seed {seed}: revocation reached {reached} nodes in 2 s"
+        );
         let last = net
             .events
             .iter()
-            .filter(|(_, at, e)| *at >= start && matches!(e, starling_gossip::Event::EvidenceApplied { kind: "revocation", .. }))
+            .filter(|(_, at, e)| {
+                *at >= start
+                    && matches!(
+                        e,
+                        starling_gossip::Event::EvidenceApplied {
+                            kind: "revocation",
+                            ..
+                        }
+                    )
+            })
             .map(|(_, at, _)| at - start)
             .max()
             .unwrap();
-        assert!(last <= 1_000, "seed {seed}: last node learned of the revocation after {last} ms");
-        assert!(net.node(revoked).admitted().next().is_none(), "seed {seed}: the revoked agent is still connected");
-        let err = net.command(revoked, Command::Publish { topic: "news".into(), payload: b"x".to_vec() }).unwrap_err();
+        assert!(
+            last <= 1_000,
+            "seed {seed}: last node learned of the revocation after {last} ms"
+        );
+        assert!(
+            net.node(revoked).admitted().next().is_none(),
+            "seed {seed}: the revoked agent is still connected"
+        );
+        let err = net
+            .command(
+                revoked,
+                Command::Publish {
+                    topic: "news".into(),
+                    payload: b"x".to_vec(),
+                },
+            )
+            .unwrap_err();
         assert!(err.to_string().contains("revoked"), "seed {seed}: {err}");
     }
 }
@@ -147,8 +205,21 @@ fn a_revocation_reaches_every_node_and_cuts_the_agent_off() {
 fn inject(net: &mut Net, from: u32, to: u32, message: &SignedMessage) {
     let item = message.raw.clone();
     let origin = message.origin.as_bytes().to_vec();
-    let gossip = Gossip { kind: ItemKind::Message as i32, round: 1, item, tree: message.topic.clone(), origin };
-    net.input(to, Input::Frame { from, bytes: Frame::new(Body::Gossip(gossip)).encode() }).unwrap();
+    let gossip = Gossip {
+        kind: ItemKind::Message as i32,
+        round: 1,
+        item,
+        tree: message.topic.clone(),
+        origin,
+    };
+    net.input(
+        to,
+        Input::Frame {
+            from,
+            bytes: Frame::new(Body::Gossip(gossip)).encode(),
+        },
+    )
+    .unwrap();
 }
 
 #[test]
@@ -156,7 +227,8 @@ fn forged_replayed_and_out_of_scope_messages_are_dropped() {
     let mut net = Net::new(5);
     net.grow(10, "news");
     let narrow = net.add_node(&["publish:billing.*", "subscribe:*"]);
-    net.command(narrow, Command::Join { contacts: vec![0] }).unwrap();
+    net.command(narrow, Command::Join { contacts: vec![0] })
+        .unwrap();
     net.run_for(5_000);
     let (sender, receiver) = (net.node(0).active_view()[0], 0u32);
     let mesh_id = net.mesh.genesis.id();
@@ -164,7 +236,15 @@ fn forged_replayed_and_out_of_scope_messages_are_dropped() {
 
     // Forged: a valid message with its payload changed after signing.
     let key = net.keys[sender as usize].clone();
-    let good = SignedMessage::sign(&key, Domain::Message, &mesh_id, "news", 99, net.now, b"hello".to_vec());
+    let good = SignedMessage::sign(
+        &key,
+        Domain::Message,
+        &mesh_id,
+        "news",
+        99,
+        net.now,
+        b"hello".to_vec(),
+    );
     let mut forged = good.clone();
     let at = forged.raw.len() - 70;
     forged.raw[at] ^= 0x20;
@@ -172,7 +252,15 @@ fn forged_replayed_and_out_of_scope_messages_are_dropped() {
     assert_eq!(net.node(receiver).stats().dropped_forged, 1);
 
     // Replayed: a correctly signed message from outside the freshness window.
-    let old = SignedMessage::sign(&key, Domain::Message, &mesh_id, "news", 100, net.now - 3_600_000, b"old".to_vec());
+    let old = SignedMessage::sign(
+        &key,
+        Domain::Message,
+        &mesh_id,
+        "news",
+        100,
+        net.now - 3_600_000,
+        b"old".to_vec(),
+    );
     inject(&mut net, sender, receiver, &old);
     assert_eq!(net.node(receiver).stats().dropped_replayed, 1);
 
@@ -180,14 +268,37 @@ fn forged_replayed_and_out_of_scope_messages_are_dropped() {
     inject(&mut net, sender, receiver, &good);
     inject(&mut net, sender, receiver, &good);
     net.run_for(1_000);
-    let copies = net.deliveries[delivered_before..].iter().filter(|(n, _, d)| *n == receiver && d.id == good.id).count();
+    let copies = net.deliveries[delivered_before..]
+        .iter()
+        .filter(|(n, _, d)| *n == receiver && d.id == good.id)
+        .count();
     assert_eq!(copies, 1);
 
     // Out of scope: the narrow agent may only publish on billing.*.
     let narrow_key = net.keys[narrow as usize].clone();
-    let err = net.command(narrow, Command::Publish { topic: "news".into(), payload: vec![1] }).unwrap_err();
-    assert!(err.to_string().contains("outside the agent's mandate scope"), "{err}");
-    let sneaky = SignedMessage::sign(&narrow_key, Domain::Message, &mesh_id, "news", 1, net.now, b"sneaky".to_vec());
+    let err = net
+        .command(
+            narrow,
+            Command::Publish {
+                topic: "news".into(),
+                payload: vec![1],
+            },
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("outside the agent's mandate scope"),
+        "{err}"
+    );
+    let sneaky = SignedMessage::sign(
+        &narrow_key,
+        Domain::Message,
+        &mesh_id,
+        "news",
+        1,
+        net.now,
+        b"sneaky".to_vec(),
+    );
     inject(&mut net, sender, receiver, &sneaky);
     assert_eq!(net.node(receiver).stats().dropped_refused, 1);
     assert_eq!(net.node(receiver).stats().violations_reported, 1);
@@ -197,5 +308,11 @@ fn forged_replayed_and_out_of_scope_messages_are_dropped() {
         net.node(*n).trust().store().records().any(|r| matches!(r.evidence(), starling_trust::Evidence::Violation(v) if v.subject == narrow_key.did()))
     }).count();
     assert_eq!(witnessed, 11);
-    assert!(net.deliveries[delivered_before..].iter().all(|(_, _, d)| d.payload != b"sneaky" && d.payload != b"old" && d.payload != b"hello!"));
+    assert!(
+        net.deliveries[delivered_before..]
+            .iter()
+            .all(|(_, _, d)| d.payload != b"sneaky"
+                && d.payload != b"old"
+                && d.payload != b"hello!")
+    );
 }

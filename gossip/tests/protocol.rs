@@ -8,7 +8,9 @@ use std::sync::Arc;
 use harness::{Mesh, START_MS};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use starling_gossip::wire::{Body, ForwardJoin, Frame, Gossip, Graft, Hello, IHave, ItemKind, Announcement, Prune, Refuse};
+use starling_gossip::wire::{
+    Announcement, Body, ForwardJoin, Frame, Gossip, Graft, Hello, IHave, ItemKind, Prune, Refuse,
+};
 use starling_gossip::{Command, Config, Event, Input, Node, Output, Timer};
 use starling_trust::{Keypair, Record};
 
@@ -16,13 +18,24 @@ type N = Node<u32, StdRng>;
 
 fn node(mesh: &Mesh, i: u32) -> (N, Keypair, Arc<Record>) {
     let (key, record) = mesh.agent(i, &["publish:*", "subscribe:*"]);
-    let n = Node::new(Config::default(), Arc::clone(&mesh.genesis), key.clone(), i, Arc::clone(&record), StdRng::seed_from_u64(u64::from(i)), START_MS).unwrap();
+    let n = Node::new(
+        Config::default(),
+        Arc::clone(&mesh.genesis),
+        key.clone(),
+        i,
+        Arc::clone(&record),
+        StdRng::seed_from_u64(u64::from(i)),
+        START_MS,
+    )
+    .unwrap();
     (n, key, record)
 }
 
 /// Outputs other than timers.
 fn drain(n: &mut N) -> Vec<Output<u32>> {
-    std::iter::from_fn(|| n.poll_output()).filter(|o| !matches!(o, Output::SetTimer { .. })).collect()
+    std::iter::from_fn(|| n.poll_output())
+        .filter(|o| !matches!(o, Output::SetTimer { .. }))
+        .collect()
 }
 
 fn frame(body: Body) -> Vec<u8> {
@@ -38,15 +51,55 @@ fn body(output: &Output<u32>) -> (u32, Body) {
 
 /// Connects two nodes and runs their handshake.
 fn connect(a: &mut N, b: &mut N, at: u64) {
-    a.handle(at, Input::Connected { peer: b.peer(), did: b.did() }).unwrap();
-    b.handle(at, Input::Connected { peer: a.peer(), did: a.did() }).unwrap();
-    let to_b: Vec<_> = drain(a).into_iter().filter_map(|o| match o { Output::Send { to, frame } if to == b.peer() => Some(frame), _ => None }).collect();
-    let to_a: Vec<_> = drain(b).into_iter().filter_map(|o| match o { Output::Send { to, frame } if to == a.peer() => Some(frame), _ => None }).collect();
+    a.handle(
+        at,
+        Input::Connected {
+            peer: b.peer(),
+            did: b.did(),
+        },
+    )
+    .unwrap();
+    b.handle(
+        at,
+        Input::Connected {
+            peer: a.peer(),
+            did: a.did(),
+        },
+    )
+    .unwrap();
+    let to_b: Vec<_> = drain(a)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { to, frame } if to == b.peer() => Some(frame),
+            _ => None,
+        })
+        .collect();
+    let to_a: Vec<_> = drain(b)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { to, frame } if to == a.peer() => Some(frame),
+            _ => None,
+        })
+        .collect();
     for f in to_b {
-        b.handle(at, Input::Frame { from: a.peer(), bytes: f }).unwrap();
+        b.handle(
+            at,
+            Input::Frame {
+                from: a.peer(),
+                bytes: f,
+            },
+        )
+        .unwrap();
     }
     for f in to_a {
-        a.handle(at, Input::Frame { from: b.peer(), bytes: f }).unwrap();
+        a.handle(
+            at,
+            Input::Frame {
+                from: b.peer(),
+                bytes: f,
+            },
+        )
+        .unwrap();
     }
     drain(a);
     drain(b);
@@ -58,15 +111,60 @@ fn the_handshake_admits_a_peer_with_a_valid_mandate() {
     let (mut a, _, a_record) = node(&mesh, 1);
     let (_b, b_key, b_record) = node(&mesh, 2);
     drain(&mut a);
-    a.handle(START_MS, Input::Connected { peer: 2, did: b_key.did() }).unwrap();
-    let hello = Hello { mesh: mesh.genesis.id().to_vec(), agent_record: a_record.to_bytes().to_vec() };
-    assert_eq!(drain(&mut a), [Output::Send { to: 2, frame: frame(Body::Hello(hello)) }]);
+    a.handle(
+        START_MS,
+        Input::Connected {
+            peer: 2,
+            did: b_key.did(),
+        },
+    )
+    .unwrap();
+    let hello = Hello {
+        mesh: mesh.genesis.id().to_vec(),
+        agent_record: a_record.to_bytes().to_vec(),
+    };
+    assert_eq!(
+        drain(&mut a),
+        [Output::Send {
+            to: 2,
+            frame: frame(Body::Hello(hello))
+        }]
+    );
     // Frames before the hello are dropped.
-    a.handle(START_MS, Input::Frame { from: 2, bytes: frame(Body::Prune(Prune { tree: "x".into(), origin: vec![] })) }).unwrap();
-    assert!(matches!(drain(&mut a).as_slice(), [Output::Event(Event::Dropped { from: 2, .. })]));
-    let hello = Hello { mesh: mesh.genesis.id().to_vec(), agent_record: b_record.to_bytes().to_vec() };
-    a.handle(START_MS, Input::Frame { from: 2, bytes: frame(Body::Hello(hello)) }).unwrap();
-    assert_eq!(drain(&mut a), [Output::Event(Event::PeerAdmitted { peer: 2, did: b_key.did() })]);
+    a.handle(
+        START_MS,
+        Input::Frame {
+            from: 2,
+            bytes: frame(Body::Prune(Prune {
+                tree: "x".into(),
+                origin: vec![],
+            })),
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        drain(&mut a).as_slice(),
+        [Output::Event(Event::Dropped { from: 2, .. })]
+    ));
+    let hello = Hello {
+        mesh: mesh.genesis.id().to_vec(),
+        agent_record: b_record.to_bytes().to_vec(),
+    };
+    a.handle(
+        START_MS,
+        Input::Frame {
+            from: 2,
+            bytes: frame(Body::Hello(hello)),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        drain(&mut a),
+        [Output::Event(Event::PeerAdmitted {
+            peer: 2,
+            did: b_key.did()
+        })]
+    );
     assert!(a.trust().store().agent(&b_key.did()).is_some());
 }
 
@@ -74,13 +172,30 @@ fn refusal(a: &mut N, peer: u32, did: starling_trust::Did, hello: Hello) -> Stri
     drain(a);
     a.handle(START_MS, Input::Connected { peer, did }).unwrap();
     drain(a);
-    a.handle(START_MS, Input::Frame { from: peer, bytes: frame(Body::Hello(hello)) }).unwrap();
+    a.handle(
+        START_MS,
+        Input::Frame {
+            from: peer,
+            bytes: frame(Body::Hello(hello)),
+        },
+    )
+    .unwrap();
     let outputs = drain(a);
-    let [Output::Send { to, frame: refuse }, Output::Event(Event::PeerRefused { peer: p, reason }), Output::Disconnect(d)] = outputs.as_slice() else {
+    let [
+        Output::Send { to, frame: refuse },
+        Output::Event(Event::PeerRefused { peer: p, reason }),
+        Output::Disconnect(d),
+    ] = outputs.as_slice()
+    else {
         panic!("unexpected outputs {outputs:?}");
     };
     assert_eq!((*to, *p, *d), (peer, peer, peer));
-    assert_eq!(Frame::decode_capped(refuse, usize::MAX).unwrap(), Body::Refuse(Refuse { reason: reason.clone() }));
+    assert_eq!(
+        Frame::decode_capped(refuse, usize::MAX).unwrap(),
+        Body::Refuse(Refuse {
+            reason: reason.clone()
+        })
+    );
     reason.clone()
 }
 
@@ -89,32 +204,91 @@ fn wrong_genesis_missing_mandates_and_borrowed_records_are_refused() {
     let mesh = Mesh::new();
     let (mut a, _, _) = node(&mesh, 1);
     let (_, b_key, b_record) = node(&mesh, 2);
-    let other_mesh = Hello { mesh: vec![9; 32], agent_record: b_record.to_bytes().to_vec() };
-    assert_eq!(refusal(&mut a, 2, b_key.did(), other_mesh), "wrong genesis: the peer belongs to another mesh");
+    let other_mesh = Hello {
+        mesh: vec![9; 32],
+        agent_record: b_record.to_bytes().to_vec(),
+    };
+    assert_eq!(
+        refusal(&mut a, 2, b_key.did(), other_mesh),
+        "wrong genesis: the peer belongs to another mesh"
+    );
 
     // A record signed by someone other than the connected peer.
     let rogue_key = Keypair::from_secret_bytes(&[66; 32]);
-    let borrowed = Hello { mesh: mesh.genesis.id().to_vec(), agent_record: b_record.to_bytes().to_vec() };
-    assert_eq!(refusal(&mut a, 3, rogue_key.did(), borrowed), "the agent record is not the connected peer's");
+    let borrowed = Hello {
+        mesh: mesh.genesis.id().to_vec(),
+        agent_record: b_record.to_bytes().to_vec(),
+    };
+    assert_eq!(
+        refusal(&mut a, 3, rogue_key.did(), borrowed),
+        "the agent record is not the connected peer's"
+    );
 
     // An expired mandate.
     let mut spec = harness::mandate_spec(&mesh.genesis, rogue_key.did(), &["publish:*"]);
     spec.expires_ms = START_MS - 10;
     let link = starling_trust::Mandate::issue(&mesh.org, &spec, Some(&mesh.org_link));
     let chain = starling_trust::MandateChain::new(vec![mesh.org_link.clone(), link]);
-    let agent = starling_trust::evidence::record::AgentRecord { chain, kem_public_key: vec![], addrs: vec![] };
-    let expired = Record::create(&rogue_key, &mesh.genesis, START_MS, starling_trust::Evidence::Agent(agent)).unwrap();
-    let hello = Hello { mesh: mesh.genesis.id().to_vec(), agent_record: expired.to_bytes().to_vec() };
+    let agent = starling_trust::evidence::record::AgentRecord {
+        chain,
+        kem_public_key: vec![],
+        addrs: vec![],
+    };
+    let expired = Record::create(
+        &rogue_key,
+        &mesh.genesis,
+        START_MS,
+        starling_trust::Evidence::Agent(agent),
+    )
+    .unwrap();
+    let hello = Hello {
+        mesh: mesh.genesis.id().to_vec(),
+        agent_record: expired.to_bytes().to_vec(),
+    };
     let reason = refusal(&mut a, 5, rogue_key.did(), hello);
-    assert_eq!(reason, format!("mandate: link 1 expired at {} ms (now {START_MS} ms)", START_MS - 10));
+    assert_eq!(
+        reason,
+        format!(
+            "mandate: link 1 expired at {} ms (now {START_MS} ms)",
+            START_MS - 10
+        )
+    );
 
     // A terminated agent.
-    let kill = starling_trust::evidence::record::Termination { subject: b_key.did(), reason: "kill switch".into(), mandate: None };
-    let kill = Record::create(&mesh.governor, &mesh.genesis, START_MS, starling_trust::Evidence::Termination(kill)).unwrap();
-    a.handle(START_MS, Input::Command(Command::SubmitEvidence { record: kill.to_bytes().to_vec() })).unwrap();
-    let hello = Hello { mesh: mesh.genesis.id().to_vec(), agent_record: b_record.to_bytes().to_vec() };
-    assert_eq!(refusal(&mut a, 6, b_key.did(), hello), format!("mandate: {} has been terminated by the kill switch", b_key.did()));
-    let garbage = Hello { mesh: mesh.genesis.id().to_vec(), agent_record: vec![1, 2, 3] };
+    let kill = starling_trust::evidence::record::Termination {
+        subject: b_key.did(),
+        reason: "kill switch".into(),
+        mandate: None,
+    };
+    let kill = Record::create(
+        &mesh.governor,
+        &mesh.genesis,
+        START_MS,
+        starling_trust::Evidence::Termination(kill),
+    )
+    .unwrap();
+    a.handle(
+        START_MS,
+        Input::Command(Command::SubmitEvidence {
+            record: kill.to_bytes().to_vec(),
+        }),
+    )
+    .unwrap();
+    let hello = Hello {
+        mesh: mesh.genesis.id().to_vec(),
+        agent_record: b_record.to_bytes().to_vec(),
+    };
+    assert_eq!(
+        refusal(&mut a, 6, b_key.did(), hello),
+        format!(
+            "mandate: {} has been terminated by the kill switch",
+            b_key.did()
+        )
+    );
+    let garbage = Hello {
+        mesh: mesh.genesis.id().to_vec(),
+        agent_record: vec![1, 2, 3],
+    };
     assert!(refusal(&mut a, 4, rogue_key.did(), garbage).starts_with("invalid agent record"));
     assert_eq!(a.stats().peers_refused, 5);
 }
@@ -126,16 +300,39 @@ fn a_join_is_forwarded_to_the_contacts_neighbours() {
     let (mut b, _, _) = node(&mesh, 2);
     let (mut c, _, _) = node(&mesh, 3);
     connect(&mut b, &mut c, START_MS);
-    b.handle(START_MS, Input::Frame { from: 3, bytes: frame(Body::Join(starling_gossip::wire::Join {})) }).unwrap();
+    b.handle(
+        START_MS,
+        Input::Frame {
+            from: 3,
+            bytes: frame(Body::Join(starling_gossip::wire::Join {})),
+        },
+    )
+    .unwrap();
     assert_eq!(drain(&mut b), [Output::Event(Event::NeighborUp(3))]);
     connect(&mut a, &mut b, START_MS);
-    b.handle(START_MS, Input::Frame { from: 1, bytes: frame(Body::Join(starling_gossip::wire::Join {})) }).unwrap();
+    b.handle(
+        START_MS,
+        Input::Frame {
+            from: 1,
+            bytes: frame(Body::Join(starling_gossip::wire::Join {})),
+        },
+    )
+    .unwrap();
     let out = drain(&mut b);
     assert_eq!(out[0], Output::Event(Event::NeighborUp(1)));
     let (to, fj) = body(&out[1]);
     assert_eq!(to, 3);
-    let Body::ForwardJoin(ForwardJoin { peer: Some(peer), ttl }) = fj else { panic!("{fj:?}") };
-    assert_eq!((peer.peer.as_slice(), ttl), (1u32.to_le_bytes().as_slice(), 6));
+    let Body::ForwardJoin(ForwardJoin {
+        peer: Some(peer),
+        ttl,
+    }) = fj
+    else {
+        panic!("{fj:?}")
+    };
+    assert_eq!(
+        (peer.peer.as_slice(), ttl),
+        (1u32.to_le_bytes().as_slice(), 6)
+    );
     assert_eq!(peer.did, a.did().as_bytes().to_vec());
     assert_eq!(b.active_view(), [3, 1]);
 }
@@ -149,30 +346,111 @@ fn duplicates_prune_and_missing_items_are_grafted() {
     connect(&mut a, &mut b, START_MS);
     connect(&mut c, &mut b, START_MS);
     for from in [1, 3] {
-        b.handle(START_MS, Input::Frame { from, bytes: frame(Body::Join(starling_gossip::wire::Join {})) }).unwrap();
+        b.handle(
+            START_MS,
+            Input::Frame {
+                from,
+                bytes: frame(Body::Join(starling_gossip::wire::Join {})),
+            },
+        )
+        .unwrap();
     }
     // c's agent record reached b in the handshake, so b can check c's message.
-    let message = starling_gossip::SignedMessage::sign(&c_key, starling_trust::keys::Domain::Message, &mesh.genesis.id(), "news", 1, START_MS, b"hi".to_vec());
+    let message = starling_gossip::SignedMessage::sign(
+        &c_key,
+        starling_trust::keys::Domain::Message,
+        &mesh.genesis.id(),
+        "news",
+        1,
+        START_MS,
+        b"hi".to_vec(),
+    );
     let origin = c_key.did().as_bytes().to_vec();
-    let gossip = |round| Gossip { kind: ItemKind::Message as i32, round, item: message.raw.clone(), tree: "news".into(), origin: origin.clone() };
+    let gossip = |round| Gossip {
+        kind: ItemKind::Message as i32,
+        round,
+        item: message.raw.clone(),
+        tree: "news".into(),
+        origin: origin.clone(),
+    };
     drain(&mut b);
-    b.handle(START_MS, Input::Frame { from: 3, bytes: frame(Body::Gossip(gossip(1))) }).unwrap();
+    b.handle(
+        START_MS,
+        Input::Frame {
+            from: 3,
+            bytes: frame(Body::Gossip(gossip(1))),
+        },
+    )
+    .unwrap();
     let out = drain(&mut b);
-    assert_eq!(out, [Output::Send { to: 1, frame: frame(Body::Gossip(gossip(2))) }]);
-    b.handle(START_MS, Input::Frame { from: 1, bytes: frame(Body::Gossip(gossip(2))) }).unwrap();
-    assert_eq!(drain(&mut b), [Output::Send { to: 1, frame: frame(Body::Prune(Prune { tree: "news".into(), origin: origin.clone() })) }]);
+    assert_eq!(
+        out,
+        [Output::Send {
+            to: 1,
+            frame: frame(Body::Gossip(gossip(2)))
+        }]
+    );
+    b.handle(
+        START_MS,
+        Input::Frame {
+            from: 1,
+            bytes: frame(Body::Gossip(gossip(2))),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        drain(&mut b),
+        [Output::Send {
+            to: 1,
+            frame: frame(Body::Prune(Prune {
+                tree: "news".into(),
+                origin: origin.clone()
+            }))
+        }]
+    );
     assert_eq!(b.broadcast().links("news"), (1, 1));
     assert_eq!(b.broadcast().trees(), 1);
 
     // An announcement of an unknown item sets a timer; when it fires, graft.
     let id = [5u8; 32];
-    let ihave = IHave { items: vec![Announcement { id: id.to_vec(), tree: "news".into(), round: 3, origin: origin.clone() }] };
-    b.handle(START_MS + 10, Input::Frame { from: 1, bytes: frame(Body::IHave(ihave)) }).unwrap();
+    let ihave = IHave {
+        items: vec![Announcement {
+            id: id.to_vec(),
+            tree: "news".into(),
+            round: 3,
+            origin: origin.clone(),
+        }],
+    };
+    b.handle(
+        START_MS + 10,
+        Input::Frame {
+            from: 1,
+            bytes: frame(Body::IHave(ihave)),
+        },
+    )
+    .unwrap();
     let timers: Vec<_> = std::iter::from_fn(|| b.poll_output()).collect();
-    assert_eq!(timers, [Output::SetTimer { at_ms: START_MS + 260, timer: Timer::Graft(id) }]);
-    b.handle(START_MS + 260, Input::Timer(Timer::Graft(id))).unwrap();
+    assert_eq!(
+        timers,
+        [Output::SetTimer {
+            at_ms: START_MS + 260,
+            timer: Timer::Graft(id)
+        }]
+    );
+    b.handle(START_MS + 260, Input::Timer(Timer::Graft(id)))
+        .unwrap();
     let out = drain(&mut b);
-    assert_eq!(out, [Output::Send { to: 1, frame: frame(Body::Graft(Graft { id: id.to_vec(), tree: "news".into(), origin })) }]);
+    assert_eq!(
+        out,
+        [Output::Send {
+            to: 1,
+            frame: frame(Body::Graft(Graft {
+                id: id.to_vec(),
+                tree: "news".into(),
+                origin
+            }))
+        }]
+    );
     assert_eq!(b.stats().grafts_sent, 1);
 }
 
@@ -183,29 +461,67 @@ fn anti_entropy_sends_only_what_the_other_lacks() {
     let (mut b, b_key, _) = node(&mesh, 2);
     connect(&mut a, &mut b, START_MS);
     for n in [&mut a, &mut b] {
-        n.handle(START_MS, Input::Frame { from: if n.peer() == 1 { 2 } else { 1 }, bytes: frame(Body::Join(starling_gossip::wire::Join {})) }).unwrap();
+        n.handle(
+            START_MS,
+            Input::Frame {
+                from: if n.peer() == 1 { 2 } else { 1 },
+                bytes: frame(Body::Join(starling_gossip::wire::Join {})),
+            },
+        )
+        .unwrap();
     }
     drain(&mut a);
     drain(&mut b);
     // a learns a vouch b has never seen, outside the broadcast tree.
-    let vouch = Record::create(&mesh.governor, &mesh.genesis, START_MS, starling_trust::Evidence::Vouch(starling_trust::evidence::record::Vouch { subject: b_key.did(), weight: 50, expires_ms: START_MS + 1_000_000 })).unwrap();
-    a.handle(START_MS, Input::Command(Command::SubmitEvidence { record: vouch.to_bytes().to_vec() })).unwrap();
+    let vouch = Record::create(
+        &mesh.governor,
+        &mesh.genesis,
+        START_MS,
+        starling_trust::Evidence::Vouch(starling_trust::evidence::record::Vouch {
+            subject: b_key.did(),
+            weight: 50,
+            expires_ms: START_MS + 1_000_000,
+        }),
+    )
+    .unwrap();
+    a.handle(
+        START_MS,
+        Input::Command(Command::SubmitEvidence {
+            record: vouch.to_bytes().to_vec(),
+        }),
+    )
+    .unwrap();
     drain(&mut a);
     drain(&mut b);
     assert!(!b.trust().store().contains(&vouch.id()));
-    a.handle(START_MS + 5_000, Input::Timer(Timer::AntiEntropy)).unwrap();
+    a.handle(START_MS + 5_000, Input::Timer(Timer::AntiEntropy))
+        .unwrap();
     let mut from_a: Vec<_> = drain(&mut a);
     for _round in 0..6 {
         let mut from_b = Vec::new();
         for o in from_a.drain(..) {
             if let Output::Send { frame, .. } = o {
-                b.handle(START_MS + 5_000, Input::Frame { from: 1, bytes: frame }).unwrap();
+                b.handle(
+                    START_MS + 5_000,
+                    Input::Frame {
+                        from: 1,
+                        bytes: frame,
+                    },
+                )
+                .unwrap();
                 from_b.extend(drain(&mut b));
             }
         }
         for o in from_b {
             if let Output::Send { frame, .. } = o {
-                a.handle(START_MS + 5_000, Input::Frame { from: 2, bytes: frame }).unwrap();
+                a.handle(
+                    START_MS + 5_000,
+                    Input::Frame {
+                        from: 2,
+                        bytes: frame,
+                    },
+                )
+                .unwrap();
                 from_a.extend(drain(&mut a));
             }
         }
@@ -221,17 +537,44 @@ fn a_flooding_peer_is_rate_limited_and_graylisted() {
     let (mut b, b_key, _) = node(&mesh, 2);
     connect(&mut a, &mut b, START_MS);
     drain(&mut a);
-    let junk = frame(Body::Prune(Prune { tree: "x".into(), origin: vec![] }));
+    let junk = frame(Body::Prune(Prune {
+        tree: "x".into(),
+        origin: vec![],
+    }));
     for _ in 0..10_000 {
-        a.handle(START_MS, Input::Frame { from: 2, bytes: junk.clone() }).unwrap();
+        a.handle(
+            START_MS,
+            Input::Frame {
+                from: 2,
+                bytes: junk.clone(),
+            },
+        )
+        .unwrap();
     }
     let out = drain(&mut a);
-    assert!(out.contains(&Output::Event(Event::Graylisted { peer: 2, did: b_key.did() })));
+    assert!(out.contains(&Output::Event(Event::Graylisted {
+        peer: 2,
+        did: b_key.did()
+    })));
     assert!(out.contains(&Output::Disconnect(2)));
     assert_eq!(a.stats().dropped_rate_limited, 8);
     assert_eq!(a.admitted().count(), 0);
     // Reconnecting while graylisted is refused.
-    let reason = refusal(&mut a, 2, b_key.did(), Hello { mesh: mesh.genesis.id().to_vec(), agent_record: b.trust().store().agent(&b_key.did()).unwrap().to_bytes().to_vec() });
+    let reason = refusal(
+        &mut a,
+        2,
+        b_key.did(),
+        Hello {
+            mesh: mesh.genesis.id().to_vec(),
+            agent_record: b
+                .trust()
+                .store()
+                .agent(&b_key.did())
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        },
+    );
     assert_eq!(reason, "graylisted for repeated misbehaviour");
     // Bounded memory: the ids of a flood of distinct junk items are capped.
     assert!(a.broadcast().seen() <= Config::default().seen_max);
@@ -244,15 +587,34 @@ fn one_principal_cannot_fill_the_active_view() {
     let (org2, org2_link) = mesh.other_org(40);
     let mut peers: Vec<N> = Vec::new();
     for i in 0..5u32 {
-        let (key, record) = mesh.agent_of(&org2, &org2_link, 100 + i, &["publish:*", "subscribe:*"]);
-        peers.push(Node::new(Config::default(), Arc::clone(&mesh.genesis), key, 100 + i, record, StdRng::seed_from_u64(9), START_MS).unwrap());
+        let (key, record) =
+            mesh.agent_of(&org2, &org2_link, 100 + i, &["publish:*", "subscribe:*"]);
+        peers.push(
+            Node::new(
+                Config::default(),
+                Arc::clone(&mesh.genesis),
+                key,
+                100 + i,
+                record,
+                StdRng::seed_from_u64(9),
+                START_MS,
+            )
+            .unwrap(),
+        );
     }
     for i in 0..3u32 {
         peers.push(node(&mesh, 10 + i).0);
     }
     for p in &mut peers {
         connect(&mut hub, p, START_MS);
-        hub.handle(START_MS, Input::Frame { from: p.peer(), bytes: frame(Body::Join(starling_gossip::wire::Join {})) }).unwrap();
+        hub.handle(
+            START_MS,
+            Input::Frame {
+                from: p.peer(),
+                bytes: frame(Body::Join(starling_gossip::wire::Join {})),
+            },
+        )
+        .unwrap();
     }
     let active = hub.active_view().to_vec();
     assert_eq!(active.len(), 5);

@@ -26,7 +26,12 @@ pub(crate) type SimNode = Node<u32, SmallRng>;
 pub(crate) enum Ev {
     Input(u32, Input<u32>),
     /// A frame on connection `epoch` of a link (dropped if it closed meanwhile).
-    Frame { to: u32, from: u32, epoch: u64, bytes: Vec<u8> },
+    Frame {
+        to: u32,
+        from: u32,
+        epoch: u64,
+        bytes: Vec<u8>,
+    },
     Close(u32, u32, u64),
     Spawn(u32),
     Publish(usize, u32),
@@ -124,7 +129,12 @@ pub struct Sim {
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Sim({} nodes at {} ms)", self.nodes.len(), self.now - START_MS)
+        write!(
+            f,
+            "Sim({} nodes at {} ms)",
+            self.nodes.len(),
+            self.now - START_MS
+        )
     }
 }
 
@@ -133,7 +143,10 @@ impl Sim {
     pub fn new(sc: Scenario) -> Self {
         let world = World::new(sc.seed);
         let memo = Memo::new(Arc::clone(&world.genesis));
-        let config = Config { score_refresh_ms: 5_000, ..Config::default() };
+        let config = Config {
+            score_refresh_ms: 5_000,
+            ..Config::default()
+        };
         let mut sim = Self {
             rng: SmallRng::seed_from_u64(sc.seed),
             world,
@@ -176,13 +189,27 @@ impl Sim {
 
     fn schedule(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled { at: at.max(self.now), seq: self.seq, ev }));
+        self.queue.push(Reverse(Scheduled {
+            at: at.max(self.now),
+            seq: self.seq,
+            ev,
+        }));
     }
 
     fn plan(&mut self) {
         let n = self.sc.nodes;
-        let sybils = self.sc.sybils.as_ref().map(|s| (f64::from(n) * s.fraction) as u32).unwrap_or(0);
-        let honest_fraction = self.sc.outcomes.as_ref().map(|o| o.honest_fraction).unwrap_or(1.0);
+        let sybils = self
+            .sc
+            .sybils
+            .as_ref()
+            .map(|s| (f64::from(n) * s.fraction) as u32)
+            .unwrap_or(0);
+        let honest_fraction = self
+            .sc
+            .outcomes
+            .as_ref()
+            .map(|o| o.honest_fraction)
+            .unwrap_or(1.0);
         for i in 0..n {
             let sybil = i >= n - sybils;
             let honest = !sybil && self.rng.random_bool(honest_fraction);
@@ -191,7 +218,8 @@ impl Sim {
             let at = START_MS + u64::from(i) * self.sc.join_interval_ms;
             self.schedule(at, Ev::Spawn(i));
         }
-        self.workload_ms = START_MS + u64::from(n) * self.sc.join_interval_ms + (self.sc.settle_s * 1000.0) as u64;
+        self.workload_ms =
+            START_MS + u64::from(n) * self.sc.join_interval_ms + (self.sc.settle_s * 1000.0) as u64;
         let end = self.publish_end(f64::MAX);
         for (p, publishers) in self.sc.publishers.clone().iter().enumerate() {
             let honest: Vec<u32> = (0..n).filter(|i| !self.agents[*i as usize].sybil).collect();
@@ -276,11 +304,14 @@ impl Sim {
             Latency::Uniform { min_ms, max_ms } => self.rng.random_range(min_ms..=max_ms),
             Latency::LogNormal { median_ms, sigma } => {
                 let u: f64 = self.rng.random_range(f64::EPSILON..1.0);
-                (median_ms * (sigma * self.normal(u)).exp()).round().max(1.0) as u64
+                (median_ms * (sigma * self.normal(u)).exp())
+                    .round()
+                    .max(1.0) as u64
             }
             Latency::Coordinates { base_ms, max_ms } => {
                 let (a, b) = (self.coords[from as usize], self.coords[to as usize]);
-                let d = f64::from(((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt()) / std::f64::consts::SQRT_2;
+                let d = f64::from(((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt())
+                    / std::f64::consts::SQRT_2;
                 base_ms + ((max_ms - base_ms) as f64 * d) as u64
             }
         }
@@ -302,7 +333,12 @@ impl Sim {
 
     fn spawn(&mut self, i: u32) {
         let agent = &self.agents[i as usize];
-        let rng = SmallRng::seed_from_u64(self.sc.seed ^ u64::from(i).wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let rng = SmallRng::seed_from_u64(
+            self.sc.seed
+                ^ u64::from(i)
+                    .wrapping_add(1)
+                    .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
         let node = Node::with_memo(
             self.config.clone(),
             Arc::clone(&self.world.genesis),
@@ -316,7 +352,10 @@ impl Sim {
         .unwrap_or_else(|e| unreachable!("sim node {i}: {e}"));
         while self.nodes.len() <= i as usize {
             self.nodes.push(None);
-            self.coords.push((self.rng.random_range(0.0..1.0), self.rng.random_range(0.0..1.0)));
+            self.coords.push((
+                self.rng.random_range(0.0..1.0),
+                self.rng.random_range(0.0..1.0),
+            ));
             self.side.push(false);
         }
         let contact = self.random_live();
@@ -333,7 +372,12 @@ impl Sim {
     }
 
     fn crash(&mut self, i: u32) {
-        if self.nodes.get_mut(i as usize).and_then(Option::take).is_none() {
+        if self
+            .nodes
+            .get_mut(i as usize)
+            .and_then(Option::take)
+            .is_none()
+        {
             return;
         }
         if let Some(at) = self.live_at.remove(&i) {
@@ -347,7 +391,9 @@ impl Sim {
 
     pub(crate) fn command(&mut self, node: u32, command: Command<u32>) -> Option<[u8; 32]> {
         let now = self.now;
-        let result = self.nodes[node as usize].as_mut()?.handle(now, Input::Command(command));
+        let result = self.nodes[node as usize]
+            .as_mut()?
+            .handle(now, Input::Command(command));
         self.drain(node);
         result.ok().flatten()
     }
@@ -358,8 +404,12 @@ impl Sim {
 
     fn drain(&mut self, node: u32) {
         loop {
-            let Some(n) = self.nodes[node as usize].as_mut() else { return };
-            let Some(output) = n.poll_output() else { return };
+            let Some(n) = self.nodes[node as usize].as_mut() else {
+                return;
+            };
+            let Some(output) = n.poll_output() else {
+                return;
+            };
             match output {
                 Output::Send { to, frame } => self.transmit(node, to, frame),
                 Output::Connect(to) => self.connect(node, to),
@@ -367,12 +417,18 @@ impl Sim {
                     let key = link_key(node, to);
                     if let Some(&epoch) = self.links.get(&key) {
                         self.closing.insert(key);
-                        let fifo = self.fifo.get(&((u64::from(node) << 32) | u64::from(to))).copied().unwrap_or(0);
+                        let fifo = self
+                            .fifo
+                            .get(&((u64::from(node) << 32) | u64::from(to)))
+                            .copied()
+                            .unwrap_or(0);
                         let at = (self.now + self.latency_ms(node, to)).max(fifo);
                         self.schedule(at, Ev::Close(node, to, epoch));
                     }
                 }
-                Output::SetTimer { at_ms, timer } => self.schedule(at_ms, Ev::Input(node, Input::Timer(timer))),
+                Output::SetTimer { at_ms, timer } => {
+                    self.schedule(at_ms, Ev::Input(node, Input::Timer(timer)))
+                }
                 Output::Deliver(d) => self.on_delivery(node, &d),
                 Output::DeliverDirect { .. } => {}
                 Output::Event(e) => self.on_event(node, &e),
@@ -398,13 +454,18 @@ impl Sim {
         }
         self.next_epoch += 1;
         self.links.insert(key, self.next_epoch);
-        let (a, b) = (self.agents[node as usize].key.did(), self.agents[to as usize].key.did());
+        let (a, b) = (
+            self.agents[node as usize].key.did(),
+            self.agents[to as usize].key.did(),
+        );
         self.schedule(at, Ev::Input(node, Input::Connected { peer: to, did: b }));
         self.schedule(at, Ev::Input(to, Input::Connected { peer: node, did: a }));
     }
 
     fn transmit(&mut self, from: u32, to: u32, frame: Vec<u8>) {
-        let Some(&epoch) = self.links.get(&link_key(from, to)) else { return };
+        let Some(&epoch) = self.links.get(&link_key(from, to)) else {
+            return;
+        };
         if !self.can_talk(from, to) {
             return;
         }
@@ -415,15 +476,26 @@ impl Sim {
         self.metrics.frames += 1;
         self.metrics.bytes += frame.len() as u64;
         let key = (u64::from(from) << 32) | u64::from(to);
-        let arrival = (self.now + self.latency_ms(from, to)).max(self.fifo.get(&key).copied().unwrap_or(0));
+        let arrival =
+            (self.now + self.latency_ms(from, to)).max(self.fifo.get(&key).copied().unwrap_or(0));
         self.fifo.insert(key, arrival);
-        self.schedule(arrival, Ev::Frame { to, from, epoch, bytes: frame });
+        self.schedule(
+            arrival,
+            Ev::Frame {
+                to,
+                from,
+                epoch,
+                bytes: frame,
+            },
+        );
     }
 
     fn on_delivery(&mut self, node: u32, d: &starling_gossip::Delivery) {
         self.metrics.first_receptions += 1;
         let now = self.now;
-        let Some(p) = self.metrics.published.get_mut(&d.id) else { return };
+        let Some(p) = self.metrics.published.get_mut(&d.id) else {
+            return;
+        };
         p.delivered += 1;
         p.last_ms = p.last_ms.max(now - p.at_ms);
         p.ldh = p.ldh.max(d.hops);
@@ -445,7 +517,9 @@ impl Sim {
             }
             let others = live.saturating_sub(cut_off);
             spread.reached += 1;
-            if spread.reach_999_ms.is_none() && f64::from(spread.reached) >= 0.999 * f64::from(others) {
+            if spread.reach_999_ms.is_none()
+                && f64::from(spread.reached) >= 0.999 * f64::from(others)
+            {
                 spread.reach_999_ms = Some(now - spread.started_ms);
             }
         };
@@ -469,7 +543,14 @@ impl Sim {
     fn track(&mut self, name: &'static str, id: [u8; 32], about: u32) {
         self.spread_ids.insert(id, name);
         self.cut_off.insert(about);
-        self.metrics.spreads.insert(name, Spread { started_ms: self.now, reached: 0, reach_999_ms: None });
+        self.metrics.spreads.insert(
+            name,
+            Spread {
+                started_ms: self.now,
+                reached: 0,
+                reach_999_ms: None,
+            },
+        );
     }
 
     /// Runs to the end or a limit; `progress` hears (simulated s, total s).
@@ -486,13 +567,25 @@ impl Sim {
             self.step(ev);
             if self.events >= next_check {
                 next_check = self.events + 200_000;
-                progress((self.now - START_MS) as f64 / 1000.0, (end - START_MS) as f64 / 1000.0, self.events);
-                if self.sc.limits.wall_s_max > 0.0 && wall.elapsed().as_secs_f64() > self.sc.limits.wall_s_max {
-                    return Some(format!("wall-clock limit of {} s reached", self.sc.limits.wall_s_max));
+                progress(
+                    (self.now - START_MS) as f64 / 1000.0,
+                    (end - START_MS) as f64 / 1000.0,
+                    self.events,
+                );
+                if self.sc.limits.wall_s_max > 0.0
+                    && wall.elapsed().as_secs_f64() > self.sc.limits.wall_s_max
+                {
+                    return Some(format!(
+                        "wall-clock limit of {} s reached",
+                        self.sc.limits.wall_s_max
+                    ));
                 }
                 let rss = crate::report::peak_rss_mb();
                 if self.sc.limits.memory_mb_max > 0.0 && rss > self.sc.limits.memory_mb_max {
-                    return Some(format!("memory limit of {} MiB reached", self.sc.limits.memory_mb_max));
+                    return Some(format!(
+                        "memory limit of {} MiB reached",
+                        self.sc.limits.memory_mb_max
+                    ));
                 }
             }
         }
@@ -502,7 +595,12 @@ impl Sim {
 
     fn step(&mut self, ev: Ev) {
         match ev {
-            Ev::Frame { to, from, epoch, bytes } => {
+            Ev::Frame {
+                to,
+                from,
+                epoch,
+                bytes,
+            } => {
                 if self.links.get(&link_key(to, from)) != Some(&epoch) {
                     return;
                 }
@@ -522,7 +620,9 @@ impl Sim {
                 };
                 self.mix([self.now, u64::from(node), kind]);
                 let now = self.now;
-                let Some(n) = self.nodes.get_mut(node as usize).and_then(Option::as_mut) else { return };
+                let Some(n) = self.nodes.get_mut(node as usize).and_then(Option::as_mut) else {
+                    return;
+                };
                 let _ = n.handle(now, input);
                 self.drain(node);
             }
@@ -546,14 +646,29 @@ impl Sim {
             Ev::Arrive => self.arrive(),
             Ev::Depart(i) => self.depart(i),
             Ev::MassFailure => {
-                let fraction = self.sc.mass_failure.as_ref().map(|m| m.fraction).unwrap_or(0.0);
-                let victims: Vec<u32> = self.live.iter().copied().filter(|_| self.rng.random_bool(fraction)).collect();
+                let fraction = self
+                    .sc
+                    .mass_failure
+                    .as_ref()
+                    .map(|m| m.fraction)
+                    .unwrap_or(0.0);
+                let victims: Vec<u32> = self
+                    .live
+                    .iter()
+                    .copied()
+                    .filter(|_| self.rng.random_bool(fraction))
+                    .collect();
                 for v in victims {
                     self.depart(v);
                 }
             }
             Ev::PartitionStart => {
-                let fraction = self.sc.partition.as_ref().map(|p| p.fraction).unwrap_or(0.0);
+                let fraction = self
+                    .sc
+                    .partition
+                    .as_ref()
+                    .map(|p| p.fraction)
+                    .unwrap_or(0.0);
                 for s in 0..self.side.len() {
                     self.side[s] = self.rng.random_bool(fraction);
                 }
@@ -571,7 +686,11 @@ impl Sim {
             Ev::SybilRing => crate::workload::sybil_ring(self),
             Ev::Sample => {
                 let delivered = self.metrics.first_receptions;
-                self.metrics.series.push(((self.now - START_MS) as f64 / 1000.0, self.live.len() as u32, delivered));
+                self.metrics.series.push((
+                    (self.now - START_MS) as f64 / 1000.0,
+                    self.live.len() as u32,
+                    delivered,
+                ));
                 self.schedule(self.now + 1_000, Ev::Sample);
             }
         }
@@ -590,8 +709,21 @@ impl Sim {
         let expected = self.live.len() as u32 - 1;
         let shortest_ms = self.shortest_path_ms(node);
         let payload = vec![0x42; publishers.size_bytes as usize];
-        if let Some(id) = self.command(node, Command::Publish { topic: publishers.topic, payload }) {
-            let published = Published { at_ms: self.now, expected, delivered: 0, last_ms: 0, ldh: 0, shortest_ms };
+        if let Some(id) = self.command(
+            node,
+            Command::Publish {
+                topic: publishers.topic,
+                payload,
+            },
+        ) {
+            let published = Published {
+                at_ms: self.now,
+                expected,
+                delivered: 0,
+                last_ms: 0,
+                ldh: 0,
+                shortest_ms,
+            };
             self.metrics.published.insert(id, published);
         }
     }
@@ -599,7 +731,9 @@ impl Sim {
     /// The latency of the slowest shortest path from `origin` over the
     /// active views, for constant latency only (sampled: one message in 8).
     fn shortest_path_ms(&mut self, origin: u32) -> Option<u64> {
-        let Latency::Constant { ms } = self.sc.network.latency else { return None };
+        let Latency::Constant { ms } = self.sc.network.latency else {
+            return None;
+        };
         if self.metrics.published.len() % 8 != 0 || self.partitioned {
             return None;
         }
@@ -611,7 +745,9 @@ impl Sim {
             depth += 1;
             let mut next = Vec::new();
             for n in frontier {
-                let Some(node) = self.nodes[n as usize].as_ref() else { continue };
+                let Some(node) = self.nodes[n as usize].as_ref() else {
+                    continue;
+                };
                 for &p in node.active_view() {
                     if self.alive(p) && !hops.contains_key(&p) {
                         hops.insert(p, depth);
@@ -625,9 +761,17 @@ impl Sim {
     }
 
     fn arrive(&mut self) {
-        let Some(churn) = self.sc.churn.clone() else { return };
+        let Some(churn) = self.sc.churn.clone() else {
+            return;
+        };
         let i = self.agents.len() as u32;
-        let honest = self.rng.random_bool(self.sc.outcomes.as_ref().map(|o| o.honest_fraction).unwrap_or(1.0));
+        let honest = self.rng.random_bool(
+            self.sc
+                .outcomes
+                .as_ref()
+                .map(|o| o.honest_fraction)
+                .unwrap_or(1.0),
+        );
         let agent = self.world.agent(i, false, honest);
         self.agents.push(agent);
         self.spawn(i);
@@ -638,7 +782,9 @@ impl Sim {
     }
 
     fn depart(&mut self, i: u32) {
-        let Some(node) = self.nodes.get(i as usize).and_then(Option::as_ref) else { return };
+        let Some(node) = self.nodes.get(i as usize).and_then(Option::as_ref) else {
+            return;
+        };
         let peers: Vec<u32> = node.admitted().map(|(p, _)| *p).collect();
         self.crash(i);
         for p in peers {
@@ -675,7 +821,11 @@ impl Sim {
 
     /// (item, nodes reached) of the timed items.
     pub fn reached(&self) -> Vec<(&'static str, u32, usize)> {
-        self.metrics.spreads.iter().map(|(k, s)| (*k, s.reached, self.live.len())).collect()
+        self.metrics
+            .spreads
+            .iter()
+            .map(|(k, s)| (*k, s.reached, self.live.len()))
+            .collect()
     }
 
     pub(crate) fn live_nodes(&self) -> &[u32] {
@@ -696,7 +846,14 @@ impl Sim {
 
     pub(crate) fn start_policy_tracking(&mut self) {
         self.policy_started = true;
-        self.metrics.spreads.insert("policy", Spread { started_ms: self.now, reached: 0, reach_999_ms: None });
+        self.metrics.spreads.insert(
+            "policy",
+            Spread {
+                started_ms: self.now,
+                reached: 0,
+                reach_999_ms: None,
+            },
+        );
     }
 
     pub(crate) fn set_killed(&mut self, node: u32) {

@@ -38,17 +38,30 @@ impl Sim {
         m.latencies_ms.sort_unstable();
         let expected: u64 = m.published.values().map(|p| u64::from(p.expected)).sum();
         let delivered: u64 = m.published.values().map(|p| u64::from(p.delivered)).sum();
-        let ldhs: Vec<u32> = m.published.values().filter(|p| p.delivered > 0).map(|p| p.ldh).collect();
+        let ldhs: Vec<u32> = m
+            .published
+            .values()
+            .filter(|p| p.delivered > 0)
+            .map(|p| p.ldh)
+            .collect();
         let ratios: Vec<f64> = m
             .published
             .values()
-            .filter_map(|p| p.shortest_ms.filter(|s| *s > 0 && p.delivered > 0).map(|s| p.last_ms as f64 / s as f64))
+            .filter_map(|p| {
+                p.shortest_ms
+                    .filter(|s| *s > 0 && p.delivered > 0)
+                    .map(|s| p.last_ms as f64 / s as f64)
+            })
             .collect();
-        let reach_ms: BTreeMap<String, Option<u64>> =
-            m.spreads.iter().map(|(name, s)| (name.to_string(), s.reach_999_ms)).collect();
+        let reach_ms: BTreeMap<String, Option<u64>> = m
+            .spreads
+            .iter()
+            .map(|(name, s)| (name.to_string(), s.reach_999_ms))
+            .collect();
         let heal_ms = self.heal_at.and_then(|heal| {
             let s = m.spreads.get("revocation")?;
-            s.reach_999_ms.map(|r| (s.started_ms + r).saturating_sub(heal))
+            s.reach_999_ms
+                .map(|r| (s.started_ms + r).saturating_sub(heal))
         });
         let peak = peak_rss_mb();
         let nodes_total = self.agents.len() as u32;
@@ -63,16 +76,29 @@ impl Sim {
             complete: stopped.is_none(),
             stopped,
             messages: m.published.len() as u64,
-            delivered_ratio: if expected == 0 { 1.0 } else { delivered as f64 / expected as f64 },
+            delivered_ratio: if expected == 0 {
+                1.0
+            } else {
+                delivered as f64 / expected as f64
+            },
             latency_ms_p50: quantile(&m.latencies_ms, 0.50),
             latency_ms_p90: quantile(&m.latencies_ms, 0.90),
             latency_ms_p99: quantile(&m.latencies_ms, 0.99),
             latency_ms_max: m.latencies_ms.last().copied().unwrap_or(0),
             ldh_max: ldhs.iter().copied().max().unwrap_or(0),
-            ldh_mean: if ldhs.is_empty() { 0.0 } else { ldhs.iter().map(|h| f64::from(*h)).sum::<f64>() / ldhs.len() as f64 },
+            ldh_mean: if ldhs.is_empty() {
+                0.0
+            } else {
+                ldhs.iter().map(|h| f64::from(*h)).sum::<f64>() / ldhs.len() as f64
+            },
             moore_hops: moore_hops(u64::from(self.sc.nodes), 5),
-            last_delivery_vs_shortest: (!ratios.is_empty()).then(|| ratios.iter().sum::<f64>() / ratios.len() as f64),
-            rmr: if m.first_receptions == 0 { 0.0 } else { m.gossip_receptions as f64 / m.first_receptions as f64 - 1.0 },
+            last_delivery_vs_shortest: (!ratios.is_empty())
+                .then(|| ratios.iter().sum::<f64>() / ratios.len() as f64),
+            rmr: if m.first_receptions == 0 {
+                0.0
+            } else {
+                m.gossip_receptions as f64 / m.first_receptions as f64 - 1.0
+            },
             bytes_per_node: m.bytes as f64 / f64::from(nodes_total.max(1)),
             reach_ms,
             heal_ms,
@@ -99,17 +125,40 @@ impl Sim {
         let mut cdf = String::from("latency_ms,fraction\n");
         let lat = &self.metrics.latencies_ms;
         let step = (lat.len() / 200).max(1);
-        let points: Vec<(f64, f64)> =
-            lat.iter().enumerate().step_by(step).map(|(i, l)| (f64::from(*l), (i + 1) as f64 / lat.len() as f64)).collect();
+        let points: Vec<(f64, f64)> = lat
+            .iter()
+            .enumerate()
+            .step_by(step)
+            .map(|(i, l)| (f64::from(*l), (i + 1) as f64 / lat.len() as f64))
+            .collect();
         for (l, f) in &points {
             let _ = writeln!(cdf, "{l},{f:.4}");
         }
         std::fs::write(dir.join("latency_cdf.csv"), &cdf)?;
-        let series: Vec<(f64, f64)> = self.metrics.series.iter().map(|(t, _, d)| (*t, *d as f64)).collect();
-        std::fs::write(dir.join("delivery.svg"), svg("deliveries over time", "simulated s", "deliveries", &series))?;
-        std::fs::write(dir.join("latency_cdf.svg"), svg("latency CDF", "latency ms", "fraction delivered", &points))?;
-        let live: Vec<(f64, f64)> = self.metrics.series.iter().map(|(t, l, _)| (*t, f64::from(*l))).collect();
-        std::fs::write(dir.join("live_nodes.svg"), svg("live nodes", "simulated s", "nodes", &live))?;
+        let series: Vec<(f64, f64)> = self
+            .metrics
+            .series
+            .iter()
+            .map(|(t, _, d)| (*t, *d as f64))
+            .collect();
+        std::fs::write(
+            dir.join("delivery.svg"),
+            svg("deliveries over time", "simulated s", "deliveries", &series),
+        )?;
+        std::fs::write(
+            dir.join("latency_cdf.svg"),
+            svg("latency CDF", "latency ms", "fraction delivered", &points),
+        )?;
+        let live: Vec<(f64, f64)> = self
+            .metrics
+            .series
+            .iter()
+            .map(|(t, l, _)| (*t, f64::from(*l)))
+            .collect();
+        std::fs::write(
+            dir.join("live_nodes.svg"),
+            svg("live nodes", "simulated s", "nodes", &live),
+        )?;
         let mut tiers = String::from("tier,agents\n");
         for (tier, count) in &self.metrics.tier_counts {
             let _ = writeln!(tiers, "{tier},{count}");
@@ -126,7 +175,13 @@ fn svg(title: &str, x_label: &str, y_label: &str, points: &[(f64, f64)]) -> Stri
     let y_max = points.iter().map(|p| p.1).fold(1e-9, f64::max);
     let path: Vec<String> = points
         .iter()
-        .map(|(x, y)| format!("{:.1},{:.1}", pad + x / x_max * (w - 2.0 * pad), h - pad - y / y_max * (h - 2.0 * pad)))
+        .map(|(x, y)| {
+            format!(
+                "{:.1},{:.1}",
+                pad + x / x_max * (w - 2.0 * pad),
+                h - pad - y / y_max * (h - 2.0 * pad)
+            )
+        })
         .collect();
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">

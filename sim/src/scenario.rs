@@ -73,7 +73,10 @@ pub struct Network {
 
 impl Default for Network {
     fn default() -> Self {
-        Self { latency: Latency::Constant { ms: 50 }, loss: 0.0 }
+        Self {
+            latency: Latency::Constant { ms: 50 },
+            loss: 0.0,
+        }
     }
 }
 
@@ -97,7 +100,14 @@ pub struct Publishers {
 
 impl Default for Publishers {
     fn default() -> Self {
-        Self { topic: "news".into(), count: 10, rate_per_s: 1.0, size_bytes: 256, start_s: 0.0, stop_s: f64::MAX }
+        Self {
+            topic: "news".into(),
+            count: 10,
+            rate_per_s: 1.0,
+            size_bytes: 256,
+            start_s: 0.0,
+            stop_s: f64::MAX,
+        }
     }
 }
 
@@ -135,7 +145,14 @@ pub struct Churn {
 
 impl Default for Churn {
     fn default() -> Self {
-        Self { sessions: Sessions::Weibull { shape: 0.8, scale_s: 600.0 }, arrivals_per_s: 0.0, start_s: 0.0 }
+        Self {
+            sessions: Sessions::Weibull {
+                shape: 0.8,
+                scale_s: 600.0,
+            },
+            arrivals_per_s: 0.0,
+            start_s: 0.0,
+        }
     }
 }
 
@@ -175,7 +192,11 @@ pub struct Sybils {
 
 impl Default for Sybils {
     fn default() -> Self {
-        Self { fraction: 0.0, vouch_ring: true, false_reports: true }
+        Self {
+            fraction: 0.0,
+            vouch_ring: true,
+            false_reports: true,
+        }
     }
 }
 
@@ -193,7 +214,11 @@ pub struct Outcomes {
 
 impl Default for Outcomes {
     fn default() -> Self {
-        Self { rate_per_s: 0.0, honest_fraction: 0.9, governor_sample: 20 }
+        Self {
+            rate_per_s: 0.0,
+            honest_fraction: 0.9,
+            governor_sample: 20,
+        }
     }
 }
 
@@ -209,7 +234,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { wall_s_max: 0.0, memory_mb_max: 0.0 }
+        Self {
+            wall_s_max: 0.0,
+            memory_mb_max: 0.0,
+        }
     }
 }
 
@@ -282,25 +310,57 @@ impl Default for Scenario {
 
 /// The built-in scenarios, with what each shows.
 pub const BUILT_INS: [(&str, &str); 8] = [
-    ("steady", "10,000 nodes, 10 publishers, 50 ms links: delivery, latency, last delivery hop and redundancy of a settled tree"),
-    ("churn", "10,000 nodes with Weibull sessions and Poisson arrivals: delivery while a tenth of the mesh turns over"),
-    ("partition-heal", "a 40% partition for 20 s, a revocation issued on one side, and the time to converge after healing"),
-    ("mass-failure", "half the nodes fail at once: how fast the overlay repairs and delivery recovers"),
-    ("sybil-ring", "half the agents are Sybils of one rogue principal, vouching for and praising each other: the highest tier any reaches"),
-    ("kill-switch", "a governor terminates an agent and its mandate is revoked: time to reach 99.9% of 10,000 nodes, and its traffic stops"),
-    ("policy-rollout", "a governor's policy change: time for 99.9% of nodes to hold it"),
-    ("million", "10^6 nodes with churn, a revocation, a kill switch and a policy rollout"),
+    (
+        "steady",
+        "10,000 nodes, 10 publishers, 50 ms links: delivery, latency, last delivery hop and redundancy of a settled tree",
+    ),
+    (
+        "churn",
+        "10,000 nodes with Weibull sessions and Poisson arrivals: delivery while a tenth of the mesh turns over",
+    ),
+    (
+        "partition-heal",
+        "a 40% partition for 20 s, a revocation issued on one side, and the time to converge after healing",
+    ),
+    (
+        "mass-failure",
+        "half the nodes fail at once: how fast the overlay repairs and delivery recovers",
+    ),
+    (
+        "sybil-ring",
+        "half the agents are Sybils of one rogue principal, vouching for and praising each other: the highest tier any reaches",
+    ),
+    (
+        "kill-switch",
+        "a governor terminates an agent and its mandate is revoked: time to reach 99.9% of 10,000 nodes, and its traffic stops",
+    ),
+    (
+        "policy-rollout",
+        "a governor's policy change: time for 99.9% of nodes to hold it",
+    ),
+    (
+        "million",
+        "10^6 nodes with churn, a revocation, a kill switch and a policy rollout",
+    ),
 ];
 
 impl Scenario {
     /// A built-in scenario.
     pub fn built_in(name: &str) -> Result<Self, ScenarioError> {
-        let base = Self { name: name.into(), nodes: 10_000, join_interval_ms: 2, ..Self::default() };
+        let base = Self {
+            name: name.into(),
+            nodes: 10_000,
+            join_interval_ms: 2,
+            ..Self::default()
+        };
         let s = match name {
             "steady" => base,
             "churn" => Self {
                 churn: Some(Churn {
-                    sessions: Sessions::Weibull { shape: 0.8, scale_s: 300.0 },
+                    sessions: Sessions::Weibull {
+                        shape: 0.8,
+                        scale_s: 300.0,
+                    },
                     arrivals_per_s: 30.0,
                     start_s: 0.0,
                 }),
@@ -308,29 +368,61 @@ impl Scenario {
                 ..base
             },
             "partition-heal" => Self {
-                partition: Some(Partition { at_s: 2.0, heal_s: 22.0, fraction: 0.4 }),
+                partition: Some(Partition {
+                    at_s: 2.0,
+                    heal_s: 22.0,
+                    fraction: 0.4,
+                }),
                 revoke_at_s: Some(5.0),
                 duration_s: 45.0,
                 ..base
             },
-            "mass-failure" => Self { mass_failure: Some(MassFailure { at_s: 5.0, fraction: 0.5 }), ..base },
+            "mass-failure" => Self {
+                mass_failure: Some(MassFailure {
+                    at_s: 5.0,
+                    fraction: 0.5,
+                }),
+                ..base
+            },
             "sybil-ring" => Self {
                 nodes: 2_000,
                 publishers: vec![],
-                sybils: Some(Sybils { fraction: 0.5, ..Sybils::default() }),
-                outcomes: Some(Outcomes { rate_per_s: 200.0, ..Outcomes::default() }),
+                sybils: Some(Sybils {
+                    fraction: 0.5,
+                    ..Sybils::default()
+                }),
+                outcomes: Some(Outcomes {
+                    rate_per_s: 200.0,
+                    ..Outcomes::default()
+                }),
                 duration_s: 60.0,
                 ..base
             },
-            "kill-switch" => Self { kill_at_s: Some(5.0), revoke_at_s: Some(5.0), duration_s: 15.0, ..base },
-            "policy-rollout" => Self { policy_change_at_s: Some(5.0), duration_s: 15.0, ..base },
+            "kill-switch" => Self {
+                kill_at_s: Some(5.0),
+                revoke_at_s: Some(5.0),
+                duration_s: 15.0,
+                ..base
+            },
+            "policy-rollout" => Self {
+                policy_change_at_s: Some(5.0),
+                duration_s: 15.0,
+                ..base
+            },
             "million" => Self {
                 nodes: 1_000_000,
                 join_interval_ms: 0,
                 settle_s: 30.0,
-                publishers: vec![Publishers { count: 4, rate_per_s: 0.5, ..Publishers::default() }],
+                publishers: vec![Publishers {
+                    count: 4,
+                    rate_per_s: 0.5,
+                    ..Publishers::default()
+                }],
                 churn: Some(Churn {
-                    sessions: Sessions::Weibull { shape: 0.8, scale_s: 3_600.0 },
+                    sessions: Sessions::Weibull {
+                        shape: 0.8,
+                        scale_s: 3_600.0,
+                    },
                     arrivals_per_s: 200.0,
                     start_s: 0.0,
                 }),
@@ -350,9 +442,13 @@ impl Scenario {
 
     /// Reads a scenario from TOML text, applying `--set` overrides first.
     pub fn from_toml(text: &str, sets: &[String]) -> Result<Self, ScenarioError> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ScenarioError::Parse(e.to_string()))?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ScenarioError::Parse(e.to_string()))?;
         apply_sets(&mut table, sets)?;
-        let scenario: Self = table.try_into().map_err(|e: toml::de::Error| ScenarioError::Parse(e.to_string()))?;
+        let scenario: Self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ScenarioError::Parse(e.to_string()))?;
         scenario.validate()?;
         Ok(scenario)
     }
@@ -366,7 +462,12 @@ impl Scenario {
 
     /// Refuses impossible values.
     pub fn validate(&self) -> Result<(), ScenarioError> {
-        let err = |field, allowed: &str| Err(ScenarioError::Value { field, allowed: allowed.into() });
+        let err = |field, allowed: &str| {
+            Err(ScenarioError::Value {
+                field,
+                allowed: allowed.into(),
+            })
+        };
         if !(2..=2_000_000).contains(&self.nodes) {
             return err("nodes", "must be 2..=2000000");
         }
@@ -380,8 +481,13 @@ impl Scenario {
             Latency::Uniform { min_ms, max_ms } if min_ms > max_ms => {
                 return err("network.latency.min_ms", "must not exceed max_ms");
             }
-            Latency::LogNormal { median_ms, sigma } if !(median_ms > 0.0 && (0.0..=3.0).contains(&sigma)) => {
-                return err("network.latency", "log-normal needs median_ms > 0 and sigma in [0, 3]");
+            Latency::LogNormal { median_ms, sigma }
+                if !(median_ms > 0.0 && (0.0..=3.0).contains(&sigma)) =>
+            {
+                return err(
+                    "network.latency",
+                    "log-normal needs median_ms > 0 and sigma in [0, 3]",
+                );
             }
             Latency::Coordinates { base_ms, max_ms } if base_ms > max_ms => {
                 return err("network.latency.base_ms", "must not exceed max_ms");
@@ -396,10 +502,16 @@ impl Scenario {
                 return err("publishers.rate_per_s", "must be in (0, 10000]");
             }
             if p.topic.is_empty() || p.topic.starts_with("_starling/") || p.topic.len() > 256 {
-                return err("publishers.topic", "1..=256 bytes, not starting with _starling/");
+                return err(
+                    "publishers.topic",
+                    "1..=256 bytes, not starting with _starling/",
+                );
             }
             if p.size_bytes > 64 * 1024 {
-                return err("publishers.size_bytes", "at most 65536 (the probationary ring's limit)");
+                return err(
+                    "publishers.size_bytes",
+                    "at most 65536 (the probationary ring's limit)",
+                );
             }
         }
         if let Some(p) = &self.partition {
@@ -426,7 +538,10 @@ impl Scenario {
                 Sessions::LogNormal { median_s, sigma } => median_s > 0.0 && sigma >= 0.0,
             };
             if !ok || c.arrivals_per_s < 0.0 {
-                return err("churn", "sessions need positive parameters and arrivals_per_s >= 0");
+                return err(
+                    "churn",
+                    "sessions need positive parameters and arrivals_per_s >= 0",
+                );
             }
         }
         if let Some(o) = &self.outcomes
@@ -440,16 +555,23 @@ impl Scenario {
 
 fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<(), ScenarioError> {
     for set in sets {
-        let (key, value) = set.split_once('=').ok_or_else(|| ScenarioError::Set(set.clone()))?;
+        let (key, value) = set
+            .split_once('=')
+            .ok_or_else(|| ScenarioError::Set(set.clone()))?;
         let value: toml::Value = match format!("v = {value}").parse::<toml::Table>() {
             Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(value.into())),
             Err(_) => toml::Value::String(value.into()),
         };
         let mut parts: Vec<&str> = key.trim().split('.').collect();
-        let last = parts.pop().filter(|l| !l.is_empty()).ok_or_else(|| ScenarioError::Set(set.clone()))?;
+        let last = parts
+            .pop()
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| ScenarioError::Set(set.clone()))?;
         let mut at = &mut *table;
         for part in parts {
-            let entry = at.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = at
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             at = match entry {
                 toml::Value::Table(t) => t,
                 _ => return Err(ScenarioError::Set(set.clone())),
@@ -474,15 +596,31 @@ mod tests {
 
     #[test]
     fn sets_override_and_bad_input_names_the_field() {
-        let s = Scenario::built_in_with("steady", &["nodes=123".into(), "network.loss=0.1".into()]).unwrap();
+        let s = Scenario::built_in_with("steady", &["nodes=123".into(), "network.loss=0.1".into()])
+            .unwrap();
         assert_eq!((s.nodes, s.network.loss), (123, 0.1));
         let e = Scenario::built_in_with("steady", &["nodez=5".into()]).unwrap_err();
         assert!(e.to_string().contains("unknown field `nodez`"), "{e}");
         let e = Scenario::built_in_with("steady", &["network.loss=1.5".into()]).unwrap_err();
-        assert_eq!(e.to_string(), "scenario field `network.loss`: must be in [0, 1)");
-        let e = Scenario::built_in_with("partition-heal", &["partition.heal_s=1".into()]).unwrap_err();
-        assert_eq!(e.to_string(), "scenario field `partition.heal_s`: must be after partition.at_s");
-        assert!(Scenario::built_in("nope").unwrap_err().to_string().contains("steady"));
-        assert!(matches!(Scenario::built_in_with("steady", &["novalue".into()]), Err(ScenarioError::Set(_))));
+        assert_eq!(
+            e.to_string(),
+            "scenario field `network.loss`: must be in [0, 1)"
+        );
+        let e =
+            Scenario::built_in_with("partition-heal", &["partition.heal_s=1".into()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "scenario field `partition.heal_s`: must be after partition.at_s"
+        );
+        assert!(
+            Scenario::built_in("nope")
+                .unwrap_err()
+                .to_string()
+                .contains("steady")
+        );
+        assert!(matches!(
+            Scenario::built_in_with("steady", &["novalue".into()]),
+            Err(ScenarioError::Set(_))
+        ));
     }
 }

@@ -21,16 +21,25 @@ struct SweepFile {
 }
 
 /// The runs of a sweep: each run's overrides and scenario.
-pub fn plan(text: &str, read_base: &dyn Fn(&str) -> Result<String, String>) -> Result<Vec<(Vec<String>, Scenario)>, ScenarioError> {
+pub fn plan(
+    text: &str,
+    read_base: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Vec<(Vec<String>, Scenario)>, ScenarioError> {
     let file: SweepFile = toml::from_str(text).map_err(|e| ScenarioError::Parse(e.to_string()))?;
     let mut combos: Vec<Vec<String>> = vec![file.set.clone()];
     for (key, values) in &file.grid {
         let toml::Value::Array(values) = values else {
-            return Err(ScenarioError::Parse(format!("grid.{key} must be a list of values")));
+            return Err(ScenarioError::Parse(format!(
+                "grid.{key} must be a list of values"
+            )));
         };
         combos = combos
             .into_iter()
-            .flat_map(|c| values.iter().map(move |v| [c.clone(), vec![format!("{key}={v}")]].concat()))
+            .flat_map(|c| {
+                values
+                    .iter()
+                    .map(move |v| [c.clone(), vec![format!("{key}={v}")]].concat())
+            })
             .collect();
     }
     combos
@@ -38,7 +47,10 @@ pub fn plan(text: &str, read_base: &dyn Fn(&str) -> Result<String, String>) -> R
         .map(|sets| {
             let scenario = match Scenario::built_in(&file.base) {
                 Ok(_) => Scenario::built_in_with(&file.base, &sets)?,
-                Err(_) => Scenario::from_toml(&read_base(&file.base).map_err(ScenarioError::Parse)?, &sets)?,
+                Err(_) => Scenario::from_toml(
+                    &read_base(&file.base).map_err(ScenarioError::Parse)?,
+                    &sets,
+                )?,
             };
             Ok((sets, scenario))
         })
@@ -46,26 +58,39 @@ pub fn plan(text: &str, read_base: &dyn Fn(&str) -> Result<String, String>) -> R
 }
 
 /// Runs every planned scenario on `threads` threads; rows come back in plan order.
-pub fn run(runs: Vec<(Vec<String>, Scenario)>, threads: usize) -> Vec<(Vec<String>, crate::Report)> {
+pub fn run(
+    runs: Vec<(Vec<String>, Scenario)>,
+    threads: usize,
+) -> Vec<(Vec<String>, crate::Report)> {
     let next = Mutex::new(0usize);
-    let results: Mutex<Vec<Option<(Vec<String>, crate::Report)>>> = Mutex::new(vec![None; runs.len()]);
+    let results: Mutex<Vec<Option<(Vec<String>, crate::Report)>>> =
+        Mutex::new(vec![None; runs.len()]);
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
-            s.spawn(|| loop {
-                let i = {
-                    let Ok(mut n) = next.lock() else { return };
-                    *n += 1;
-                    *n - 1
-                };
-                let Some((sets, scenario)) = runs.get(i) else { return };
-                let (_, report) = crate::run(scenario.clone(), &mut |_, _, _| {});
-                if let Ok(mut r) = results.lock() {
-                    r[i] = Some((sets.clone(), report));
+            s.spawn(|| {
+                loop {
+                    let i = {
+                        let Ok(mut n) = next.lock() else { return };
+                        *n += 1;
+                        *n - 1
+                    };
+                    let Some((sets, scenario)) = runs.get(i) else {
+                        return;
+                    };
+                    let (_, report) = crate::run(scenario.clone(), &mut |_, _, _| {});
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some((sets.clone(), report));
+                    }
                 }
             });
         }
     });
-    results.into_inner().unwrap_or_default().into_iter().flatten().collect()
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// The CSV header and a row for a report.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use starling_trust::evidence::record::AgentRecord;
 use starling_trust::{
-    Evidence, Genesis, GenesisSpec, Keypair, Mandate, MandateChain, MandateSpec, Params, Record, Scope, wire,
+    Evidence, Genesis, GenesisSpec, Keypair, Mandate, MandateChain, MandateSpec, Params, Record,
+    Scope, wire,
 };
 
 /// Virtual time zero: an arbitrary Unix time, so mandates look ordinary.
@@ -50,14 +51,29 @@ impl World {
     /// The authorities of a run, derived from its seed.
     pub(crate) fn new(seed: u64) -> Self {
         let governor = key_of(seed, b"governor", 0);
-        let spec = GenesisSpec { name: "sim".into(), other_governors: vec![], created_ms: START_MS, params: Params::default() };
-        let genesis = Arc::new(Genesis::create(&governor, spec).unwrap_or_else(|e| unreachable!("sim genesis: {e}")));
+        let spec = GenesisSpec {
+            name: "sim".into(),
+            other_governors: vec![],
+            created_ms: START_MS,
+            params: Params::default(),
+        };
+        let genesis = Arc::new(
+            Genesis::create(&governor, spec).unwrap_or_else(|e| unreachable!("sim genesis: {e}")),
+        );
         let org = key_of(seed, b"org", 0);
         let rogue = key_of(seed, b"rogue", 0);
         let scope = ["publish:*", "subscribe:*", "vouch", "delegate(2)"];
         let org_link = Mandate::issue(&governor, &spec_of(&genesis, org.did(), &scope), None);
         let rogue_link = Mandate::issue(&governor, &spec_of(&genesis, rogue.did(), &scope), None);
-        Self { genesis, governor, org, org_link, rogue, rogue_link, seed }
+        Self {
+            genesis,
+            governor,
+            org,
+            org_link,
+            rogue,
+            rogue_link,
+            seed,
+        }
     }
 
     /// Agent `i`: its key from the seed, a mandate from the organisation
@@ -68,11 +84,33 @@ impl World {
             true => (&self.rogue, &self.rogue_link),
             false => (&self.org, &self.org_link),
         };
-        let link = Mandate::issue(issuer, &spec_of(&self.genesis, key.did(), &["publish:*", "subscribe:*", "vouch"]), Some(parent));
+        let link = Mandate::issue(
+            issuer,
+            &spec_of(
+                &self.genesis,
+                key.did(),
+                &["publish:*", "subscribe:*", "vouch"],
+            ),
+            Some(parent),
+        );
         let chain = MandateChain::new(vec![parent.clone(), link]);
-        let record = Record::create(&key, &self.genesis, START_MS, Evidence::Agent(AgentRecord { chain, kem_public_key: vec![], addrs: vec![] }))
-            .unwrap_or_else(|e| unreachable!("sim agent record: {e}"));
-        Agent { key, record: Arc::new(record), sybil, honest }
+        let record = Record::create(
+            &key,
+            &self.genesis,
+            START_MS,
+            Evidence::Agent(AgentRecord {
+                chain,
+                kem_public_key: vec![],
+                addrs: vec![],
+            }),
+        )
+        .unwrap_or_else(|e| unreachable!("sim agent record: {e}"));
+        Agent {
+            key,
+            record: Arc::new(record),
+            sybil,
+            honest,
+        }
     }
 
     /// The organisation that issued honest agents' mandates.

@@ -4,7 +4,13 @@
 use starling_sim::{BUILT_INS, Scenario};
 
 fn small(name: &str, seed: u64) -> Scenario {
-    let sets = ["nodes=60", "duration_s=8", "settle_s=4", "join_interval_ms=20"].map(String::from);
+    let sets = [
+        "nodes=60",
+        "duration_s=8",
+        "settle_s=4",
+        "join_interval_ms=20",
+    ]
+    .map(String::from);
     let mut s = Scenario::built_in_with(name, &sets).unwrap();
     s.seed = seed;
     if let Some(c) = s.churn.as_mut() {
@@ -19,7 +25,10 @@ fn each_built_in_is_reproducible() {
         for seed in [1u64, 99] {
             let (_, a) = starling_sim::run(small(name, seed), &mut |_, _, _| {});
             let (_, b) = starling_sim::run(small(name, seed), &mut |_, _, _| {});
-            assert_eq!(a.trace_hash, b.trace_hash, "scenario {name}, seed {seed}: traces differ");
+            assert_eq!(
+                a.trace_hash, b.trace_hash,
+                "scenario {name}, seed {seed}: traces differ"
+            );
             assert_eq!(a.events, b.events, "scenario {name}, seed {seed}");
             assert!(a.complete, "scenario {name}, seed {seed}: {:?}", a.stopped);
         }
@@ -33,9 +42,25 @@ fn seeds_change_the_trace_and_the_figures_hold_up_at_small_scale() {
     assert_ne!(a.trace_hash, b.trace_hash);
     for r in [&a, &b] {
         assert!(r.messages > 20, "seed {}: {} messages", r.seed, r.messages);
-        assert!(r.delivered_ratio > 0.99, "seed {}: delivered {}", r.seed, r.delivered_ratio);
+        assert!(
+            r.delivered_ratio > 0.99,
+            "seed {}: delivered {}",
+            r.seed,
+            r.delivered_ratio
+        );
     }
     let (_, kill) = starling_sim::run(small("kill-switch", 3), &mut |_, _, _| {});
-    assert!(kill.reach_ms.get("termination").copied().flatten().is_some(), "seed 3: {:?}", kill.reach_ms);
-    assert_eq!(kill.killed_deliveries_after, 0, "seed 3: the killed agent's messages were delivered");
+    assert!(
+        kill.reach_ms
+            .get("termination")
+            .copied()
+            .flatten()
+            .is_some(),
+        "seed 3: {:?}",
+        kill.reach_ms
+    );
+    assert_eq!(
+        kill.killed_deliveries_after, 0,
+        "seed 3: the killed agent's messages were delivered"
+    );
 }

@@ -121,14 +121,21 @@ impl FromStr for Did {
         if text.len() > DID_TEXT_MAX {
             return Err(DidError::TooLong(text.len()));
         }
-        let ident = text.strip_prefix(DID_KEY_PREFIX).ok_or(DidError::NotDidKey)?;
+        let ident = text
+            .strip_prefix(DID_KEY_PREFIX)
+            .ok_or(DidError::NotDidKey)?;
         let encoded = ident.strip_prefix('z').ok_or(DidError::NotBase58Btc)?;
         let decoded = bs58::decode(encoded)
             .into_vec()
             .map_err(|e| DidError::Base58(e.to_string()))?;
         let Some(key) = decoded.strip_prefix(&MULTICODEC_ED25519_PUB) else {
-            let codec = decoded.get(..2).map(hex_pair).unwrap_or_else(|| "none".into());
-            return Err(DidError::UnsupportedKeyType(format!("multicodec prefix {codec}")));
+            let codec = decoded
+                .get(..2)
+                .map(hex_pair)
+                .unwrap_or_else(|| "none".into());
+            return Err(DidError::UnsupportedKeyType(format!(
+                "multicodec prefix {codec}"
+            )));
         };
         Self::from_bytes(key)
     }
@@ -236,7 +243,12 @@ mod tests {
         let cases: [(&str, DidError); 5] = [
             ("did:web:example.com", DidError::NotDidKey),
             ("did:key:f6MkiTBz", DidError::NotBase58Btc),
-            ("did:key:z0OIl", DidError::Base58("provided string contained invalid character '0' at byte 0".into())),
+            (
+                "did:key:z0OIl",
+                DidError::Base58(
+                    "provided string contained invalid character '0' at byte 0".into(),
+                ),
+            ),
             (
                 "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme",
                 DidError::UnsupportedKeyType("multicodec prefix e701".into()),
@@ -252,7 +264,10 @@ mod tests {
         let mut identity = [0u8; 32];
         identity[0] = 1;
         assert_eq!(Did::from_bytes(&identity), Err(DidError::InvalidKey));
-        assert!(matches!("x".repeat(500).parse::<Did>(), Err(DidError::TooLong(500))));
+        assert!(matches!(
+            "x".repeat(500).parse::<Did>(),
+            Err(DidError::TooLong(500))
+        ));
     }
 
     #[test]
@@ -260,7 +275,10 @@ mod tests {
         let mut sha256_multihash = vec![0x12, 0x20];
         sha256_multihash.extend_from_slice(&[7u8; 32]);
         let peer = PeerId::from_bytes(&sha256_multihash).unwrap();
-        assert!(matches!(Did::from_peer_id(&peer), Err(DidError::PeerIdNotEd25519(_))));
+        assert!(matches!(
+            Did::from_peer_id(&peer),
+            Err(DidError::PeerIdNotEd25519(_))
+        ));
     }
 
     proptest::proptest! {

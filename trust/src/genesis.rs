@@ -74,18 +74,42 @@ impl Params {
     pub fn validate(&self) -> Result<(), String> {
         let checks: [(bool, &str); 10] = [
             (self.epoch_ms >= 1_000, "epoch_ms must be at least 1000"),
-            ((1..=16).contains(&self.chain_depth_max), "chain_depth_max must be 1..=16"),
-            (self.newcomer_score < 1000, "newcomer_score must be below 1000"),
-            (self.unanchored_score <= self.newcomer_score, "unanchored_score must not exceed newcomer_score"),
-            (self.behaviour_span <= 1000, "behaviour_span must be at most 1000"),
-            (self.prior_outcomes >= 1, "prior_outcomes must be at least 1"),
+            (
+                (1..=16).contains(&self.chain_depth_max),
+                "chain_depth_max must be 1..=16",
+            ),
+            (
+                self.newcomer_score < 1000,
+                "newcomer_score must be below 1000",
+            ),
+            (
+                self.unanchored_score <= self.newcomer_score,
+                "unanchored_score must not exceed newcomer_score",
+            ),
+            (
+                self.behaviour_span <= 1000,
+                "behaviour_span must be at most 1000",
+            ),
+            (
+                self.prior_outcomes >= 1,
+                "prior_outcomes must be at least 1",
+            ),
             (
                 self.outcome_half_life_epochs >= 1 && self.violation_half_life_epochs >= 1,
                 "half-lives must be at least 1 epoch",
             ),
-            (self.vouch_cap <= 1000 && self.violation_points <= 1000, "points must be at most 1000"),
-            ((1..=32).contains(&self.iterations), "iterations must be 1..=32"),
-            (self.witness_floor_milli <= 1000, "witness_floor_milli must be at most 1000"),
+            (
+                self.vouch_cap <= 1000 && self.violation_points <= 1000,
+                "points must be at most 1000",
+            ),
+            (
+                (1..=32).contains(&self.iterations),
+                "iterations must be 1..=32",
+            ),
+            (
+                self.witness_floor_milli <= 1000,
+                "witness_floor_milli must be at most 1000",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, why)) => Err((*why).to_string()),
@@ -155,9 +179,16 @@ impl Genesis {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let envelope = SignedProto::open(bytes, GENESIS_BYTES_MAX, WHAT)?;
         let body: GenesisBody = envelope.body(WHAT)?;
-        let field = |field: &'static str, reason: String| DecodeError::Field { what: WHAT, field, reason };
+        let field = |field: &'static str, reason: String| DecodeError::Field {
+            what: WHAT,
+            field,
+            reason,
+        };
         if body.governors.is_empty() || body.governors.len() > GOVERNORS_MAX {
-            return Err(field("governors", format!("must list 1..={GOVERNORS_MAX} governors")));
+            return Err(field(
+                "governors",
+                format!("must list 1..={GOVERNORS_MAX} governors"),
+            ));
         }
         let governors = body
             .governors
@@ -173,7 +204,9 @@ impl Genesis {
         if body.name.is_empty() || body.name.len() > 128 {
             return Err(field("name", "must be 1..=128 bytes".into()));
         }
-        let params = body.params.ok_or_else(|| field("params", "is missing".into()))?;
+        let params = body
+            .params
+            .ok_or_else(|| field("params", "is missing".into()))?;
         params.validate().map_err(|why| field("params", why))?;
         crate::policy::Policy::load(&body.policy).map_err(|e| field("policy", e.to_string()))?;
         envelope.verify(&governors[0], Domain::Genesis, WHAT)?;
@@ -239,18 +272,37 @@ mod tests {
     use super::*;
 
     pub(crate) fn spec() -> GenesisSpec {
-        GenesisSpec { name: "test".into(), other_governors: vec![], created_ms: 1_000, params: Params::default() }
+        GenesisSpec {
+            name: "test".into(),
+            other_governors: vec![],
+            created_ms: 1_000,
+            params: Params::default(),
+        }
     }
 
     #[test]
     fn genesis_round_trips_and_names_the_mesh() {
         let creator = Keypair::from_secret_bytes(&[1; 32]);
         let other = Keypair::from_secret_bytes(&[2; 32]).did();
-        let genesis = Genesis::create(&creator, GenesisSpec { other_governors: vec![other], ..spec() }).unwrap();
+        let genesis = Genesis::create(
+            &creator,
+            GenesisSpec {
+                other_governors: vec![other],
+                ..spec()
+            },
+        )
+        .unwrap();
         let again = Genesis::from_bytes(genesis.to_bytes()).unwrap();
         assert_eq!(again, genesis);
         assert!(genesis.is_governor(&creator.did()) && genesis.is_governor(&other));
-        let renamed = Genesis::create(&creator, GenesisSpec { name: "other".into(), ..spec() }).unwrap();
+        let renamed = Genesis::create(
+            &creator,
+            GenesisSpec {
+                name: "other".into(),
+                ..spec()
+            },
+        )
+        .unwrap();
         assert_ne!(renamed.id(), genesis.id());
     }
 
@@ -266,7 +318,13 @@ mod tests {
             Genesis::from_bytes(&envelope.encode_to_vec()),
             Err(DecodeError::Signature { .. })
         ));
-        let bad = GenesisSpec { params: Params { iterations: 0, ..Params::default() }, ..spec() };
+        let bad = GenesisSpec {
+            params: Params {
+                iterations: 0,
+                ..Params::default()
+            },
+            ..spec()
+        };
         assert_eq!(
             Genesis::create(&creator, bad).unwrap_err().to_string(),
             "genesis: field `params` iterations must be 1..=32"

@@ -112,7 +112,12 @@ impl Keypair {
 }
 
 /// Checks `signature` over `domain || body` by `signer`.
-pub fn verify(signer: &Did, domain: Domain, body: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+pub fn verify(
+    signer: &Did,
+    domain: Domain,
+    body: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
     let bytes: &[u8; SIGNATURE_BYTES] = signature
         .try_into()
         .map_err(|_| SignatureError::WrongLength(signature.len()))?;
@@ -132,9 +137,15 @@ pub fn verify(signer: &Did, domain: Domain, body: &[u8], signature: &[u8]) -> Re
 /// On failure the caller learns only that some signature is bad and should
 /// fall back to [`verify`] one by one.
 pub fn verify_batch(items: &[(Did, Domain, &[u8], [u8; SIGNATURE_BYTES])]) -> bool {
-    let messages: Vec<Vec<u8>> = items.iter().map(|(_, d, body, _)| d.signed_bytes(body)).collect();
+    let messages: Vec<Vec<u8>> = items
+        .iter()
+        .map(|(_, d, body, _)| d.signed_bytes(body))
+        .collect();
     let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let signatures: Vec<Signature> = items.iter().map(|(_, _, _, s)| Signature::from_bytes(s)).collect();
+    let signatures: Vec<Signature> = items
+        .iter()
+        .map(|(_, _, _, s)| Signature::from_bytes(s))
+        .collect();
     let keys: Vec<_> = items.iter().map(|(did, ..)| did.verifying_key()).collect();
     ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok()
 }
@@ -182,12 +193,21 @@ mod tests {
 
     #[test]
     fn batch_agrees_on_honest_signatures_and_catches_a_forgery() {
-        let keys: Vec<Keypair> = (0..8u8).map(|i| Keypair::from_secret_bytes(&[i; 32])).collect();
+        let keys: Vec<Keypair> = (0..8u8)
+            .map(|i| Keypair::from_secret_bytes(&[i; 32]))
+            .collect();
         let bodies: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 10]).collect();
         let mut items: Vec<_> = keys
             .iter()
             .zip(&bodies)
-            .map(|(k, b)| (k.did(), Domain::Message, b.as_slice(), k.sign(Domain::Message, b)))
+            .map(|(k, b)| {
+                (
+                    k.did(),
+                    Domain::Message,
+                    b.as_slice(),
+                    k.sign(Domain::Message, b),
+                )
+            })
             .collect();
         assert!(verify_batch(&items));
         items[5].3[0] ^= 1;

@@ -120,7 +120,9 @@ pub enum MandateError {
         capability: String,
     },
     /// A link grants deeper delegation than its parent left room for.
-    #[error("link {link} grants delegate({granted}) but its parent allows at most delegate({allowed})")]
+    #[error(
+        "link {link} grants delegate({granted}) but its parent allows at most delegate({allowed})"
+    )]
     DelegationTooDeep {
         /// Which link.
         link: usize,
@@ -243,8 +245,11 @@ impl Mandate {
             nonce: spec.nonce.to_vec(),
             parent: parent.map(|p| p.id.to_vec()).unwrap_or_default(),
         };
-        Self::decode(&SignedProto::seal(issuer, Domain::Mandate, &body), Verify::Skip)
-            .unwrap_or_else(|e| unreachable!("a freshly signed mandate decodes: {e}"))
+        Self::decode(
+            &SignedProto::seal(issuer, Domain::Mandate, &body),
+            Verify::Skip,
+        )
+        .unwrap_or_else(|e| unreachable!("a freshly signed mandate decodes: {e}"))
     }
 
     /// Reads one link and checks its signature by its issuer.
@@ -263,9 +268,15 @@ impl Mandate {
             false => Some(wire::hash_field(&body.parent, WHAT, "parent")?),
         };
         if body.nonce.len() != NONCE_BYTES {
-            return Err(DecodeError::Field { what: WHAT, field: "nonce", reason: "must be 16 bytes".into() }.into());
+            return Err(DecodeError::Field {
+                what: WHAT,
+                field: "nonce",
+                reason: "must be 16 bytes".into(),
+            }
+            .into());
         }
-        let scope = Scope::parse(&body.scope).map_err(|source| MandateError::Scope { link: 0, source })?;
+        let scope =
+            Scope::parse(&body.scope).map_err(|source| MandateError::Scope { link: 0, source })?;
         if verify == Verify::Signature {
             envelope.verify(&issuer, Domain::Mandate, WHAT)?;
         }
@@ -368,7 +379,10 @@ impl MandateChain {
 
     /// Encodes the chain.
     pub fn to_bytes(&self) -> Vec<u8> {
-        ChainProto { links: self.0.iter().map(|m| m.raw.clone()).collect() }.encode_to_vec()
+        ChainProto {
+            links: self.0.iter().map(|m| m.raw.clone()).collect(),
+        }
+        .encode_to_vec()
     }
 
     /// Reads a chain and checks each link's signature (not yet the chain rules).
@@ -379,7 +393,10 @@ impl MandateChain {
     pub(crate) fn decode(bytes: &[u8], verify: Verify) -> Result<Self, MandateError> {
         let proto: ChainProto = wire::decode_capped(bytes, CHAIN_BYTES_MAX, "mandate chain")?;
         if proto.links.len() > 16 {
-            return Err(MandateError::TooDeep { len: proto.links.len(), max: 16 });
+            return Err(MandateError::TooDeep {
+                len: proto.links.len(),
+                max: 16,
+            });
         }
         let links = proto
             .links
@@ -404,7 +421,10 @@ impl MandateChain {
             _ => return Err(MandateError::Empty),
         };
         if self.0.len() > max {
-            return Err(MandateError::TooDeep { len: self.0.len(), max });
+            return Err(MandateError::TooDeep {
+                len: self.0.len(),
+                max,
+            });
         }
         if !genesis.is_governor(&first.issuer) {
             return Err(MandateError::NotRootedAtGovernor(first.issuer));
@@ -458,10 +478,18 @@ pub fn check_current(
 ) -> Result<(), MandateError> {
     for (link, m) in links.iter().enumerate() {
         if now_ms < m.not_before_ms {
-            return Err(MandateError::NotYetValid { link, not_before_ms: m.not_before_ms, now_ms });
+            return Err(MandateError::NotYetValid {
+                link,
+                not_before_ms: m.not_before_ms,
+                now_ms,
+            });
         }
         if now_ms >= m.expires_ms {
-            return Err(MandateError::Expired { link, expires_ms: m.expires_ms, now_ms });
+            return Err(MandateError::Expired {
+                link,
+                expires_ms: m.expires_ms,
+                now_ms,
+            });
         }
         if revocations.is_revoked(&m.id) {
             return Err(MandateError::Revoked { link });
@@ -477,7 +505,11 @@ pub fn check_current(
 
 fn check_link(link: usize, parent: &Mandate, child: &Mandate) -> Result<(), MandateError> {
     if child.issuer != parent.subject {
-        return Err(MandateError::BrokenLink { link, issuer: child.issuer, expected: parent.subject });
+        return Err(MandateError::BrokenLink {
+            link,
+            issuer: child.issuer,
+            expected: parent.subject,
+        });
     }
     if child.parent != Some(parent.id) {
         return Err(MandateError::ParentMismatch { link });
@@ -488,13 +520,26 @@ fn check_link(link: usize, parent: &Mandate, child: &Mandate) -> Result<(), Mand
     }
     let granted = child.scope.delegate_depth();
     if granted >= allowed {
-        return Err(MandateError::DelegationTooDeep { link, granted, allowed: allowed - 1 });
+        return Err(MandateError::DelegationTooDeep {
+            link,
+            granted,
+            allowed: allowed - 1,
+        });
     }
-    let undelegated: Vec<Capability> =
-        child.scope.capabilities().iter().filter(|c| !matches!(c, Capability::Delegate(_))).cloned().collect();
-    let narrowed = Scope::new(undelegated).map_err(|source| MandateError::Scope { link, source })?;
+    let undelegated: Vec<Capability> = child
+        .scope
+        .capabilities()
+        .iter()
+        .filter(|c| !matches!(c, Capability::Delegate(_)))
+        .cloned()
+        .collect();
+    let narrowed =
+        Scope::new(undelegated).map_err(|source| MandateError::Scope { link, source })?;
     if let Some(capability) = narrowed.first_outside(&parent.scope) {
-        return Err(MandateError::Escalation { link, capability: capability.to_string() });
+        return Err(MandateError::Escalation {
+            link,
+            capability: capability.to_string(),
+        });
     }
     if child.expires_ms > parent.expires_ms {
         return Err(MandateError::OutlivesParent { link });
@@ -517,7 +562,12 @@ pub(crate) mod tests {
 
     pub(crate) fn world() -> World {
         let governor = Keypair::from_secret_bytes(&[1; 32]);
-        let spec = GenesisSpec { name: "t".into(), other_governors: vec![], created_ms: 0, params: Params::default() };
+        let spec = GenesisSpec {
+            name: "t".into(),
+            other_governors: vec![],
+            created_ms: 0,
+            params: Params::default(),
+        };
         World {
             genesis: Genesis::create(&governor, spec).unwrap(),
             governor,
@@ -540,9 +590,31 @@ pub(crate) mod tests {
 
     /// governor -> org -> agent -> sub-agent.
     pub(crate) fn chain(w: &World) -> MandateChain {
-        let org = Mandate::issue(&w.governor, &spec(w, w.org.did(), &["publish:*", "vouch", "delegate(3)"], 10_000), None);
-        let agent = Mandate::issue(&w.org, &spec(w, w.agent.did(), &["publish:billing.*", "delegate(1)"], 9_000), Some(&org));
-        let sub = Mandate::issue(&w.agent, &spec(w, w.sub.did(), &["publish:billing.invoices"], 8_000), Some(&agent));
+        let org = Mandate::issue(
+            &w.governor,
+            &spec(
+                w,
+                w.org.did(),
+                &["publish:*", "vouch", "delegate(3)"],
+                10_000,
+            ),
+            None,
+        );
+        let agent = Mandate::issue(
+            &w.org,
+            &spec(
+                w,
+                w.agent.did(),
+                &["publish:billing.*", "delegate(1)"],
+                9_000,
+            ),
+            Some(&org),
+        );
+        let sub = Mandate::issue(
+            &w.agent,
+            &spec(w, w.sub.did(), &["publish:billing.invoices"], 8_000),
+            Some(&agent),
+        );
         MandateChain::new(vec![org, agent, sub])
     }
 
@@ -565,11 +637,19 @@ pub(crate) mod tests {
         let chain = chain(&w);
         assert_eq!(
             chain.verify(&w.genesis, 50, &NoRevocations),
-            Err(MandateError::NotYetValid { link: 0, not_before_ms: 100, now_ms: 50 })
+            Err(MandateError::NotYetValid {
+                link: 0,
+                not_before_ms: 100,
+                now_ms: 50
+            })
         );
         assert_eq!(
             chain.verify(&w.genesis, 8_500, &NoRevocations),
-            Err(MandateError::Expired { link: 2, expires_ms: 8_000, now_ms: 8_500 })
+            Err(MandateError::Expired {
+                link: 2,
+                expires_ms: 8_000,
+                now_ms: 8_500
+            })
         );
     }
 
@@ -577,43 +657,100 @@ pub(crate) mod tests {
     fn over_scoped_and_too_deep_links_are_refused() {
         let w = world();
         let base = chain(&w);
-        let [org, agent, _] = base.links() else { unreachable!() };
-        let wide = Mandate::issue(&w.agent, &spec(&w, w.sub.did(), &["publish:*"], 8_000), Some(agent));
-        assert_eq!(
-            MandateChain::new(vec![org.clone(), agent.clone(), wide]).verify(&w.genesis, 500, &NoRevocations),
-            Err(MandateError::Escalation { link: 2, capability: "publish:*".into() })
+        let [org, agent, _] = base.links() else {
+            unreachable!()
+        };
+        let wide = Mandate::issue(
+            &w.agent,
+            &spec(&w, w.sub.did(), &["publish:*"], 8_000),
+            Some(agent),
         );
-        let deep = Mandate::issue(&w.agent, &spec(&w, w.sub.did(), &["delegate(1)"], 8_000), Some(agent));
         assert_eq!(
-            MandateChain::new(vec![org.clone(), agent.clone(), deep]).verify(&w.genesis, 500, &NoRevocations),
-            Err(MandateError::DelegationTooDeep { link: 2, granted: 1, allowed: 0 })
+            MandateChain::new(vec![org.clone(), agent.clone(), wide]).verify(
+                &w.genesis,
+                500,
+                &NoRevocations
+            ),
+            Err(MandateError::Escalation {
+                link: 2,
+                capability: "publish:*".into()
+            })
         );
-        let late = Mandate::issue(&w.agent, &spec(&w, w.sub.did(), &["publish:billing.x"], 9_500), Some(agent));
+        let deep = Mandate::issue(
+            &w.agent,
+            &spec(&w, w.sub.did(), &["delegate(1)"], 8_000),
+            Some(agent),
+        );
         assert_eq!(
-            MandateChain::new(vec![org.clone(), agent.clone(), late]).verify(&w.genesis, 500, &NoRevocations),
+            MandateChain::new(vec![org.clone(), agent.clone(), deep]).verify(
+                &w.genesis,
+                500,
+                &NoRevocations
+            ),
+            Err(MandateError::DelegationTooDeep {
+                link: 2,
+                granted: 1,
+                allowed: 0
+            })
+        );
+        let late = Mandate::issue(
+            &w.agent,
+            &spec(&w, w.sub.did(), &["publish:billing.x"], 9_500),
+            Some(agent),
+        );
+        assert_eq!(
+            MandateChain::new(vec![org.clone(), agent.clone(), late]).verify(
+                &w.genesis,
+                500,
+                &NoRevocations
+            ),
             Err(MandateError::OutlivesParent { link: 2 })
         );
-        let short_params = Params { chain_depth_max: 2, ..Params::default() };
-        let spec2 = GenesisSpec { name: "t".into(), other_governors: vec![], created_ms: 0, params: short_params };
+        let short_params = Params {
+            chain_depth_max: 2,
+            ..Params::default()
+        };
+        let spec2 = GenesisSpec {
+            name: "t".into(),
+            other_governors: vec![],
+            created_ms: 0,
+            params: short_params,
+        };
         let small = Genesis::create(&w.governor, spec2).unwrap();
-        assert_eq!(base.verify(&small, 500, &NoRevocations), Err(MandateError::TooDeep { len: 3, max: 2 }));
+        assert_eq!(
+            base.verify(&small, 500, &NoRevocations),
+            Err(MandateError::TooDeep { len: 3, max: 2 })
+        );
     }
 
     #[test]
     fn chains_must_start_at_a_governor_and_link_up() {
         let w = world();
-        let rogue = Mandate::issue(&w.org, &spec(&w, w.agent.did(), &["publish:*"], 9_000), None);
+        let rogue = Mandate::issue(
+            &w.org,
+            &spec(&w, w.agent.did(), &["publish:*"], 9_000),
+            None,
+        );
         assert_eq!(
             MandateChain::new(vec![rogue]).verify(&w.genesis, 500, &NoRevocations),
             Err(MandateError::NotRootedAtGovernor(w.org.did()))
         );
         let base = chain(&w);
-        let [org, _, sub] = base.links() else { unreachable!() };
+        let [org, _, sub] = base.links() else {
+            unreachable!()
+        };
         assert!(matches!(
-            MandateChain::new(vec![org.clone(), sub.clone()]).verify(&w.genesis, 500, &NoRevocations),
+            MandateChain::new(vec![org.clone(), sub.clone()]).verify(
+                &w.genesis,
+                500,
+                &NoRevocations
+            ),
             Err(MandateError::BrokenLink { link: 1, .. })
         ));
-        assert_eq!(MandateChain::new(vec![]).verify(&w.genesis, 500, &NoRevocations), Err(MandateError::Empty));
+        assert_eq!(
+            MandateChain::new(vec![]).verify(&w.genesis, 500, &NoRevocations),
+            Err(MandateError::Empty)
+        );
     }
 
     #[test]
@@ -647,7 +784,10 @@ pub(crate) mod tests {
         let w = world();
         let chain = chain(&w);
         let agent_link = chain.links()[1].id();
-        assert_eq!(chain.verify(&w.genesis, 500, &Revoked(agent_link, None)), Err(MandateError::Revoked { link: 1 }));
+        assert_eq!(
+            chain.verify(&w.genesis, 500, &Revoked(agent_link, None)),
+            Err(MandateError::Revoked { link: 1 })
+        );
         assert_eq!(
             chain.verify(&w.genesis, 500, &Revoked([0; 32], Some(w.agent.did()))),
             Err(MandateError::Terminated(w.agent.did()))

@@ -143,7 +143,10 @@ impl FromStr for Capability {
         if text == "vouch" {
             return Ok(Self::Vouch);
         }
-        if let Some(depth) = text.strip_prefix("delegate(").and_then(|t| t.strip_suffix(')')) {
+        if let Some(depth) = text
+            .strip_prefix("delegate(")
+            .and_then(|t| t.strip_suffix(')'))
+        {
             return match depth.parse::<u8>() {
                 Ok(d) if (1..=DELEGATE_DEPTH_MAX).contains(&d) => Ok(Self::Delegate(d)),
                 _ => Err(ScopeError::Depth(depth.chars().take(16).collect())),
@@ -185,7 +188,12 @@ impl Scope {
         if texts.len() > SCOPE_CAPABILITIES_MAX {
             return Err(ScopeError::TooMany(texts.len()));
         }
-        Self::new(texts.iter().map(|t| t.as_ref().parse()).collect::<Result<_, _>>()?)
+        Self::new(
+            texts
+                .iter()
+                .map(|t| t.as_ref().parse())
+                .collect::<Result<_, _>>()?,
+        )
     }
 
     /// The capabilities.
@@ -200,12 +208,16 @@ impl Scope {
 
     /// Whether every capability here is covered by one in `parent`.
     pub fn is_within(&self, parent: &Scope) -> bool {
-        self.0.iter().all(|c| parent.0.iter().any(|p| c.is_within(p)))
+        self.0
+            .iter()
+            .all(|c| parent.0.iter().any(|p| c.is_within(p)))
     }
 
     /// The first capability not covered by `parent`, if any.
     pub fn first_outside(&self, parent: &Scope) -> Option<&Capability> {
-        self.0.iter().find(|c| !parent.0.iter().any(|p| c.is_within(p)))
+        self.0
+            .iter()
+            .find(|c| !parent.0.iter().any(|p| c.is_within(p)))
     }
 
     /// The deepest `delegate(N)` granted, 0 when none.
@@ -222,17 +234,23 @@ impl Scope {
 
     /// Whether publishing on `topic` is allowed.
     pub fn permits_publish(&self, topic: &str) -> bool {
-        self.0.iter().any(|c| matches!(c, Capability::Publish(p) if p.matches(topic)))
+        self.0
+            .iter()
+            .any(|c| matches!(c, Capability::Publish(p) if p.matches(topic)))
     }
 
     /// Whether subscribing to `topic` is allowed.
     pub fn permits_subscribe(&self, topic: &str) -> bool {
-        self.0.iter().any(|c| matches!(c, Capability::Subscribe(p) if p.matches(topic)))
+        self.0
+            .iter()
+            .any(|c| matches!(c, Capability::Subscribe(p) if p.matches(topic)))
     }
 
     /// Whether calling `tool` is allowed.
     pub fn permits_call(&self, tool: &str) -> bool {
-        self.0.iter().any(|c| matches!(c, Capability::Call(p) if p.matches(tool)))
+        self.0
+            .iter()
+            .any(|c| matches!(c, Capability::Call(p) if p.matches(tool)))
     }
 
     /// Whether vouching is allowed.
@@ -271,7 +289,12 @@ mod tests {
         assert!(invoices.is_within(&billing) && billing.is_within(&all));
         assert!(!billing.is_within(&invoices));
         assert!(!all.is_within(&billing));
-        assert!("billing.inv*".parse::<Pattern>().unwrap().is_within(&billing));
+        assert!(
+            "billing.inv*"
+                .parse::<Pattern>()
+                .unwrap()
+                .is_within(&billing)
+        );
         for bad in ["", "a*b", "has space", "tab\t"] {
             assert!(bad.parse::<Pattern>().is_err(), "{bad:?}");
         }
@@ -280,16 +303,31 @@ mod tests {
     #[test]
     fn capabilities_parse_print_and_attenuate() {
         let parent = scope(&["publish:billing.*", "call:search", "vouch", "delegate(2)"]);
-        assert_eq!(parent.to_string(), "publish:billing.* call:search vouch delegate(2)");
+        assert_eq!(
+            parent.to_string(),
+            "publish:billing.* call:search vouch delegate(2)"
+        );
         assert!(scope(&["publish:billing.invoices", "delegate(1)"]).is_within(&parent));
         let wider = scope(&["publish:*", "vouch"]);
         assert!(!wider.is_within(&parent));
-        assert_eq!(wider.first_outside(&parent).map(ToString::to_string).as_deref(), Some("publish:*"));
+        assert_eq!(
+            wider
+                .first_outside(&parent)
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("publish:*")
+        );
         assert!(!scope(&["delegate(3)"]).is_within(&parent));
         assert_eq!(parent.delegate_depth(), 2);
         assert!(parent.permits_publish("billing.x") && !parent.permits_subscribe("billing.x"));
-        assert_eq!("delegate(0)".parse::<Capability>(), Err(ScopeError::Depth("0".into())));
-        assert_eq!("write:x".parse::<Capability>(), Err(ScopeError::Unknown("write:x".into())));
+        assert_eq!(
+            "delegate(0)".parse::<Capability>(),
+            Err(ScopeError::Depth("0".into()))
+        );
+        assert_eq!(
+            "write:x".parse::<Capability>(),
+            Err(ScopeError::Unknown("write:x".into()))
+        );
     }
 
     fn capability() -> impl Strategy<Value = Capability> {

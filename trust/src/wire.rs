@@ -98,18 +98,37 @@ pub fn decode_capped<M: Message + Default>(
     what: &'static str,
 ) -> Result<M, DecodeError> {
     if bytes.len() > max {
-        return Err(DecodeError::TooLarge { what, len: bytes.len(), max });
+        return Err(DecodeError::TooLarge {
+            what,
+            len: bytes.len(),
+            max,
+        });
     }
-    M::decode(bytes).map_err(|e| DecodeError::Malformed { what, reason: e.to_string() })
+    M::decode(bytes).map_err(|e| DecodeError::Malformed {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 /// Reads a DID from a 32-byte field.
-pub fn did_field(bytes: &[u8], what: &'static str, field: &'static str) -> Result<Did, DecodeError> {
-    Did::from_bytes(bytes).map_err(|source| DecodeError::Did { what, field, source })
+pub fn did_field(
+    bytes: &[u8],
+    what: &'static str,
+    field: &'static str,
+) -> Result<Did, DecodeError> {
+    Did::from_bytes(bytes).map_err(|source| DecodeError::Did {
+        what,
+        field,
+        source,
+    })
 }
 
 /// Reads a 32-byte hash field.
-pub fn hash_field(bytes: &[u8], what: &'static str, field: &'static str) -> Result<Hash, DecodeError> {
+pub fn hash_field(
+    bytes: &[u8],
+    what: &'static str,
+    field: &'static str,
+) -> Result<Hash, DecodeError> {
     bytes.try_into().map_err(|_| DecodeError::Field {
         what,
         field,
@@ -136,25 +155,41 @@ impl SignedProto {
     pub fn seal(key: &Keypair, domain: Domain, body: &impl Message) -> Vec<u8> {
         let body = body.encode_to_vec();
         let signature = key.sign(domain, &body).to_vec();
-        Self { version: WIRE_VERSION, body, signature }.encode_to_vec()
+        Self {
+            version: WIRE_VERSION,
+            body,
+            signature,
+        }
+        .encode_to_vec()
     }
 
     /// Decodes an envelope of at most `max` bytes and checks its version.
     pub fn open(bytes: &[u8], max: usize, what: &'static str) -> Result<Self, DecodeError> {
         let envelope: Self = decode_capped(bytes, max, what)?;
         if envelope.version != WIRE_VERSION {
-            return Err(DecodeError::Version { what, got: envelope.version });
+            return Err(DecodeError::Version {
+                what,
+                got: envelope.version,
+            });
         }
         Ok(envelope)
     }
 
     /// Decodes the body as `M`.
     pub fn body<M: Message + Default>(&self, what: &'static str) -> Result<M, DecodeError> {
-        M::decode(self.body.as_slice()).map_err(|e| DecodeError::Malformed { what, reason: e.to_string() })
+        M::decode(self.body.as_slice()).map_err(|e| DecodeError::Malformed {
+            what,
+            reason: e.to_string(),
+        })
     }
 
     /// Checks the signature over the body by `signer`.
-    pub fn verify(&self, signer: &Did, domain: Domain, what: &'static str) -> Result<(), DecodeError> {
+    pub fn verify(
+        &self,
+        signer: &Did,
+        domain: Domain,
+        what: &'static str,
+    ) -> Result<(), DecodeError> {
         keys::verify(signer, domain, &self.body, &self.signature)
             .map_err(|source| DecodeError::Signature { what, source })
     }
@@ -180,14 +215,26 @@ mod tests {
 
     #[test]
     fn caps_and_versions_are_enforced() {
-        let env = SignedProto { version: 2, body: vec![1, 2], signature: vec![] }.encode_to_vec();
+        let env = SignedProto {
+            version: 2,
+            body: vec![1, 2],
+            signature: vec![],
+        }
+        .encode_to_vec();
         assert_eq!(
             SignedProto::open(&env, 1024, "thing"),
-            Err(DecodeError::Version { what: "thing", got: 2 })
+            Err(DecodeError::Version {
+                what: "thing",
+                got: 2
+            })
         );
         assert_eq!(
             SignedProto::open(&env, 3, "thing"),
-            Err(DecodeError::TooLarge { what: "thing", len: env.len(), max: 3 })
+            Err(DecodeError::TooLarge {
+                what: "thing",
+                len: env.len(),
+                max: 3
+            })
         );
     }
 }

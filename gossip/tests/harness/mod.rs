@@ -16,7 +16,8 @@ use starling_gossip::wire::{Body, Frame};
 use starling_gossip::{Command, Config, Delivery, Event, Input, Node, Output};
 use starling_trust::evidence::record::AgentRecord;
 use starling_trust::{
-    Evidence, Genesis, GenesisSpec, Keypair, Mandate, MandateChain, MandateSpec, Params, Record, Scope,
+    Evidence, Genesis, GenesisSpec, Keypair, Mandate, MandateChain, MandateSpec, Params, Record,
+    Scope,
 };
 
 pub const START_MS: u64 = 1_700_000_000_000;
@@ -33,12 +34,22 @@ pub struct Mesh {
 impl Mesh {
     pub fn new() -> Self {
         let governor = Keypair::from_secret_bytes(&[1; 32]);
-        let spec = GenesisSpec { name: "harness".into(), other_governors: vec![], created_ms: START_MS, params: Params::default() };
+        let spec = GenesisSpec {
+            name: "harness".into(),
+            other_governors: vec![],
+            created_ms: START_MS,
+            params: Params::default(),
+        };
         let genesis = Arc::new(Genesis::create(&governor, spec).unwrap());
         let org = Keypair::from_secret_bytes(&[2; 32]);
         let scope = ["publish:*", "subscribe:*", "vouch", "delegate(2)"];
         let org_link = Mandate::issue(&governor, &mandate_spec(&genesis, org.did(), &scope), None);
-        Self { genesis, governor, org, org_link }
+        Self {
+            genesis,
+            governor,
+            org,
+            org_link,
+        }
     }
 
     /// Agent `i`'s key and signed agent record, with this scope.
@@ -50,23 +61,51 @@ impl Mesh {
     pub fn other_org(&self, seed: u8) -> (Keypair, Mandate) {
         let org = Keypair::from_secret_bytes(&[seed; 32]);
         let scope = ["publish:*", "subscribe:*", "vouch", "delegate(2)"];
-        let link = Mandate::issue(&self.governor, &mandate_spec(&self.genesis, org.did(), &scope), None);
+        let link = Mandate::issue(
+            &self.governor,
+            &mandate_spec(&self.genesis, org.did(), &scope),
+            None,
+        );
         (org, link)
     }
 
     /// Agent `i` with a mandate from `org`.
-    pub fn agent_of(&self, org: &Keypair, org_link: &Mandate, i: u32, scope: &[&str]) -> (Keypair, Arc<Record>) {
+    pub fn agent_of(
+        &self,
+        org: &Keypair,
+        org_link: &Mandate,
+        i: u32,
+        scope: &[&str],
+    ) -> (Keypair, Arc<Record>) {
         let mut secret = [7u8; 32];
         secret[..4].copy_from_slice(&i.to_le_bytes());
         let key = Keypair::from_secret_bytes(&secret);
-        let link = Mandate::issue(org, &mandate_spec(&self.genesis, key.did(), scope), Some(org_link));
+        let link = Mandate::issue(
+            org,
+            &mandate_spec(&self.genesis, key.did(), scope),
+            Some(org_link),
+        );
         let chain = MandateChain::new(vec![org_link.clone(), link]);
-        let record = Record::create(&key, &self.genesis, START_MS, Evidence::Agent(AgentRecord { chain, kem_public_key: vec![], addrs: vec![] })).unwrap();
+        let record = Record::create(
+            &key,
+            &self.genesis,
+            START_MS,
+            Evidence::Agent(AgentRecord {
+                chain,
+                kem_public_key: vec![],
+                addrs: vec![],
+            }),
+        )
+        .unwrap();
         (key, Arc::new(record))
     }
 }
 
-pub fn mandate_spec(genesis: &Genesis, subject: starling_trust::Did, scope: &[&str]) -> MandateSpec {
+pub fn mandate_spec(
+    genesis: &Genesis,
+    subject: starling_trust::Did,
+    scope: &[&str],
+) -> MandateSpec {
     MandateSpec {
         mesh: genesis.id(),
         subject,
@@ -134,9 +173,19 @@ impl Net {
 
     pub fn add_node_with(&mut self, key: Keypair, record: Arc<Record>) -> u32 {
         let i = self.nodes.len() as u32;
-        let rng = StdRng::seed_from_u64(self.seed ^ (u64::from(i) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let node = Node::new(self.config.clone(), Arc::clone(&self.mesh.genesis), key.clone(), i, record, rng, self.now)
-            .unwrap_or_else(|e| panic!("seed {}: node {i}: {e}", self.seed));
+        let rng = StdRng::seed_from_u64(
+            self.seed ^ (u64::from(i) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        let node = Node::new(
+            self.config.clone(),
+            Arc::clone(&self.mesh.genesis),
+            key.clone(),
+            i,
+            record,
+            rng,
+            self.now,
+        )
+        .unwrap_or_else(|e| panic!("seed {}: node {i}: {e}", self.seed));
         self.nodes.push(Some(node));
         self.keys.push(key);
         self.drain(i);
@@ -151,36 +200,63 @@ impl Net {
     }
 
     /// Feeds an input to a node now and performs its outputs.
-    pub fn input(&mut self, node: u32, input: Input<u32>) -> Result<Option<[u8; 32]>, starling_gossip::CommandError> {
+    pub fn input(
+        &mut self,
+        node: u32,
+        input: Input<u32>,
+    ) -> Result<Option<[u8; 32]>, starling_gossip::CommandError> {
         let now = self.now;
-        let Some(n) = self.nodes[node as usize].as_mut() else { return Ok(None) };
+        let Some(n) = self.nodes[node as usize].as_mut() else {
+            return Ok(None);
+        };
         let result = n.handle(now, input);
         self.drain(node);
         result
     }
 
-    pub fn command(&mut self, node: u32, command: Command<u32>) -> Result<Option<[u8; 32]>, starling_gossip::CommandError> {
+    pub fn command(
+        &mut self,
+        node: u32,
+        command: Command<u32>,
+    ) -> Result<Option<[u8; 32]>, starling_gossip::CommandError> {
         self.input(node, Input::Command(command))
     }
 
     fn is_broadcast_frame(frame: &[u8]) -> bool {
-        matches!(Frame::decode_capped(frame, usize::MAX), Ok(Body::Gossip(_) | Body::IHave(_) | Body::Graft(_)))
+        matches!(
+            Frame::decode_capped(frame, usize::MAX),
+            Ok(Body::Gossip(_) | Body::IHave(_) | Body::Graft(_))
+        )
     }
 
     fn drain(&mut self, node: u32) {
         loop {
-            let Some(n) = self.nodes[node as usize].as_mut() else { return };
-            let Some(output) = n.poll_output() else { return };
+            let Some(n) = self.nodes[node as usize].as_mut() else {
+                return;
+            };
+            let Some(output) = n.poll_output() else {
+                return;
+            };
             let at = self.now + self.latency_ms;
             match output {
                 Output::Send { to, frame } => {
                     if !self.links.contains(&(node.min(to), node.max(to))) {
                         continue;
                     }
-                    if self.loss > 0.0 && Self::is_broadcast_frame(&frame) && self.rng.random_bool(self.loss) {
+                    if self.loss > 0.0
+                        && Self::is_broadcast_frame(&frame)
+                        && self.rng.random_bool(self.loss)
+                    {
                         continue;
                     }
-                    self.schedule(at, to, Input::Frame { from: node, bytes: frame });
+                    self.schedule(
+                        at,
+                        to,
+                        Input::Frame {
+                            from: node,
+                            bytes: frame,
+                        },
+                    );
                 }
                 Output::Connect(to) => {
                     let up = self.nodes.get(to as usize).is_some_and(Option::is_some);
@@ -200,7 +276,9 @@ impl Net {
                     self.pending.insert(slot, Scheduled::Close(node, to));
                     self.queue.push(Reverse((at, self.seq, slot)));
                 }
-                Output::SetTimer { at_ms, timer } => self.schedule(at_ms.max(self.now), node, Input::Timer(timer)),
+                Output::SetTimer { at_ms, timer } => {
+                    self.schedule(at_ms.max(self.now), node, Input::Timer(timer))
+                }
                 Output::Deliver(d) => self.deliveries.push((node, self.now, d)),
                 Output::DeliverDirect { .. } => {}
                 Output::Event(e) => self.events.push((node, self.now, e)),
@@ -243,11 +321,20 @@ impl Net {
     /// Crashes a node: its connections end.
     pub fn crash(&mut self, node: u32) {
         self.nodes[node as usize] = None;
-        let peers: Vec<(u32, u32)> = self.links.iter().copied().filter(|(a, b)| *a == node || *b == node).collect();
+        let peers: Vec<(u32, u32)> = self
+            .links
+            .iter()
+            .copied()
+            .filter(|(a, b)| *a == node || *b == node)
+            .collect();
         for (a, b) in peers {
             self.links.remove(&(a, b));
             let other = if a == node { b } else { a };
-            self.schedule(self.now + self.latency_ms, other, Input::Disconnected { peer: node });
+            self.schedule(
+                self.now + self.latency_ms,
+                other,
+                Input::Disconnected { peer: node },
+            );
         }
     }
 
@@ -270,9 +357,21 @@ impl Net {
             self.add_node(&["publish:*", "subscribe:*"]);
             if i > 0 {
                 let contact = self.rng.random_range(0..i);
-                self.command(i, Command::Join { contacts: vec![contact] }).unwrap();
+                self.command(
+                    i,
+                    Command::Join {
+                        contacts: vec![contact],
+                    },
+                )
+                .unwrap();
             }
-            self.command(i, Command::Subscribe { topic: topic.into() }).unwrap();
+            self.command(
+                i,
+                Command::Subscribe {
+                    topic: topic.into(),
+                },
+            )
+            .unwrap();
             self.run_for(100);
         }
         self.run_for(20_000);
@@ -286,14 +385,25 @@ impl Net {
     /// Publishes from `node` and returns the message id.
     pub fn publish(&mut self, node: u32, topic: &str, payload: &[u8]) -> [u8; 32] {
         let seed = self.seed;
-        self.command(node, Command::Publish { topic: topic.into(), payload: payload.to_vec() })
-            .unwrap_or_else(|e| panic!("seed {seed}: publish from {node}: {e}"))
-            .unwrap_or_else(|| panic!("seed {seed}: publish returned no id"))
+        self.command(
+            node,
+            Command::Publish {
+                topic: topic.into(),
+                payload: payload.to_vec(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("seed {seed}: publish from {node}: {e}"))
+        .unwrap_or_else(|| panic!("seed {seed}: publish returned no id"))
     }
 
     /// How many live nodes (other than the origin) delivered message `id`.
     pub fn delivered_count(&self, id: &[u8; 32]) -> usize {
-        let receivers: BTreeSet<u32> = self.deliveries.iter().filter(|(n, _, d)| &d.id == id && self.nodes[*n as usize].is_some()).map(|(n, _, _)| *n).collect();
+        let receivers: BTreeSet<u32> = self
+            .deliveries
+            .iter()
+            .filter(|(n, _, d)| &d.id == id && self.nodes[*n as usize].is_some())
+            .map(|(n, _, _)| *n)
+            .collect();
         receivers.len()
     }
 }

@@ -46,16 +46,24 @@ fn scenario_of(name: &str, sets: &[String]) -> Result<Scenario> {
     }
     let text = std::fs::read_to_string(name).with_context(|| {
         let names: Vec<&str> = BUILT_INS.iter().map(|(n, _)| *n).collect();
-        format!("`{name}` is neither a scenario file nor a built-in ({})", names.join(", "))
+        format!(
+            "`{name}` is neither a scenario file nor a built-in ({})",
+            names.join(", ")
+        )
     })?;
     Ok(Scenario::from_toml(&text, sets)?)
 }
 
 pub(crate) fn run(args: SimArgs) -> Result<()> {
     if let Some(SweepCommand::Sweep { file }) = args.sweep {
-        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-        let runs = starling_sim::sweep::plan(&text, &|path| std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}")))?;
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let runs = starling_sim::sweep::plan(&text, &|path| {
+            std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
+        })?;
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         for (i, (sets, report)) in starling_sim::sweep::run(runs, threads).iter().enumerate() {
             let (header, row) = starling_sim::sweep::csv_row(sets, report);
             if i == 0 {
@@ -65,7 +73,9 @@ pub(crate) fn run(args: SimArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let name = args.scenario.context("name a scenario file or built-in (for example: starling sim steady)")?;
+    let name = args
+        .scenario
+        .context("name a scenario file or built-in (for example: starling sim steady)")?;
     let mut sets = args.sets;
     if let Some(seed) = args.seed {
         sets.push(format!("seed={seed}"));
@@ -78,7 +88,11 @@ pub(crate) fn run(args: SimArgs) -> Result<()> {
             last_shown = std::time::Instant::now();
             let width = 30;
             let done = ((t / total.max(1e-9)) * width as f64).min(width as f64) as usize;
-            eprint!("\rsim [{}{}] {t:.1}/{total:.0} s simulated, {events} events", "#".repeat(done), ".".repeat(width - done));
+            eprint!(
+                "\rsim [{}{}] {t:.1}/{total:.0} s simulated, {events} events",
+                "#".repeat(done),
+                ".".repeat(width - done)
+            );
             let _ = std::io::stderr().flush();
         }
     };
@@ -88,7 +102,8 @@ pub(crate) fn run(args: SimArgs) -> Result<()> {
         eprintln!();
     }
     if let Some(dir) = &args.out {
-        sim.write_out(dir).with_context(|| format!("cannot write {}", dir.display()))?;
+        sim.write_out(dir)
+            .with_context(|| format!("cannot write {}", dir.display()))?;
     }
     if args.json {
         files::say(serde_json::to_string(&report)?);
@@ -100,17 +115,32 @@ pub(crate) fn run(args: SimArgs) -> Result<()> {
 
 fn text(r: &starling_sim::Report) -> String {
     let mut lines = vec![
-        format!("scenario {} — {} nodes ({} in all), seed {}, trace {}", r.scenario, r.nodes, r.nodes_total, r.seed, r.trace_hash),
-        format!("messages {}, delivered {:.4}%", r.messages, r.delivered_ratio * 100.0),
+        format!(
+            "scenario {} — {} nodes ({} in all), seed {}, trace {}",
+            r.scenario, r.nodes, r.nodes_total, r.seed, r.trace_hash
+        ),
+        format!(
+            "messages {}, delivered {:.4}%",
+            r.messages,
+            r.delivered_ratio * 100.0
+        ),
         format!(
             "latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
             r.latency_ms_p50, r.latency_ms_p90, r.latency_ms_p99, r.latency_ms_max
         ),
-        format!("last delivery hop: max {}, mean {:.1} (Moore bound {})", r.ldh_max, r.ldh_mean, r.moore_hops),
-        format!("relative message redundancy {:.3}, {:.0} bytes sent per node", r.rmr, r.bytes_per_node),
+        format!(
+            "last delivery hop: max {}, mean {:.1} (Moore bound {})",
+            r.ldh_max, r.ldh_mean, r.moore_hops
+        ),
+        format!(
+            "relative message redundancy {:.3}, {:.0} bytes sent per node",
+            r.rmr, r.bytes_per_node
+        ),
     ];
     if let Some(ratio) = r.last_delivery_vs_shortest {
-        lines.push(format!("last delivery latency / shortest path over the overlay: {ratio:.2}"));
+        lines.push(format!(
+            "last delivery latency / shortest path over the overlay: {ratio:.2}"
+        ));
     }
     for (item, reach) in &r.reach_ms {
         match reach {
@@ -119,13 +149,18 @@ fn text(r: &starling_sim::Report) -> String {
         }
     }
     if let Some(h) = r.heal_ms {
-        lines.push(format!("after the partition healed, the revocation reached 99.9% in {h} ms"));
+        lines.push(format!(
+            "after the partition healed, the revocation reached 99.9% in {h} ms"
+        ));
     }
     if let Some(t) = &r.sybil_tier_max {
         lines.push(format!("highest tier any Sybil reached: {t}"));
     }
     if let Some(a) = r.score_agreement {
-        lines.push(format!("score tables agreeing: {:.1}% of sampled nodes", a * 100.0));
+        lines.push(format!(
+            "score tables agreeing: {:.1}% of sampled nodes",
+            a * 100.0
+        ));
     }
     lines.push(format!(
         "{} events in {:.1} s ({:.0}/s), peak {:.0} MiB ({:.0} bytes/node){}",
@@ -134,7 +169,10 @@ fn text(r: &starling_sim::Report) -> String {
         r.events_per_s,
         r.peak_rss_mb,
         r.bytes_per_node_rss,
-        r.stopped.as_ref().map(|s| format!(" — stopped early: {s}")).unwrap_or_default()
+        r.stopped
+            .as_ref()
+            .map(|s| format!(" — stopped early: {s}"))
+            .unwrap_or_default()
     ));
     lines.join("\n")
 }

@@ -36,7 +36,9 @@ impl Range {
 
     /// Whether the range is well-formed.
     pub fn is_valid(&self) -> bool {
-        self.bits <= PREFIX_BITS_MAX && self.bits.is_multiple_of(4) && (self.bits == 64 || self.prefix << self.bits == 0)
+        self.bits <= PREFIX_BITS_MAX
+            && self.bits.is_multiple_of(4)
+            && (self.bits == 64 || self.prefix << self.bits == 0)
     }
 
     fn low(&self) -> RecordId {
@@ -59,7 +61,10 @@ impl Range {
 
     fn children(&self) -> impl Iterator<Item = Range> + '_ {
         let bits = self.bits + 4;
-        (0..FANOUT).map(move |i| Range { prefix: self.prefix | (i << (64 - bits)), bits })
+        (0..FANOUT).map(move |i| Range {
+            prefix: self.prefix | (i << (64 - bits)),
+            bits,
+        })
     }
 }
 
@@ -113,7 +118,11 @@ impl EvidenceStore {
         let mut reply = Reply::default();
         for part in parts {
             match part {
-                Part::Fingerprint { range, count, fingerprint } if range.is_valid() => {
+                Part::Fingerprint {
+                    range,
+                    count,
+                    fingerprint,
+                } if range.is_valid() => {
                     let mine = self.accumulate(*range);
                     if mine.count() == *count && mine.fingerprint() == *fingerprint {
                         continue;
@@ -121,17 +130,26 @@ impl EvidenceStore {
                     if *count == 0 {
                         reply.send.extend(self.range_ids(*range));
                     } else if mine.count() <= IDS_PER_RANGE_MAX || range.bits >= PREFIX_BITS_MAX {
-                        reply.parts.push(Part::Ids { range: *range, ids: self.range_ids(*range).collect() });
+                        reply.parts.push(Part::Ids {
+                            range: *range,
+                            ids: self.range_ids(*range).collect(),
+                        });
                     } else {
-                        reply.parts.extend(range.children().map(|child| self.fingerprint_part(child)));
+                        reply
+                            .parts
+                            .extend(range.children().map(|child| self.fingerprint_part(child)));
                     }
                 }
                 Part::Ids { range, ids } if range.is_valid() => {
                     let mut theirs = ids.clone();
                     theirs.sort_unstable();
                     let mine: Vec<RecordId> = self.range_ids(*range).collect();
-                    reply.send.extend(mine.iter().filter(|id| theirs.binary_search(id).is_err()));
-                    reply.want.extend(ids.iter().filter(|id| !self.contains(id)));
+                    reply
+                        .send
+                        .extend(mine.iter().filter(|id| theirs.binary_search(id).is_err()));
+                    reply
+                        .want
+                        .extend(ids.iter().filter(|id| !self.contains(id)));
                 }
                 _ => {}
             }
@@ -145,7 +163,11 @@ impl EvidenceStore {
 
     fn fingerprint_part(&self, range: Range) -> Part {
         let acc = self.accumulate(range);
-        Part::Fingerprint { range, count: acc.count(), fingerprint: acc.fingerprint() }
+        Part::Fingerprint {
+            range,
+            count: acc.count(),
+            fingerprint: acc.fingerprint(),
+        }
     }
 
     fn accumulate(&self, range: Range) -> Accumulator {

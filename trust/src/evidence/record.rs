@@ -266,7 +266,11 @@ impl Evidence {
             Self::Vouch(v) => v.subject,
             Self::Revocation(r) => r.mandate.subject(),
             Self::Termination(t) => t.subject,
-            Self::Agent(a) => a.chain.leaf().map(Mandate::subject).unwrap_or_else(|| unreachable!("validated")),
+            Self::Agent(a) => a
+                .chain
+                .leaf()
+                .map(Mandate::subject)
+                .unwrap_or_else(|| unreachable!("validated")),
         }
     }
 
@@ -286,16 +290,23 @@ impl Evidence {
                 severity: v.severity,
                 task: v.task.clone(),
             }),
-            Self::Vouch(v) => {
-                Kind::Vouch(VouchProto { subject: did(&v.subject), weight: v.weight, expires_ms: v.expires_ms })
-            }
-            Self::Revocation(r) => {
-                Kind::Revocation(RevocationProto { mandate: r.mandate.to_bytes().to_vec(), reason: r.reason.clone() })
-            }
+            Self::Vouch(v) => Kind::Vouch(VouchProto {
+                subject: did(&v.subject),
+                weight: v.weight,
+                expires_ms: v.expires_ms,
+            }),
+            Self::Revocation(r) => Kind::Revocation(RevocationProto {
+                mandate: r.mandate.to_bytes().to_vec(),
+                reason: r.reason.clone(),
+            }),
             Self::Termination(t) => Kind::Termination(TerminationProto {
                 subject: did(&t.subject),
                 reason: t.reason.clone(),
-                mandate: t.mandate.as_ref().map(|m| m.to_bytes().to_vec()).unwrap_or_default(),
+                mandate: t
+                    .mandate
+                    .as_ref()
+                    .map(|m| m.to_bytes().to_vec())
+                    .unwrap_or_default(),
             }),
             Self::Agent(a) => Kind::Agent(AgentProto {
                 chain: a.chain.to_bytes(),
@@ -320,7 +331,11 @@ impl Record {
             issued_ms,
             kind: Some(evidence.to_kind()),
         };
-        Self::decode(&SignedProto::seal(author, Domain::Evidence, &body), genesis, Verify::Skip)
+        Self::decode(
+            &SignedProto::seal(author, Domain::Evidence, &body),
+            genesis,
+            Verify::Skip,
+        )
     }
 
     /// Reads and validates a record for the mesh of `genesis`.
@@ -335,12 +350,20 @@ impl Record {
             return Err(EvidenceError::WrongMesh);
         }
         let author = wire::did_field(&body.author, WHAT, "author")?;
-        let kind = body.kind.ok_or_else(|| EvidenceError::Invalid("has no kind".into()))?;
+        let kind = body
+            .kind
+            .ok_or_else(|| EvidenceError::Invalid("has no kind".into()))?;
         let evidence = decode_kind(kind, &author, body.issued_ms, genesis, verify)?;
         if verify == Verify::Signature {
             envelope.verify(&author, Domain::Evidence, WHAT)?;
         }
-        Ok(Self { id: wire::sha256(bytes), author, issued_ms: body.issued_ms, evidence, raw: bytes.to_vec() })
+        Ok(Self {
+            id: wire::sha256(bytes),
+            author,
+            issued_ms: body.issued_ms,
+            evidence,
+            raw: bytes.to_vec(),
+        })
     }
 
     /// The record's id.
@@ -368,14 +391,18 @@ impl Record {
 fn text(value: String, field: &str) -> Result<String, EvidenceError> {
     match value.len() <= TEXT_BYTES_MAX {
         true => Ok(value),
-        false => Err(EvidenceError::Invalid(format!("{field} is longer than {TEXT_BYTES_MAX} bytes"))),
+        false => Err(EvidenceError::Invalid(format!(
+            "{field} is longer than {TEXT_BYTES_MAX} bytes"
+        ))),
     }
 }
 
 fn subject(bytes: &[u8], author: &Did) -> Result<Did, EvidenceError> {
     let subject = wire::did_field(bytes, WHAT, "subject")?;
     match subject == *author {
-        true => Err(EvidenceError::Invalid("an agent cannot report on itself".into())),
+        true => Err(EvidenceError::Invalid(
+            "an agent cannot report on itself".into(),
+        )),
         false => Ok(subject),
     }
 }
@@ -390,10 +417,15 @@ fn decode_kind(
     let invalid = |why: &str| Err(EvidenceError::Invalid(why.to_string()));
     Ok(match kind {
         Kind::Outcome(o) => {
-            if o.successes.checked_add(o.failures).is_none_or(|n| n == 0 || n > u32::MAX as u64) {
+            if o.successes
+                .checked_add(o.failures)
+                .is_none_or(|n| n == 0 || n > u32::MAX as u64)
+            {
                 return invalid("an outcome summary counts 1..=2^32 tasks");
             }
-            if o.failure_severity < o.failures || o.failure_severity > o.failures * SEVERITY_MAX as u64 {
+            if o.failure_severity < o.failures
+                || o.failure_severity > o.failures * SEVERITY_MAX as u64
+            {
                 return invalid("failure_severity must be between failures and 10 x failures");
             }
             Evidence::Outcome(Outcome {
@@ -422,7 +454,11 @@ fn decode_kind(
             if v.weight > 0 && v.expires_ms <= issued_ms {
                 return invalid("a vouch must expire after it is issued");
             }
-            Evidence::Vouch(Vouch { subject: subject(&v.subject, author)?, weight: v.weight, expires_ms: v.expires_ms })
+            Evidence::Vouch(Vouch {
+                subject: subject(&v.subject, author)?,
+                weight: v.weight,
+                expires_ms: v.expires_ms,
+            })
         }
         Kind::Revocation(r) => {
             let mandate = Mandate::decode(&r.mandate, verify)?;
@@ -434,7 +470,10 @@ fn decode_kind(
                     "only the mandate's issuer or a governor may revoke it".into(),
                 ));
             }
-            Evidence::Revocation(Revocation { mandate, reason: text(r.reason, "reason")? })
+            Evidence::Revocation(Revocation {
+                mandate,
+                reason: text(r.reason, "reason")?,
+            })
         }
         Kind::Termination(t) => {
             let subject = subject(&t.subject, author)?;
@@ -451,19 +490,33 @@ fn decode_kind(
                         .into(),
                 ));
             }
-            Evidence::Termination(Termination { subject, reason: text(t.reason, "reason")?, mandate })
+            Evidence::Termination(Termination {
+                subject,
+                reason: text(t.reason, "reason")?,
+                mandate,
+            })
         }
         Kind::Agent(a) => {
             let chain = MandateChain::decode(&a.chain, verify)?;
             let authority = chain.verify_structure(genesis)?;
             if authority.agent != *author {
-                return Err(EvidenceError::NotAuthorised("an agent record must be signed by the agent itself".into()));
+                return Err(EvidenceError::NotAuthorised(
+                    "an agent record must be signed by the agent itself".into(),
+                ));
             }
             if a.kem_public_key.len() > KEM_KEY_BYTES_MAX || a.addrs.len() > ADDRS_MAX {
                 return invalid("agent record: KEM key at most 2048 bytes and at most 8 addresses");
             }
-            let addrs = a.addrs.into_iter().map(|s| text(s, "addr")).collect::<Result<_, _>>()?;
-            Evidence::Agent(AgentRecord { chain, kem_public_key: a.kem_public_key, addrs })
+            let addrs = a
+                .addrs
+                .into_iter()
+                .map(|s| text(s, "addr"))
+                .collect::<Result<_, _>>()?;
+            Evidence::Agent(AgentRecord {
+                chain,
+                kem_public_key: a.kem_public_key,
+                addrs,
+            })
         }
     })
 }

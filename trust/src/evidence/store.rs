@@ -84,7 +84,11 @@ impl Rank {
             Evidence::Outcome(o) => o.successes + o.failures,
             _ => 0,
         };
-        Self { count, issued_ms: record.issued_ms(), id: record.id() }
+        Self {
+            count,
+            issued_ms: record.issued_ms(),
+            id: record.id(),
+        }
     }
 }
 
@@ -137,7 +141,11 @@ impl EvidenceStore {
     /// An empty store for the mesh of `genesis`.
     pub fn new(genesis: Arc<Genesis>) -> Self {
         let dids = genesis.governors().to_vec();
-        let index = dids.iter().enumerate().map(|(i, d)| (*d, i as u32)).collect();
+        let index = dids
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (*d, i as u32))
+            .collect();
         Self {
             genesis,
             records: BTreeMap::new(),
@@ -170,8 +178,14 @@ impl EvidenceStore {
         }
         let slot = Slot::of(&record);
         let rank = Rank::of(&record);
-        let ends = (self.intern(record.author()), self.intern(record.evidence().subject()));
-        let kept = self.slots.entry(slot).or_insert_with(|| Kept { ends, records: Vec::new() });
+        let ends = (
+            self.intern(record.author()),
+            self.intern(record.evidence().subject()),
+        );
+        let kept = self.slots.entry(slot).or_insert_with(|| Kept {
+            ends,
+            records: Vec::new(),
+        });
         let at = kept.records.partition_point(|(r, _)| *r > rank);
         if at >= slot.capacity() {
             if kept.records.is_empty() {
@@ -180,7 +194,10 @@ impl EvidenceStore {
             return Inserted::Stale;
         }
         kept.records.insert(at, (rank, Arc::clone(&record)));
-        let displaced = (kept.records.len() > slot.capacity()).then(|| kept.records.pop()).flatten().map(|(r, _)| r.id);
+        let displaced = (kept.records.len() > slot.capacity())
+            .then(|| kept.records.pop())
+            .flatten()
+            .map(|(r, _)| r.id);
         if let Some(old) = displaced {
             self.records.remove(&old);
             self.fingerprints.toggle(&old, false);
@@ -205,7 +222,11 @@ impl EvidenceStore {
     /// # Panics
     /// If `other` belongs to another mesh.
     pub fn merge(&mut self, other: &EvidenceStore) {
-        assert_eq!(self.genesis.id(), other.genesis.id(), "merging stores of different meshes");
+        assert_eq!(
+            self.genesis.id(),
+            other.genesis.id(),
+            "merging stores of different meshes"
+        );
         for (id, record) in &other.records {
             if !self.records.contains_key(id) {
                 self.insert(Arc::clone(record));
@@ -249,18 +270,26 @@ impl EvidenceStore {
             Some(h) => std::ops::Bound::Excluded(h),
             None => std::ops::Bound::Unbounded,
         };
-        self.records.range((std::ops::Bound::Included(low), upper)).map(|(id, _)| id)
+        self.records
+            .range((std::ops::Bound::Included(low), upper))
+            .map(|(id, _)| id)
     }
 
     /// The records kept in each slot, best first, in slot order.
     pub fn slots(&self) -> impl Iterator<Item = (&Slot, impl Iterator<Item = &Arc<Record>>)> {
-        self.slots.iter().map(|(slot, kept)| (slot, kept.records.iter().map(|(_, r)| r)))
+        self.slots
+            .iter()
+            .map(|(slot, kept)| (slot, kept.records.iter().map(|(_, r)| r)))
     }
 
     /// Like [`EvidenceStore::slots`], with the slot's author and subject as
     /// numbers into [`EvidenceStore::identities`].
-    pub fn slots_interned(&self) -> impl Iterator<Item = (&Slot, (u32, u32), &[(Rank, Arc<Record>)])> {
-        self.slots.iter().map(|(slot, kept)| (slot, kept.ends, kept.records.as_slice()))
+    pub fn slots_interned(
+        &self,
+    ) -> impl Iterator<Item = (&Slot, (u32, u32), &[(Rank, Arc<Record>)])> {
+        self.slots
+            .iter()
+            .map(|(slot, kept)| (slot, kept.ends, kept.records.as_slice()))
     }
 
     /// Every identity seen, in local numbering (see `slots_interned`).

@@ -22,11 +22,20 @@ fn outcome(subject: &Keypair, successes: u64, failures: u64) -> Evidence {
 }
 
 fn vouch(subject: &Keypair, weight: u32) -> Evidence {
-    Evidence::Vouch(Vouch { subject: subject.did(), weight, expires_ms: 1_000_000 })
+    Evidence::Vouch(Vouch {
+        subject: subject.did(),
+        weight,
+        expires_ms: 1_000_000,
+    })
 }
 
 fn violation(subject: &Keypair, task: u32) -> Evidence {
-    Evidence::Violation(Violation { subject: subject.did(), rule: "rate".into(), severity: 2, task: format!("t{task}") })
+    Evidence::Violation(Violation {
+        subject: subject.did(),
+        rule: "rate".into(),
+        severity: 2,
+        task: format!("t{task}"),
+    })
 }
 
 /// A fixed pool of records with competing versions in several slots.
@@ -51,12 +60,39 @@ fn pool() -> &'static (World, Vec<Arc<Record>>) {
         }
         let c = chain(&w);
         let kem = vec![7u8; 32];
-        add(&w.sub, 1, Evidence::Agent(AgentRecord { chain: c.clone(), kem_public_key: kem, addrs: vec![] }));
+        add(
+            &w.sub,
+            1,
+            Evidence::Agent(AgentRecord {
+                chain: c.clone(),
+                kem_public_key: kem,
+                addrs: vec![],
+            }),
+        );
         let agent_chain = MandateChain::new(c.links()[..2].to_vec());
-        add(&w.agent, 1, Evidence::Agent(AgentRecord { chain: agent_chain, kem_public_key: vec![], addrs: vec![] }));
-        let revoked = Revocation { mandate: c.links()[2].clone(), reason: "left".into() };
+        add(
+            &w.agent,
+            1,
+            Evidence::Agent(AgentRecord {
+                chain: agent_chain,
+                kem_public_key: vec![],
+                addrs: vec![],
+            }),
+        );
+        let revoked = Revocation {
+            mandate: c.links()[2].clone(),
+            reason: "left".into(),
+        };
         add(&w.agent, 50, Evidence::Revocation(revoked));
-        add(&w.governor, 60, Evidence::Termination(Termination { subject: w.org.did(), reason: "x".into(), mandate: None }));
+        add(
+            &w.governor,
+            60,
+            Evidence::Termination(Termination {
+                subject: w.org.did(),
+                reason: "x".into(),
+                mandate: None,
+            }),
+        );
         (w, records)
     })
 }
@@ -148,15 +184,27 @@ fn slots_keep_the_best_and_drop_the_rest() {
     let (w, records) = pool();
     let mut store = store_of(&[]);
     // Outcome summaries from org about agent: counts 1, 2, 3, 4 at indices 0, 2, 4, 6.
-    assert_eq!(store.insert(Arc::clone(&records[4])), Inserted::Added { displaced: None });
+    assert_eq!(
+        store.insert(Arc::clone(&records[4])),
+        Inserted::Added { displaced: None }
+    );
     assert_eq!(store.insert(Arc::clone(&records[2])), Inserted::Stale);
     assert_eq!(store.insert(Arc::clone(&records[4])), Inserted::Duplicate);
-    assert_eq!(store.insert(Arc::clone(&records[6])), Inserted::Added { displaced: Some(records[4].id()) });
+    assert_eq!(
+        store.insert(Arc::clone(&records[6])),
+        Inserted::Added {
+            displaced: Some(records[4].id())
+        }
+    );
     assert_eq!(store.len(), 1);
     // 18 violations from org against sub: the pair keeps 16.
     let all: Vec<usize> = (0..records.len()).collect();
     let full = store_of(&all);
-    let kept = full.slots().filter(|(s, _)| matches!(s, super::store::Slot::Violation(..))).map(|(_, r)| r.count()).sum::<usize>();
+    let kept = full
+        .slots()
+        .filter(|(s, _)| matches!(s, super::store::Slot::Violation(..)))
+        .map(|(_, r)| r.count())
+        .sum::<usize>();
     assert_eq!(kept, 16);
     assert!(full.is_terminated(&w.org.did()));
     assert!(full.is_revoked(&chain(w).links()[2].id()));
@@ -167,25 +215,57 @@ fn unauthorised_and_malformed_records_are_refused() {
     let (w, _) = pool();
     let g = &w.genesis;
     let kill = |by: &Keypair, mandate| {
-        Record::create(by, g, 1, Evidence::Termination(Termination { subject: w.sub.did(), reason: String::new(), mandate }))
+        Record::create(
+            by,
+            g,
+            1,
+            Evidence::Termination(Termination {
+                subject: w.sub.did(),
+                reason: String::new(),
+                mandate,
+            }),
+        )
     };
-    assert!(matches!(kill(&w.org, None), Err(EvidenceError::NotAuthorised(_))));
+    assert!(matches!(
+        kill(&w.org, None),
+        Err(EvidenceError::NotAuthorised(_))
+    ));
     let c = chain(w);
     // The agent issued the sub-agent's mandate, so it may terminate it by showing that mandate.
     assert!(kill(&w.agent, Some(c.links()[2].clone())).is_ok());
-    assert!(matches!(kill(&w.org, Some(c.links()[2].clone())), Err(EvidenceError::NotAuthorised(_))));
-    let revoke = Revocation { mandate: c.links()[2].clone(), reason: String::new() };
-    assert!(matches!(Record::create(&w.org, g, 1, Evidence::Revocation(revoke)), Err(EvidenceError::NotAuthorised(_))));
+    assert!(matches!(
+        kill(&w.org, Some(c.links()[2].clone())),
+        Err(EvidenceError::NotAuthorised(_))
+    ));
+    let revoke = Revocation {
+        mandate: c.links()[2].clone(),
+        reason: String::new(),
+    };
+    assert!(matches!(
+        Record::create(&w.org, g, 1, Evidence::Revocation(revoke)),
+        Err(EvidenceError::NotAuthorised(_))
+    ));
     assert_eq!(
-        Record::create(&w.org, g, 1, vouch(&w.agent, 101)).unwrap_err().to_string(),
+        Record::create(&w.org, g, 1, vouch(&w.agent, 101))
+            .unwrap_err()
+            .to_string(),
         "evidence record: vouch weight must be 0..=100"
     );
     assert_eq!(
-        Record::create(&w.org, g, 1, outcome(&w.org, 1, 0)).unwrap_err().to_string(),
+        Record::create(&w.org, g, 1, outcome(&w.org, 1, 0))
+            .unwrap_err()
+            .to_string(),
         "evidence record: an agent cannot report on itself"
     );
-    let not_mine = AgentRecord { chain: c, kem_public_key: vec![], addrs: vec![] };
-    assert!(matches!(Record::create(&w.agent, g, 1, Evidence::Agent(not_mine)), Err(EvidenceError::NotAuthorised(_))));
+    let not_mine = AgentRecord {
+        chain: c,
+        kem_public_key: vec![],
+        addrs: vec![],
+    };
+    assert!(matches!(
+        Record::create(&w.agent, g, 1, Evidence::Agent(not_mine)),
+        Err(EvidenceError::NotAuthorised(_))
+    ));
 }
 
 #[test]
@@ -209,5 +289,8 @@ fn reconciling_equal_stores_is_one_message() {
     let empty = store_of(&[]);
     let reply = a.reconcile(&empty.reconcile_start());
     assert_eq!(reply.send.len(), a.len());
-    assert!(matches!(empty.reconcile_start()[0], Part::Fingerprint { count: 0, .. }));
+    assert!(matches!(
+        empty.reconcile_start()[0],
+        Part::Fingerprint { count: 0, .. }
+    ));
 }

@@ -57,13 +57,20 @@ pub struct PolicyChange {
 
 impl PolicyChange {
     /// Wraps and signs an automerge change made by `governor`.
-    pub fn seal(governor: &Keypair, genesis: &Genesis, change: &Change) -> Result<Self, ChangeError> {
+    pub fn seal(
+        governor: &Keypair,
+        genesis: &Genesis,
+        change: &Change,
+    ) -> Result<Self, ChangeError> {
         let body = ChangeBody {
             mesh: genesis.id().to_vec(),
             author: governor.did().as_bytes().to_vec(),
             change: change.raw_bytes().to_vec(),
         };
-        Self::from_bytes(&SignedProto::seal(governor, Domain::PolicyChange, &body), genesis)
+        Self::from_bytes(
+            &SignedProto::seal(governor, Domain::PolicyChange, &body),
+            genesis,
+        )
     }
 
     /// Reads and verifies an envelope for the mesh of `genesis`.
@@ -78,11 +85,16 @@ impl PolicyChange {
             return Err(ChangeError::NotGovernor(author));
         }
         envelope.verify(&author, Domain::PolicyChange, WHAT)?;
-        let change = Change::from_bytes(body.change).map_err(|e| ChangeError::BadChange(e.to_string()))?;
+        let change =
+            Change::from_bytes(body.change).map_err(|e| ChangeError::BadChange(e.to_string()))?;
         if *change.actor_id() != actor_of(&author) {
             return Err(ChangeError::ActorMismatch);
         }
-        Ok(Self { author, change, raw: bytes.to_vec() })
+        Ok(Self {
+            author,
+            change,
+            raw: bytes.to_vec(),
+        })
     }
 
     /// The signed bytes.

@@ -75,7 +75,11 @@ impl Compiled {
     /// Builds the tables.
     pub fn new(mut rules: Vec<Rule>, rings: [Ring; 5], problems: Vec<String>) -> Self {
         rules.sort_by(|a, b| {
-            (std::cmp::Reverse(a.priority), a.effect, &a.id).cmp(&(std::cmp::Reverse(b.priority), b.effect, &b.id))
+            (std::cmp::Reverse(a.priority), a.effect, &a.id).cmp(&(
+                std::cmp::Reverse(b.priority),
+                b.effect,
+                &b.id,
+            ))
         });
         let mut tables: [ActionTable; 6] = Default::default();
         for (rank, rule) in rules.iter().enumerate() {
@@ -83,8 +87,14 @@ impl Compiled {
             let rank = rank as u32;
             match (&rule.actor, rule.resource.prefix()) {
                 (ActorMatch::Did(d), _) => table.by_did.entry(*d).or_default().push(rank),
-                (ActorMatch::Principal(p), _) => table.by_principal.entry(*p).or_default().push(rank),
-                (_, None) => table.exact.entry(rule.resource.as_str().into()).or_default().push(rank),
+                (ActorMatch::Principal(p), _) => {
+                    table.by_principal.entry(*p).or_default().push(rank)
+                }
+                (_, None) => table
+                    .exact
+                    .entry(rule.resource.as_str().into())
+                    .or_default()
+                    .push(rank),
                 (_, Some(prefix)) => {
                     table.prefixes.entry(prefix.into()).or_default().push(rank);
                     table.prefix_lengths.push(prefix.len());
@@ -95,31 +105,64 @@ impl Compiled {
             table.prefix_lengths.sort_unstable();
             table.prefix_lengths.dedup();
         }
-        Self { rules, tables, rings, problems }
+        Self {
+            rules,
+            tables,
+            rings,
+            problems,
+        }
     }
 
     /// Whether `actor` may do `action` on `resource`.
     pub fn decide(&self, actor: &Actor<'_>, action: Action, resource: &str) -> Decision<'_> {
         if !within_mandate(actor.scope, action, resource) {
-            return Decision { effect: Effect::Deny, rule: None, reason: OUTSIDE_MANDATE };
+            return Decision {
+                effect: Effect::Deny,
+                rule: None,
+                reason: OUTSIDE_MANDATE,
+            };
         }
         let table = &self.tables[action.index()];
         let first_match = |ranks: &Vec<u32>| {
-            ranks.iter().copied().find(|&r| self.matches(&self.rules[r as usize], actor, resource))
+            ranks
+                .iter()
+                .copied()
+                .find(|&r| self.matches(&self.rules[r as usize], actor, resource))
         };
-        let named = [table.by_did.get(actor.did), table.by_principal.get(actor.principal), table.exact.get(resource)];
+        let named = [
+            table.by_did.get(actor.did),
+            table.by_principal.get(actor.principal),
+            table.exact.get(resource),
+        ];
         let prefixed = table
             .prefix_lengths
             .iter()
             .take_while(|&&len| len <= resource.len())
-            .filter_map(|&len| resource.get(..len).and_then(|prefix| table.prefixes.get(prefix)));
-        let best = named.into_iter().flatten().chain(prefixed).filter_map(first_match).min();
+            .filter_map(|&len| {
+                resource
+                    .get(..len)
+                    .and_then(|prefix| table.prefixes.get(prefix))
+            });
+        let best = named
+            .into_iter()
+            .flatten()
+            .chain(prefixed)
+            .filter_map(first_match)
+            .min();
         match best {
             Some(rank) => {
                 let rule = &self.rules[rank as usize];
-                Decision { effect: rule.effect, rule: Some(&rule.id), reason: &rule.reason }
+                Decision {
+                    effect: rule.effect,
+                    rule: Some(&rule.id),
+                    reason: &rule.reason,
+                }
             }
-            None => Decision { effect: Effect::Deny, rule: None, reason: DEFAULT_DENY },
+            None => Decision {
+                effect: Effect::Deny,
+                rule: None,
+                reason: DEFAULT_DENY,
+            },
         }
     }
 

@@ -18,12 +18,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{Automerge, ChangeHash, ObjType, ReadDoc, ROOT};
+use automerge::{Automerge, ChangeHash, ObjType, ROOT, ReadDoc};
 
 pub use change::{CHANGE_BYTES_MAX, ChangeError, PolicyChange, actor_of};
 pub use compiled::{Actor, Compiled, Decision};
 pub use rule::{
-    Action, ActorMatch, Effect, PRIORITY_MAX, REASON_BYTES_MAX, RING_RATE_MAX, RULE_ID_BYTES_MAX, Ring, Rule, RuleError,
+    Action, ActorMatch, Effect, PRIORITY_MAX, REASON_BYTES_MAX, RING_RATE_MAX, RULE_ID_BYTES_MAX,
+    Ring, Rule, RuleError,
 };
 
 use crate::did::Did;
@@ -92,12 +93,17 @@ impl Policy {
     pub fn load(bytes: &[u8]) -> Result<Self, PolicyError> {
         let doc = Automerge::load(bytes).map_err(|e| PolicyError::Document(e.to_string()))?;
         let compiled = Arc::new(compile(&doc));
-        Ok(Self { doc, changes: BTreeMap::new(), compiled })
+        Ok(Self {
+            doc,
+            changes: BTreeMap::new(),
+            compiled,
+        })
     }
 
     /// The initial policy of a mesh.
     pub fn from_genesis(genesis: &Genesis) -> Self {
-        Self::load(genesis.policy_bytes()).unwrap_or_else(|e| unreachable!("genesis policy was checked: {e}"))
+        Self::load(genesis.policy_bytes())
+            .unwrap_or_else(|e| unreachable!("genesis policy was checked: {e}"))
     }
 
     /// The compiled tables (cheap to clone and share).
@@ -200,16 +206,49 @@ impl Policy {
 pub fn initial_document(creator: &Did, created_ms: u64) -> Vec<u8> {
     let mut doc = Automerge::new().with_actor(actor_of(creator));
     let rule = |id: &str, tier: &str, action: &str, reason: &str| {
-        Rule::parse(id, 100, &format!("tier>={tier}"), action, "*", "allow", reason)
-            .unwrap_or_else(|e| unreachable!("built-in rule is valid: {e}"))
+        Rule::parse(
+            id,
+            100,
+            &format!("tier>={tier}"),
+            action,
+            "*",
+            "allow",
+            reason,
+        )
+        .unwrap_or_else(|e| unreachable!("built-in rule is valid: {e}"))
     };
     let rules = [
         rule("join", "probationary", "join", "admitted agents may join"),
-        rule("publish", "probationary", "publish", "admitted agents may publish within their mandate"),
-        rule("subscribe", "probationary", "subscribe", "admitted agents may subscribe within their mandate"),
-        rule("call", "probationary", "call", "admitted agents may call tools within their mandate"),
-        rule("vouch", "standard", "vouch", "vouching needs the standard tier"),
-        rule("delegate", "trusted", "delegate", "delegating needs the trusted tier"),
+        rule(
+            "publish",
+            "probationary",
+            "publish",
+            "admitted agents may publish within their mandate",
+        ),
+        rule(
+            "subscribe",
+            "probationary",
+            "subscribe",
+            "admitted agents may subscribe within their mandate",
+        ),
+        rule(
+            "call",
+            "probationary",
+            "call",
+            "admitted agents may call tools within their mandate",
+        ),
+        rule(
+            "vouch",
+            "standard",
+            "vouch",
+            "vouching needs the standard tier",
+        ),
+        rule(
+            "delegate",
+            "trusted",
+            "delegate",
+            "delegating needs the trusted tier",
+        ),
     ];
     let time_s = i64::try_from(created_ms / 1000).unwrap_or(i64::MAX);
     doc.transact_with(
@@ -266,10 +305,16 @@ fn write_edit(tx: &mut impl Transactable, edit: &Edit) -> Result<(), automerge::
 }
 
 fn rule_ids(doc: &Automerge) -> impl Iterator<Item = String> + '_ {
-    map_at(doc, RULES).into_iter().flat_map(move |rules| doc.keys(rules))
+    map_at(doc, RULES)
+        .into_iter()
+        .flat_map(move |rules| doc.keys(rules))
 }
 
-fn scalar<R: ReadDoc>(doc: &R, obj: &automerge::ObjId, key: &str) -> Option<automerge::ScalarValue> {
+fn scalar<R: ReadDoc>(
+    doc: &R,
+    obj: &automerge::ObjId,
+    key: &str,
+) -> Option<automerge::ScalarValue> {
     match doc.get(obj, key).ok()?? {
         (automerge::Value::Scalar(s), _) => Some(s.into_owned()),
         _ => None,
@@ -277,7 +322,9 @@ fn scalar<R: ReadDoc>(doc: &R, obj: &automerge::ObjId, key: &str) -> Option<auto
 }
 
 fn text<R: ReadDoc>(doc: &R, obj: &automerge::ObjId, key: &str) -> String {
-    scalar(doc, obj, key).and_then(|s| s.as_str().map(str::to_string)).unwrap_or_default()
+    scalar(doc, obj, key)
+        .and_then(|s| s.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn number<R: ReadDoc>(doc: &R, obj: &automerge::ObjId, key: &str) -> Option<u64> {
@@ -289,7 +336,9 @@ fn compile(doc: &Automerge) -> Compiled {
     let mut problems = Vec::new();
     if let Some(map) = map_at(doc, RULES) {
         for id in doc.keys(&map) {
-            let Some((automerge::Value::Object(ObjType::Map), obj)) = doc.get(&map, id.as_str()).ok().flatten() else {
+            let Some((automerge::Value::Object(ObjType::Map), obj)) =
+                doc.get(&map, id.as_str()).ok().flatten()
+            else {
                 problems.push(format!("rule `{id}` is not a map"));
                 continue;
             };
@@ -311,10 +360,17 @@ fn compile(doc: &Automerge) -> Compiled {
     let rings_map = map_at(doc, RINGS);
     let rings = Tier::ALL.map(|tier| {
         let fallback = Ring::default_for(tier);
-        let Some(Some((_, obj))) = rings_map.as_ref().map(|m| doc.get(m, tier.name()).ok().flatten()) else {
+        let Some(Some((_, obj))) = rings_map
+            .as_ref()
+            .map(|m| doc.get(m, tier.name()).ok().flatten())
+        else {
             return fallback;
         };
-        let field = |key, default: u32| number(doc, &obj, key).and_then(|n| u32::try_from(n).ok()).unwrap_or(default);
+        let field = |key, default: u32| {
+            number(doc, &obj, key)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(default)
+        };
         let ring = Ring {
             rate_per_s: field("rate_per_s", fallback.rate_per_s),
             burst: field("burst", fallback.burst),

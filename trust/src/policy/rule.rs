@@ -35,7 +35,11 @@ pub enum RuleError {
 }
 
 fn field_error(rule: &str, field: &'static str, reason: impl Into<String>) -> RuleError {
-    RuleError::Field { rule: rule.chars().take(RULE_ID_BYTES_MAX).collect(), field, reason: reason.into() }
+    RuleError::Field {
+        rule: rule.chars().take(RULE_ID_BYTES_MAX).collect(),
+        field,
+        reason: reason.into(),
+    }
 }
 
 /// What an agent is trying to do.
@@ -57,7 +61,14 @@ pub enum Action {
 
 impl Action {
     /// All actions.
-    pub const ALL: [Action; 6] = [Self::Publish, Self::Subscribe, Self::Call, Self::Vouch, Self::Delegate, Self::Join];
+    pub const ALL: [Action; 6] = [
+        Self::Publish,
+        Self::Subscribe,
+        Self::Call,
+        Self::Vouch,
+        Self::Delegate,
+        Self::Join,
+    ];
 
     /// The name used in policy documents.
     pub fn name(self) -> &'static str {
@@ -83,7 +94,11 @@ impl FromStr for Action {
         Self::ALL
             .into_iter()
             .find(|a| a.name() == s)
-            .ok_or_else(|| format!("unknown action `{s}`: use publish, subscribe, call, vouch, delegate or join"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown action `{s}`: use publish, subscribe, call, vouch, delegate or join"
+                )
+            })
     }
 }
 
@@ -145,20 +160,33 @@ impl FromStr for ActorMatch {
             return Ok(Self::Any);
         }
         if let Some(p) = s.strip_prefix("principal:") {
-            return p.parse().map(Self::Principal).map_err(|e: crate::did::DidError| e.to_string());
+            return p
+                .parse()
+                .map(Self::Principal)
+                .map_err(|e: crate::did::DidError| e.to_string());
         }
         if let Some(t) = s.strip_prefix("tier>=") {
             return Tier::from_name(t).map(Self::TierAtLeast).ok_or_else(|| {
-                format!("unknown tier `{t}`: use untrusted, probationary, standard, trusted or verified")
+                format!(
+                    "unknown tier `{t}`: use untrusted, probationary, standard, trusted or verified"
+                )
             });
         }
         if let Some(c) = s.strip_prefix("scope:") {
-            return c.parse().map(Self::Scope).map_err(|e: crate::scope::ScopeError| e.to_string());
+            return c
+                .parse()
+                .map(Self::Scope)
+                .map_err(|e: crate::scope::ScopeError| e.to_string());
         }
         if s.starts_with("did:") {
-            return s.parse().map(Self::Did).map_err(|e: crate::did::DidError| e.to_string());
+            return s
+                .parse()
+                .map(Self::Did)
+                .map_err(|e: crate::did::DidError| e.to_string());
         }
-        Err(format!("unknown actor `{s}`: use *, a did:key, principal:<did>, tier>=<tier> or scope:<capability>"))
+        Err(format!(
+            "unknown actor `{s}`: use *, a did:key, principal:<did>, tier>=<tier> or scope:<capability>"
+        ))
     }
 }
 
@@ -209,7 +237,9 @@ impl Rule {
             priority: u32::try_from(priority).unwrap_or(u32::MAX),
             actor: actor.parse().map_err(|e| field_error(id, "actor", e))?,
             action: action.parse().map_err(|e| field_error(id, "action", e))?,
-            resource: resource.parse().map_err(|e: crate::scope::ScopeError| field_error(id, "resource", e.to_string()))?,
+            resource: resource.parse().map_err(|e: crate::scope::ScopeError| {
+                field_error(id, "resource", e.to_string())
+            })?,
             effect: effect.parse().map_err(|e| field_error(id, "effect", e))?,
             reason: reason.to_string(),
         };
@@ -221,10 +251,18 @@ impl Rule {
     pub fn validate(&self) -> Result<(), RuleError> {
         validate_id(&self.id)?;
         if self.priority > PRIORITY_MAX {
-            return Err(field_error(&self.id, "priority", format!("must be 0..={PRIORITY_MAX}")));
+            return Err(field_error(
+                &self.id,
+                "priority",
+                format!("must be 0..={PRIORITY_MAX}"),
+            ));
         }
         if self.reason.len() > REASON_BYTES_MAX {
-            return Err(field_error(&self.id, "reason", format!("longer than {REASON_BYTES_MAX} bytes")));
+            return Err(field_error(
+                &self.id,
+                "reason",
+                format!("longer than {REASON_BYTES_MAX} bytes"),
+            ));
         }
         Ok(())
     }
@@ -234,10 +272,16 @@ impl Rule {
 pub(crate) fn validate_id(id: &str) -> Result<(), RuleError> {
     let ok = !id.is_empty()
         && id.len() <= RULE_ID_BYTES_MAX
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
     match ok {
         true => Ok(()),
-        false => Err(field_error(id, "id", "must be 1..=64 characters of a-z, 0-9, `.`, `_` or `-`")),
+        false => Err(field_error(
+            id,
+            "id",
+            "must be 1..=64 characters of a-z, 0-9, `.`, `_` or `-`",
+        )),
     }
 }
 
@@ -265,16 +309,28 @@ impl Ring {
             Tier::Trusted => (200, 400, 1024 * 1024),
             Tier::Verified => (1000, 2000, 1024 * 1024),
         };
-        Self { rate_per_s, burst, message_bytes_max }
+        Self {
+            rate_per_s,
+            burst,
+            message_bytes_max,
+        }
     }
 
     /// Checks the values.
     pub fn validate(&self, tier: Tier) -> Result<(), RuleError> {
         if self.rate_per_s > RING_RATE_MAX || self.burst > RING_RATE_MAX {
-            return Err(field_error(tier.name(), "rate_per_s", format!("rates must be at most {RING_RATE_MAX}")));
+            return Err(field_error(
+                tier.name(),
+                "rate_per_s",
+                format!("rates must be at most {RING_RATE_MAX}"),
+            ));
         }
         if self.message_bytes_max > 16 * 1024 * 1024 {
-            return Err(field_error(tier.name(), "message_bytes_max", "must be at most 16 MiB"));
+            return Err(field_error(
+                tier.name(),
+                "message_bytes_max",
+                "must be at most 16 MiB",
+            ));
         }
         Ok(())
     }

@@ -18,7 +18,12 @@ struct Fixture {
 fn fixture() -> Fixture {
     let alice = Keypair::from_secret_bytes(&[1; 32]);
     let bob = Keypair::from_secret_bytes(&[2; 32]);
-    let spec = GenesisSpec { name: "p".into(), other_governors: vec![bob.did()], created_ms: 5_000, params: Params::default() };
+    let spec = GenesisSpec {
+        name: "p".into(),
+        other_governors: vec![bob.did()],
+        created_ms: 5_000,
+        params: Params::default(),
+    };
     Fixture {
         genesis: Genesis::create(&alice, spec).unwrap(),
         alice,
@@ -30,11 +35,25 @@ fn fixture() -> Fixture {
 }
 
 fn actor(f: &Fixture, tier: Tier) -> Actor<'_> {
-    Actor { did: &f.agent, principal: &f.principal, tier, scope: &f.scope }
+    Actor {
+        did: &f.agent,
+        principal: &f.principal,
+        tier,
+        scope: &f.scope,
+    }
 }
 
 fn rule(id: &str, priority: u64, actor: &str, action: &str, resource: &str, effect: &str) -> Rule {
-    Rule::parse(id, priority, actor, action, resource, effect, &format!("because {id}")).unwrap()
+    Rule::parse(
+        id,
+        priority,
+        actor,
+        action,
+        resource,
+        effect,
+        &format!("because {id}"),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -42,15 +61,43 @@ fn initial_policy_decides_by_tier_and_mandate() {
     let f = fixture();
     let policy = Policy::from_genesis(&f.genesis);
     let d = policy.decide(&actor(&f, Tier::Probationary), Action::Publish, "news");
-    assert_eq!(d, Decision { effect: Effect::Allow, rule: Some("publish"), reason: "admitted agents may publish within their mandate" });
+    assert_eq!(
+        d,
+        Decision {
+            effect: Effect::Allow,
+            rule: Some("publish"),
+            reason: "admitted agents may publish within their mandate"
+        }
+    );
     let d = policy.decide(&actor(&f, Tier::Untrusted), Action::Publish, "news");
-    assert_eq!(d, Decision { effect: Effect::Deny, rule: None, reason: "no policy rule allows this (default deny)" });
+    assert_eq!(
+        d,
+        Decision {
+            effect: Effect::Deny,
+            rule: None,
+            reason: "no policy rule allows this (default deny)"
+        }
+    );
     let d = policy.decide(&actor(&f, Tier::Probationary), Action::Vouch, "x");
     assert_eq!(d.effect, Effect::Deny);
-    assert!(policy.decide(&actor(&f, Tier::Standard), Action::Vouch, "x").is_allowed());
+    assert!(
+        policy
+            .decide(&actor(&f, Tier::Standard), Action::Vouch, "x")
+            .is_allowed()
+    );
     let d = policy.decide(&actor(&f, Tier::Verified), Action::Call, "shell");
-    assert_eq!(d, Decision { effect: Effect::Deny, rule: None, reason: "outside the agent's mandate scope" });
-    assert_eq!(policy.compiled().ring(Tier::Standard), Ring::default_for(Tier::Standard));
+    assert_eq!(
+        d,
+        Decision {
+            effect: Effect::Deny,
+            rule: None,
+            reason: "outside the agent's mandate scope"
+        }
+    );
+    assert_eq!(
+        policy.compiled().ring(Tier::Standard),
+        Ring::default_for(Tier::Standard)
+    );
     assert!(policy.compiled().problems().is_empty());
 }
 
@@ -60,16 +107,41 @@ fn priority_then_deny_then_specific_lists() {
     let mut policy = Policy::from_genesis(&f.genesis);
     let edits = [
         Edit::PutRule(rule("deny-secret", 100, "*", "publish", "secret.*", "deny")),
-        Edit::PutRule(rule("agent-secret", 200, &f.agent.to_string(), "publish", "secret.agent", "allow")),
-        Edit::PutRule(rule("org-tie", 100, &format!("principal:{}", f.principal), "publish", "secret.*", "allow")),
+        Edit::PutRule(rule(
+            "agent-secret",
+            200,
+            &f.agent.to_string(),
+            "publish",
+            "secret.agent",
+            "allow",
+        )),
+        Edit::PutRule(rule(
+            "org-tie",
+            100,
+            &format!("principal:{}", f.principal),
+            "publish",
+            "secret.*",
+            "allow",
+        )),
     ];
-    let change = policy.propose(&f.alice, &f.genesis, 10_000, &edits).unwrap();
+    let change = policy
+        .propose(&f.alice, &f.genesis, 10_000, &edits)
+        .unwrap();
     assert_eq!(policy.apply(Arc::new(change)).unwrap(), Applied::Applied);
     let a = actor(&f, Tier::Trusted);
-    assert_eq!(policy.decide(&a, Action::Publish, "secret.agent").rule, Some("agent-secret"));
+    assert_eq!(
+        policy.decide(&a, Action::Publish, "secret.agent").rule,
+        Some("agent-secret")
+    );
     // Equal priority: deny wins over the principal's allow.
-    assert_eq!(policy.decide(&a, Action::Publish, "secret.other").rule, Some("deny-secret"));
-    assert_eq!(policy.decide(&a, Action::Publish, "news").rule, Some("publish"));
+    assert_eq!(
+        policy.decide(&a, Action::Publish, "secret.other").rule,
+        Some("deny-secret")
+    );
+    assert_eq!(
+        policy.decide(&a, Action::Publish, "news").rule,
+        Some("publish")
+    );
 }
 
 #[test]
@@ -85,20 +157,37 @@ fn only_governors_change_policy() {
     // A change made under a governor's actor id but signed by someone else.
     let good = policy.propose(&f.alice, &f.genesis, 1, &edit).unwrap();
     let body_sig_swapped = {
-        let mut env = crate::wire::SignedProto::open(good.to_bytes(), CHANGE_BYTES_MAX, "t").unwrap();
-        env.signature = mallory.sign(crate::keys::Domain::PolicyChange, &env.body).to_vec();
+        let mut env =
+            crate::wire::SignedProto::open(good.to_bytes(), CHANGE_BYTES_MAX, "t").unwrap();
+        env.signature = mallory
+            .sign(crate::keys::Domain::PolicyChange, &env.body)
+            .to_vec();
         prost::Message::encode_to_vec(&env)
     };
-    assert!(matches!(policy.apply_bytes(&body_sig_swapped, &f.genesis), Err(PolicyError::Change(ChangeError::Decode(_)))));
+    assert!(matches!(
+        policy.apply_bytes(&body_sig_swapped, &f.genesis),
+        Err(PolicyError::Change(ChangeError::Decode(_)))
+    ));
     let heads = policy.heads();
     assert!(policy.apply_bytes(&[1, 2, 3], &f.genesis).is_err());
     assert_eq!(policy.heads(), heads);
     assert_eq!(
-        policy.propose(&f.alice, &f.genesis, 1, &[Edit::RemoveRule("nope".into())]).unwrap_err().to_string(),
+        policy
+            .propose(&f.alice, &f.genesis, 1, &[Edit::RemoveRule("nope".into())])
+            .unwrap_err()
+            .to_string(),
         "there is no rule `nope` to remove"
     );
     assert!(matches!(
-        policy.propose(&f.alice, &f.genesis, 1, &[Edit::PutRule(Rule { priority: 5000, ..rule("x", 1, "*", "join", "*", "allow") })]),
+        policy.propose(
+            &f.alice,
+            &f.genesis,
+            1,
+            &[Edit::PutRule(Rule {
+                priority: 5000,
+                ..rule("x", 1, "*", "join", "*", "allow")
+            })]
+        ),
         Err(PolicyError::Rule(_))
     ));
 }
@@ -109,7 +198,14 @@ fn concurrent_governor_changes_converge() {
     let mut left = Policy::from_genesis(&f.genesis);
     let mut right = Policy::from_genesis(&f.genesis);
     let from_alice = left
-        .propose(&f.alice, &f.genesis, 20_000, &[Edit::PutRule(rule("a-rule", 300, "*", "call", "search", "deny"))])
+        .propose(
+            &f.alice,
+            &f.genesis,
+            20_000,
+            &[Edit::PutRule(rule(
+                "a-rule", 300, "*", "call", "search", "deny",
+            ))],
+        )
         .unwrap();
     let from_bob = right
         .propose(
@@ -117,8 +213,22 @@ fn concurrent_governor_changes_converge() {
             &f.genesis,
             20_000,
             &[
-                Edit::PutRule(rule("b-rule", 300, "tier>=trusted", "call", "search", "allow")),
-                Edit::PutRing(Tier::Standard, Ring { rate_per_s: 7, burst: 9, message_bytes_max: 1024 }),
+                Edit::PutRule(rule(
+                    "b-rule",
+                    300,
+                    "tier>=trusted",
+                    "call",
+                    "search",
+                    "allow",
+                )),
+                Edit::PutRing(
+                    Tier::Standard,
+                    Ring {
+                        rate_per_s: 7,
+                        burst: 9,
+                        message_bytes_max: 1024,
+                    },
+                ),
                 Edit::RemoveRule("vouch".into()),
             ],
         )
@@ -133,7 +243,11 @@ fn concurrent_governor_changes_converge() {
     let decision = left.decide(&actor(&f, Tier::Verified), Action::Call, "search");
     assert_eq!(decision.rule, Some("a-rule"));
     assert_eq!(right.compiled().ring(Tier::Standard).rate_per_s, 7);
-    assert!(!left.decide(&actor(&f, Tier::Verified), Action::Vouch, "x").is_allowed());
+    assert!(
+        !left
+            .decide(&actor(&f, Tier::Verified), Action::Vouch, "x")
+            .is_allowed()
+    );
     assert_eq!(left.apply(a).unwrap(), Applied::Duplicate);
 }
 
@@ -141,9 +255,17 @@ fn concurrent_governor_changes_converge() {
 fn changes_wait_for_their_dependencies() {
     let f = fixture();
     let mut author = Policy::from_genesis(&f.genesis);
-    let first = Arc::new(author.propose(&f.alice, &f.genesis, 1, &[Edit::RemoveRule("call".into())]).unwrap());
+    let first = Arc::new(
+        author
+            .propose(&f.alice, &f.genesis, 1, &[Edit::RemoveRule("call".into())])
+            .unwrap(),
+    );
     author.apply(Arc::clone(&first)).unwrap();
-    let second = Arc::new(author.propose(&f.alice, &f.genesis, 2, &[Edit::RemoveRule("join".into())]).unwrap());
+    let second = Arc::new(
+        author
+            .propose(&f.alice, &f.genesis, 2, &[Edit::RemoveRule("join".into())])
+            .unwrap(),
+    );
     let mut late = Policy::from_genesis(&f.genesis);
     assert_eq!(late.apply(Arc::clone(&second)).unwrap(), Applied::Pending);
     assert_eq!(late.apply(first).unwrap(), Applied::Applied);
@@ -155,7 +277,13 @@ fn changes_wait_for_their_dependencies() {
 #[test]
 fn rule_text_forms_round_trip() {
     let f = fixture();
-    for actor in ["*", "tier>=standard", "scope:call:search", &f.agent.to_string(), &format!("principal:{}", f.principal)] {
+    for actor in [
+        "*",
+        "tier>=standard",
+        "scope:call:search",
+        &f.agent.to_string(),
+        &format!("principal:{}", f.principal),
+    ] {
         assert_eq!(actor.parse::<ActorMatch>().unwrap().to_string(), actor);
     }
     assert!("tier>=gold".parse::<ActorMatch>().is_err());

@@ -99,7 +99,13 @@ pub enum Tier {
 
 impl Tier {
     /// All tiers, lowest first.
-    pub const ALL: [Tier; 5] = [Self::Untrusted, Self::Probationary, Self::Standard, Self::Trusted, Self::Verified];
+    pub const ALL: [Tier; 5] = [
+        Self::Untrusted,
+        Self::Probationary,
+        Self::Standard,
+        Self::Trusted,
+        Self::Verified,
+    ];
 
     /// The tier of a score.
     pub fn of(score: u32) -> Self {
@@ -170,7 +176,9 @@ impl ScoreTable {
 
     /// (identity, score) in DID order.
     pub fn iter(&self) -> impl Iterator<Item = (&Did, u32)> {
-        self.dids.iter().zip(self.scores.iter().map(|s| u32::from(*s)))
+        self.dids
+            .iter()
+            .zip(self.scores.iter().map(|s| u32::from(*s)))
     }
 
     /// Number of identities scored.
@@ -235,7 +243,9 @@ impl<'a> Graph<'a> {
         let mut vouches = Vec::new();
         let mut violations = Vec::new();
         for (slot, (from, to), kept) in store.slots_interned() {
-            let Some((_, best)) = kept.first() else { continue };
+            let Some((_, best)) = kept.first() else {
+                continue;
+            };
             match (slot, best.evidence()) {
                 (Slot::Agent(_), Evidence::Agent(a)) => {
                     if check_current(a.chain.links(), epoch_last_ms, store).is_ok() {
@@ -256,7 +266,11 @@ impl<'a> Graph<'a> {
                         .iter()
                         .filter_map(|(_, r)| match r.evidence() {
                             Evidence::Violation(v) => Some(
-                                u64::from(v.severity) * decay_q20(age(r.issued_ms()), params.violation_half_life_epochs),
+                                u64::from(v.severity)
+                                    * decay_q20(
+                                        age(r.issued_ms()),
+                                        params.violation_half_life_epochs,
+                                    ),
                             ),
                             _ => None,
                         })
@@ -266,14 +280,25 @@ impl<'a> Graph<'a> {
                 _ => {}
             }
         }
-        let number = |did: &Did| store.identity_number(did).unwrap_or_else(|| unreachable!("seen identities are numbered"));
+        let number = |did: &Did| {
+            store
+                .identity_number(did)
+                .unwrap_or_else(|| unreachable!("seen identities are numbered"))
+        };
         for did in store.terminated() {
             standing[number(did) as usize] = Standing::Terminated;
         }
         for did in genesis.governors() {
             standing[number(did) as usize] = Standing::Governor;
         }
-        Self { params, dids, standing, outcomes, vouches, violations }
+        Self {
+            params,
+            dids,
+            standing,
+            outcomes,
+            vouches,
+            violations,
+        }
     }
 
     fn base(&self, standing: Standing) -> i64 {
@@ -290,8 +315,12 @@ impl<'a> Graph<'a> {
         let n = self.dids.len();
         let newcomer = u64::from(p.newcomer_score);
         let mut scores: Vec<i64> = self.standing.iter().map(|s| self.base(*s)).collect();
-        let (mut good, mut bad, mut vouched, mut penalty) =
-            (vec![0u128; n], vec![0u128; n], vec![0u128; n], vec![0u128; n]);
+        let (mut good, mut bad, mut vouched, mut penalty) = (
+            vec![0u128; n],
+            vec![0u128; n],
+            vec![0u128; n],
+            vec![0u128; n],
+        );
         for _ in 0..p.iterations {
             let weight: Vec<u64> = scores
                 .iter()
@@ -299,7 +328,10 @@ impl<'a> Graph<'a> {
                 .map(|(score, standing)| match standing {
                     Standing::Governor => MILLI,
                     Standing::Terminated => 0,
-                    _ => (*score as u64).saturating_sub(newcomer) * MILLI / (u64::from(SCORE_MAX) - newcomer),
+                    _ => {
+                        (*score as u64).saturating_sub(newcomer) * MILLI
+                            / (u64::from(SCORE_MAX) - newcomer)
+                    }
                 })
                 .collect();
             for v in [&mut good, &mut bad, &mut vouched, &mut penalty] {
@@ -315,7 +347,9 @@ impl<'a> Graph<'a> {
             }
             for &(from, to, severity) in &self.violations {
                 let w = match self.standing[from as usize] {
-                    Standing::Anchored => weight[from as usize].max(u64::from(p.witness_floor_milli)),
+                    Standing::Anchored => {
+                        weight[from as usize].max(u64::from(p.witness_floor_milli))
+                    }
                     _ => weight[from as usize],
                 };
                 penalty[to as usize] += u128::from(w) * u128::from(severity);
@@ -329,15 +363,26 @@ impl<'a> Graph<'a> {
                 let behaviour = i128::from(p.behaviour_span) * (s - f) / (s + f + prior);
                 let boost = (vouched[j] * u128::from(p.vouch_points) / (u128::from(MILLI) * 100))
                     .min(u128::from(p.vouch_cap));
-                let cost = penalty[j] * u128::from(p.violation_points) / (u128::from(MILLI) * u128::from(Q20));
-                let score = i128::from(self.base(self.standing[j])) + behaviour + boost as i128 - cost as i128;
+                let cost = penalty[j] * u128::from(p.violation_points)
+                    / (u128::from(MILLI) * u128::from(Q20));
+                let score = i128::from(self.base(self.standing[j])) + behaviour + boost as i128
+                    - cost as i128;
                 scores[j] = score.clamp(0, i128::from(SCORE_MAX)) as i64;
             }
         }
-        let mut table: Vec<(Did, u16)> = self.dids.into_iter().zip(scores.into_iter().map(|s| s as u16)).collect();
+        let mut table: Vec<(Did, u16)> = self
+            .dids
+            .into_iter()
+            .zip(scores.into_iter().map(|s| s as u16))
+            .collect();
         table.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let (dids, scores) = table.into_iter().unzip();
-        ScoreTable { epoch, dids, scores, unknown: p.unanchored_score as u16 }
+        ScoreTable {
+            epoch,
+            dids,
+            scores,
+            unknown: p.unanchored_score as u16,
+        }
     }
 }
 

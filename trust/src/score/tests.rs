@@ -21,11 +21,25 @@ struct Mesh {
 impl Mesh {
     fn new() -> Self {
         let governor = Keypair::from_secret_bytes(&[1; 32]);
-        let spec = GenesisSpec { name: "scores".into(), other_governors: vec![], created_ms: 0, params: Params::default() };
+        let spec = GenesisSpec {
+            name: "scores".into(),
+            other_governors: vec![],
+            created_ms: 0,
+            params: Params::default(),
+        };
         let genesis = Arc::new(Genesis::create(&governor, spec).unwrap());
         let org = Keypair::from_secret_bytes(&[2; 32]);
-        let org_link = Mandate::issue(&governor, &self::spec(&genesis, org.did(), &["publish:*", "vouch", "delegate(2)"]), None);
-        Self { store: EvidenceStore::new(genesis), governor, org, org_link }
+        let org_link = Mandate::issue(
+            &governor,
+            &self::spec(&genesis, org.did(), &["publish:*", "vouch", "delegate(2)"]),
+            None,
+        );
+        Self {
+            store: EvidenceStore::new(genesis),
+            governor,
+            org,
+            org_link,
+        }
     }
 
     fn genesis(&self) -> Arc<Genesis> {
@@ -35,9 +49,21 @@ impl Mesh {
     /// A new agent with a mandate from the org, and its agent record.
     fn admit(&mut self, seed: u64) -> Keypair {
         let agent = key(seed);
-        let link = Mandate::issue(&self.org, &spec(&self.genesis(), agent.did(), &["publish:*", "vouch"]), Some(&self.org_link));
+        let link = Mandate::issue(
+            &self.org,
+            &spec(&self.genesis(), agent.did(), &["publish:*", "vouch"]),
+            Some(&self.org_link),
+        );
         let chain = MandateChain::new(vec![self.org_link.clone(), link]);
-        self.add(&agent.clone(), 0, Evidence::Agent(AgentRecord { chain, kem_public_key: vec![], addrs: vec![] }));
+        self.add(
+            &agent.clone(),
+            0,
+            Evidence::Agent(AgentRecord {
+                chain,
+                kem_public_key: vec![],
+                addrs: vec![],
+            }),
+        );
         agent
     }
 
@@ -46,17 +72,43 @@ impl Mesh {
         self.store.insert(Arc::new(record));
     }
 
-    fn outcome(&mut self, reporter: &Keypair, subject: &Keypair, at_ms: u64, successes: u64, failures: u64) {
-        let o = Outcome { subject: subject.did(), successes, failures, failure_severity: failures, last_task: String::new() };
+    fn outcome(
+        &mut self,
+        reporter: &Keypair,
+        subject: &Keypair,
+        at_ms: u64,
+        successes: u64,
+        failures: u64,
+    ) {
+        let o = Outcome {
+            subject: subject.did(),
+            successes,
+            failures,
+            failure_severity: failures,
+            last_task: String::new(),
+        };
         self.add(reporter, at_ms, Evidence::Outcome(o));
     }
 
     fn vouch(&mut self, voucher: &Keypair, subject: &Keypair, weight: u32) {
-        self.add(voucher, 1, Evidence::Vouch(Vouch { subject: subject.did(), weight, expires_ms: 1_000 * HOUR_MS }));
+        self.add(
+            voucher,
+            1,
+            Evidence::Vouch(Vouch {
+                subject: subject.did(),
+                weight,
+                expires_ms: 1_000 * HOUR_MS,
+            }),
+        );
     }
 
     fn violation(&mut self, witness: &Keypair, subject: &Keypair, at_ms: u64, severity: u32) {
-        let v = Violation { subject: subject.did(), rule: "rate-limit".into(), severity, task: format!("t{at_ms}") };
+        let v = Violation {
+            subject: subject.did(),
+            rule: "rate-limit".into(),
+            severity,
+            task: format!("t{at_ms}"),
+        };
         self.add(witness, at_ms, Evidence::Violation(v));
     }
 
@@ -94,8 +146,17 @@ fn decay_halves_per_half_life() {
 
 #[test]
 fn tiers_follow_the_thresholds() {
-    let cases = [(0, Tier::Untrusted), (299, Tier::Untrusted), (300, Tier::Probationary), (499, Tier::Probationary),
-        (500, Tier::Standard), (700, Tier::Trusted), (899, Tier::Trusted), (900, Tier::Verified), (1000, Tier::Verified)];
+    let cases = [
+        (0, Tier::Untrusted),
+        (299, Tier::Untrusted),
+        (300, Tier::Probationary),
+        (499, Tier::Probationary),
+        (500, Tier::Standard),
+        (700, Tier::Trusted),
+        (899, Tier::Trusted),
+        (900, Tier::Verified),
+        (1000, Tier::Verified),
+    ];
     for (score, tier) in cases {
         assert_eq!(Tier::of(score), tier, "{score}");
     }
@@ -124,7 +185,12 @@ fn steady_good_outcomes_climb_tiers() {
     }
     assert_eq!(
         seen,
-        [(533, Tier::Standard), (640, Tier::Standard), (715, Tier::Trusted), (770, Tier::Trusted)]
+        [
+            (533, Tier::Standard),
+            (640, Tier::Standard),
+            (715, Tier::Trusted),
+            (770, Tier::Trusted)
+        ]
     );
     // A vouch from the governor lifts a proven agent further.
     mesh.vouch(&governor, &agent, 100);
@@ -159,7 +225,11 @@ fn a_ring_of_a_thousand_sybils_stays_untrusted() {
     let table = ScoreTable::compute(&mesh.store, 2);
     let best = sybils.iter().map(|s| table.score(&s.did())).max().unwrap();
     assert_eq!(best, 100);
-    assert!(sybils.iter().all(|s| table.tier(&s.did()) == Tier::Untrusted));
+    assert!(
+        sybils
+            .iter()
+            .all(|s| table.tier(&s.did()) == Tier::Untrusted)
+    );
 }
 
 #[test]
@@ -196,14 +266,31 @@ fn terminated_and_revoked_agents_lose_standing() {
     let agent = mesh.admit(10);
     let other = mesh.admit(11);
     mesh.outcome(&governor, &agent, HOUR_MS, 100, 0);
-    mesh.add(&governor, 2, Evidence::Termination(crate::evidence::record::Termination {
-        subject: agent.did(), reason: "kill switch".into(), mandate: None,
-    }));
+    mesh.add(
+        &governor,
+        2,
+        Evidence::Termination(crate::evidence::record::Termination {
+            subject: agent.did(),
+            reason: "kill switch".into(),
+            mandate: None,
+        }),
+    );
     assert_eq!(mesh.score(&agent, 1), 0);
-    let Some(Evidence::Agent(record)) = mesh.store.agent(&other.did()).map(|r| r.evidence().clone()) else { unreachable!() };
+    let Some(Evidence::Agent(record)) =
+        mesh.store.agent(&other.did()).map(|r| r.evidence().clone())
+    else {
+        unreachable!()
+    };
     let link = record.chain.links()[1].clone();
     let org = mesh.org.clone();
-    mesh.add(&org, 3, Evidence::Revocation(crate::evidence::record::Revocation { mandate: link, reason: "left".into() }));
+    mesh.add(
+        &org,
+        3,
+        Evidence::Revocation(crate::evidence::record::Revocation {
+            mandate: link,
+            reason: "left".into(),
+        }),
+    );
     assert_eq!(mesh.score(&other, 1), 100);
 }
 
@@ -222,10 +309,17 @@ fn merge_order_does_not_change_the_table() {
     let records: Vec<_> = mesh.store.records().cloned().collect();
     let mut forward = EvidenceStore::new(mesh.genesis());
     let mut backward = EvidenceStore::new(mesh.genesis());
-    let (mut left, mut right) = (EvidenceStore::new(mesh.genesis()), EvidenceStore::new(mesh.genesis()));
+    let (mut left, mut right) = (
+        EvidenceStore::new(mesh.genesis()),
+        EvidenceStore::new(mesh.genesis()),
+    );
     for (i, r) in records.iter().enumerate() {
         forward.insert(Arc::clone(r));
-        if i % 2 == 0 { left.insert(Arc::clone(r)); } else { right.insert(Arc::clone(r)); }
+        if i % 2 == 0 {
+            left.insert(Arc::clone(r));
+        } else {
+            right.insert(Arc::clone(r));
+        }
     }
     for r in records.iter().rev() {
         backward.insert(Arc::clone(r));
