@@ -158,12 +158,21 @@ fn the_handshake_admits_a_peer_with_a_valid_mandate() {
         },
     )
     .unwrap();
+    // The peer's agent record is new evidence here, then the peer is admitted.
     assert_eq!(
         drain(&mut a),
-        [Output::Event(Event::PeerAdmitted {
-            peer: 2,
-            did: b_key.did()
-        })]
+        [
+            Output::Event(Event::EvidenceApplied {
+                id: b_record.id(),
+                kind: "agent",
+                author: b_key.did(),
+                subject: b_key.did()
+            }),
+            Output::Event(Event::PeerAdmitted {
+                peer: 2,
+                did: b_key.did()
+            })
+        ]
     );
     assert!(a.trust().store().agent(&b_key.did()).is_some());
 }
