@@ -40,7 +40,7 @@ impl Driver {
                     "id": hex::encode(id),
                     "stored": stored,
                     "in_force": held.is_some(),
-                    "kind": held.map(|r| crate::requests::kind_name(r.evidence())),
+                    "kind": held.map(|r| r.evidence().kind()),
                 }))
             }
             Query::Status => Ok(json!({

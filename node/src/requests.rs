@@ -359,7 +359,7 @@ impl Driver {
         let id = record.id();
         let bytes = record.to_bytes().to_vec();
         let subject = record.evidence().subject().to_string();
-        let kind = kind_name(record.evidence());
+        let kind = record.evidence().kind();
         if let Err(e) = self.core.handle(
             self.now_ms,
             Input::Command(Command::SubmitEvidence {
@@ -422,17 +422,5 @@ impl Driver {
                 let _ = reply.send(Err(command_error(e)));
             }
         }
-    }
-}
-
-/// The short name of a record's kind.
-pub fn kind_name(evidence: &Evidence) -> &'static str {
-    match evidence {
-        Evidence::Outcome(_) => "outcome",
-        Evidence::Violation(_) => "violation",
-        Evidence::Vouch(_) => "vouch",
-        Evidence::Revocation(_) => "revocation",
-        Evidence::Termination(_) => "termination",
-        Evidence::Agent(_) => "agent",
     }
 }

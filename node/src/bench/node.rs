@@ -139,22 +139,17 @@ pub(crate) async fn run(
                 .query(starling_node::Query::Peers)
                 .await
                 .unwrap_or_default();
-            let active: Vec<usize> = p["active_view"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| ids.iter().position(|id| x == id.as_str()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let passive: Vec<usize> = p["passive_view"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| ids.iter().position(|id| x == id.as_str()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let indices = |view: &str| -> Vec<usize> {
+                p[view]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| ids.iter().position(|id| x == id.as_str()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let (active, passive) = (indices("active_view"), indices("passive_view"));
             #[allow(clippy::print_stderr)]
             {
                 eprintln!("node {i}: active {active:?} passive {passive:?}");
