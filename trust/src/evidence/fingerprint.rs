@@ -37,9 +37,11 @@ impl Accumulator {
             *acc = value;
             carry = c;
         }
+        // Wrapping: an overlay's difference from its base may remove more
+        // than it adds; the sum with the base is a true count again.
         self.count = match add {
-            true => self.count + 1,
-            false => self.count - 1,
+            true => self.count.wrapping_add(1),
+            false => self.count.wrapping_sub(1),
         };
     }
 
@@ -51,7 +53,7 @@ impl Accumulator {
             *acc = value;
             carry = c;
         }
-        self.count += other.count;
+        self.count = self.count.wrapping_add(other.count);
     }
 
     /// Number of ids.
@@ -104,7 +106,7 @@ impl Fingerprints {
         let bucket = bucket_of(id) as u16;
         let acc = self.0.entry(bucket).or_default();
         acc.toggle(id, add);
-        if acc.count() == 0 {
+        if *acc == Accumulator::default() {
             self.0.remove(&bucket);
         }
     }

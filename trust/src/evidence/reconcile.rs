@@ -174,7 +174,7 @@ impl EvidenceStore {
         if range.bits <= BUCKET_BITS {
             let first = bucket_of(&range.low());
             let n = 1usize << (BUCKET_BITS - range.bits);
-            return self.fingerprints().buckets(first, n);
+            return self.buckets(first, n);
         }
         let mut acc = Accumulator::default();
         for id in self.range_ids(range) {

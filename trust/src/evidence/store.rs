@@ -20,7 +20,7 @@ use crate::did::Did;
 use crate::genesis::Genesis;
 use crate::mandate::{MandateId, RevocationCheck};
 
-use super::fingerprint::Fingerprints;
+use super::fingerprint::{Accumulator, Fingerprints};
 use super::record::{Evidence, EvidenceError, Record, RecordId};
 
 /// Violations kept per (witness, subject) pair.
@@ -114,27 +114,64 @@ pub enum Inserted {
 }
 
 /// The replicated evidence set of one mesh.
+///
+/// A store may grow from a shared snapshot (its *base*, see
+/// [`EvidenceStore::overlay`]): it then holds only what it added since, and
+/// the base records it displaced, and reads fall through to the base. A
+/// million simulated nodes that start from one converged roster share it
+/// instead of holding a million copies; a real node holds no base.
 #[derive(Debug, Clone)]
 pub struct EvidenceStore {
     genesis: Arc<Genesis>,
+    base: Option<Arc<EvidenceStore>>,
+    /// Records added here (never also visible in the base).
     records: BTreeMap<RecordId, Arc<Record>>,
+    /// Base records displaced here.
+    shadowed: BTreeSet<RecordId>,
+    /// Slots changed here, whole; the others are the base's.
     slots: BTreeMap<Slot, Kept>,
-    /// Every identity named by a kept record or the genesis, numbered in
-    /// order of first sight. Numbers are local (they differ between
-    /// replicas) and never affect an output: they only make the score
-    /// function's passes array-indexed. Lookups only, never iterated.
+    /// Identities first seen here, numbered after the base's, in order of
+    /// first sight. Numbers are local (they differ between replicas) and
+    /// never affect an output: they only make the score function's passes
+    /// array-indexed. Lookups only, never iterated.
     index: HashMap<Did, u32>,
     dids: Vec<Did>,
+    /// Revoked mandates and terminated agents, the base's included.
     revoked: BTreeSet<MandateId>,
     terminated: BTreeSet<Did>,
+    /// Fingerprints of the difference from the base.
     fingerprints: Fingerprints,
     generation: u64,
 }
 
 impl PartialEq for EvidenceStore {
     fn eq(&self, other: &Self) -> bool {
-        self.genesis.id() == other.genesis.id() && self.records.keys().eq(other.records.keys())
+        self.genesis.id() == other.genesis.id() && self.ids().eq(other.ids())
     }
+}
+
+type Entries<'a> = Box<dyn Iterator<Item = (&'a RecordId, &'a Arc<Record>)> + 'a>;
+type SlotEntries<'a> = Box<dyn Iterator<Item = (&'a Slot, &'a Kept)> + 'a>;
+
+/// Merges two key-ordered iterators; on equal keys the second wins.
+fn merge_by_key<'a, K: Ord + 'a, V: 'a>(
+    first: impl Iterator<Item = (&'a K, &'a V)> + 'a,
+    second: impl Iterator<Item = (&'a K, &'a V)> + 'a,
+) -> impl Iterator<Item = (&'a K, &'a V)> + 'a {
+    let mut first = first.peekable();
+    let mut second = second.peekable();
+    std::iter::from_fn(move || match (first.peek(), second.peek()) {
+        (Some((a, _)), Some((b, _))) => match a.cmp(b) {
+            std::cmp::Ordering::Less => first.next(),
+            std::cmp::Ordering::Equal => {
+                first.next();
+                second.next()
+            }
+            std::cmp::Ordering::Greater => second.next(),
+        },
+        (Some(_), None) => first.next(),
+        (None, _) => second.next(),
+    })
 }
 
 impl EvidenceStore {
@@ -148,7 +185,9 @@ impl EvidenceStore {
             .collect();
         Self {
             genesis,
+            base: None,
             records: BTreeMap::new(),
+            shadowed: BTreeSet::new(),
             slots: BTreeMap::new(),
             index,
             dids,
@@ -156,6 +195,24 @@ impl EvidenceStore {
             terminated: BTreeSet::new(),
             fingerprints: Fingerprints::default(),
             generation: 0,
+        }
+    }
+
+    /// A store holding exactly what `base` holds, sharing it: it costs a
+    /// few words until it diverges, then what it added or displaced.
+    pub fn overlay(base: Arc<EvidenceStore>) -> Self {
+        Self {
+            genesis: Arc::clone(&base.genesis),
+            records: BTreeMap::new(),
+            shadowed: BTreeSet::new(),
+            slots: BTreeMap::new(),
+            index: HashMap::new(),
+            dids: Vec::new(),
+            revoked: base.revoked.clone(),
+            terminated: base.terminated.clone(),
+            fingerprints: Fingerprints::default(),
+            generation: base.generation,
+            base: Some(base),
         }
     }
 
@@ -173,33 +230,37 @@ impl EvidenceStore {
     /// Inserts an already validated record of this mesh.
     pub fn insert(&mut self, record: Arc<Record>) -> Inserted {
         let id = record.id();
-        if self.records.contains_key(&id) {
+        if self.contains(&id) {
             return Inserted::Duplicate;
         }
         let slot = Slot::of(&record);
         let rank = Rank::of(&record);
+        let at = self
+            .kept(&slot)
+            .map_or(0, |k| k.records.partition_point(|(r, _)| *r > rank));
+        if at >= slot.capacity() {
+            return Inserted::Stale;
+        }
         let ends = (
             self.intern(record.author()),
             self.intern(record.evidence().subject()),
         );
-        let kept = self.slots.entry(slot).or_insert_with(|| Kept {
-            ends,
-            records: Vec::new(),
+        let base = self.base.as_deref();
+        let kept = self.slots.entry(slot).or_insert_with(|| {
+            base.and_then(|b| b.kept(&slot)).cloned().unwrap_or(Kept {
+                ends,
+                records: Vec::new(),
+            })
         });
-        let at = kept.records.partition_point(|(r, _)| *r > rank);
-        if at >= slot.capacity() {
-            if kept.records.is_empty() {
-                self.slots.remove(&slot);
-            }
-            return Inserted::Stale;
-        }
         kept.records.insert(at, (rank, Arc::clone(&record)));
         let displaced = (kept.records.len() > slot.capacity())
             .then(|| kept.records.pop())
             .flatten()
             .map(|(r, _)| r.id);
         if let Some(old) = displaced {
-            self.records.remove(&old);
+            if self.records.remove(&old).is_none() {
+                self.shadowed.insert(old);
+            }
             self.fingerprints.toggle(&old, false);
         }
         match record.evidence() {
@@ -227,8 +288,8 @@ impl EvidenceStore {
             other.genesis.id(),
             "merging stores of different meshes"
         );
-        for (id, record) in &other.records {
-            if !self.records.contains_key(id) {
+        for record in other.records() {
+            if !self.contains(&record.id()) {
                 self.insert(Arc::clone(record));
             }
         }
@@ -236,12 +297,13 @@ impl EvidenceStore {
 
     /// Number of records held.
     pub fn len(&self) -> usize {
-        self.records.len()
+        let base = self.base.as_ref().map_or(0, |b| b.len());
+        base - self.shadowed.len() + self.records.len()
     }
 
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len() == 0
     }
 
     /// Bumped on every change: a cheap "has anything changed" check.
@@ -251,69 +313,118 @@ impl EvidenceStore {
 
     /// A record by id.
     pub fn get(&self, id: &RecordId) -> Option<&Arc<Record>> {
-        self.records.get(id)
+        match self.records.get(id) {
+            Some(record) => Some(record),
+            None if self.shadowed.contains(id) => None,
+            None => self.base.as_ref()?.get(id),
+        }
     }
 
     /// Whether the record is held.
     pub fn contains(&self, id: &RecordId) -> bool {
-        self.records.contains_key(id)
+        self.get(id).is_some()
     }
 
     /// All records in id order.
     pub fn records(&self) -> impl Iterator<Item = &Arc<Record>> {
-        self.records.values()
+        self.entries(None, None).map(|(_, r)| r)
+    }
+
+    fn ids(&self) -> impl Iterator<Item = &RecordId> {
+        self.entries(None, None).map(|(id, _)| id)
     }
 
     /// Record ids in `[low, high)` (or to the end), in order.
     pub fn ids_in(&self, low: RecordId, high: Option<RecordId>) -> impl Iterator<Item = &RecordId> {
-        let upper = match high {
-            Some(h) => std::ops::Bound::Excluded(h),
-            None => std::ops::Bound::Unbounded,
-        };
-        self.records
-            .range((std::ops::Bound::Included(low), upper))
-            .map(|(id, _)| id)
+        self.entries(Some(low), high).map(|(id, _)| id)
+    }
+
+    fn entries(&self, low: Option<RecordId>, high: Option<RecordId>) -> Entries<'_> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let lower = low.map_or(Unbounded, Included);
+        let upper = high.map_or(Unbounded, Excluded);
+        let own = self.records.range((lower, upper));
+        match &self.base {
+            None => Box::new(own),
+            Some(base) => {
+                let visible = base
+                    .entries(low, high)
+                    .filter(|(id, _)| !self.shadowed.contains(*id));
+                Box::new(merge_by_key(visible, own))
+            }
+        }
+    }
+
+    fn kept(&self, slot: &Slot) -> Option<&Kept> {
+        match self.slots.get(slot) {
+            Some(kept) => Some(kept),
+            None => self.base.as_ref()?.kept(slot),
+        }
+    }
+
+    fn all_slots(&self) -> SlotEntries<'_> {
+        match &self.base {
+            None => Box::new(self.slots.iter()),
+            Some(base) => Box::new(merge_by_key(base.all_slots(), self.slots.iter())),
+        }
     }
 
     /// The records kept in each slot, best first, in slot order.
     pub fn slots(&self) -> impl Iterator<Item = (&Slot, impl Iterator<Item = &Arc<Record>>)> {
-        self.slots
-            .iter()
+        self.all_slots()
             .map(|(slot, kept)| (slot, kept.records.iter().map(|(_, r)| r)))
     }
 
     /// Like [`EvidenceStore::slots`], with the slot's author and subject as
-    /// numbers into [`EvidenceStore::identities`].
+    /// numbers (see [`EvidenceStore::identity`]).
     pub fn slots_interned(
         &self,
     ) -> impl Iterator<Item = (&Slot, (u32, u32), &[(Rank, Arc<Record>)])> {
-        self.slots
-            .iter()
+        self.all_slots()
+            .filter(|(_, kept)| !kept.records.is_empty())
             .map(|(slot, kept)| (slot, kept.ends, kept.records.as_slice()))
     }
 
-    /// Every identity seen, in local numbering (see `slots_interned`).
-    pub fn identities(&self) -> &[Did] {
-        &self.dids
+    /// How many identities have been seen: they are numbered `0..count`.
+    pub fn identity_count(&self) -> u32 {
+        self.base_identities() + self.dids.len() as u32
+    }
+
+    /// The identity of a local number (see `slots_interned`).
+    pub fn identity(&self, number: u32) -> Option<&Did> {
+        let base = self.base_identities();
+        match (number.checked_sub(base), &self.base) {
+            (Some(own), _) => self.dids.get(own as usize),
+            (None, Some(b)) => b.identity(number),
+            (None, None) => None,
+        }
     }
 
     /// The local number of an identity, if seen.
     pub fn identity_number(&self, did: &Did) -> Option<u32> {
-        self.index.get(did).copied()
+        match self.base.as_ref().and_then(|b| b.identity_number(did)) {
+            Some(number) => Some(number),
+            None => self.index.get(did).copied(),
+        }
+    }
+
+    fn base_identities(&self) -> u32 {
+        self.base.as_ref().map_or(0, |b| b.identity_count())
     }
 
     fn intern(&mut self, did: Did) -> u32 {
-        let next = self.dids.len() as u32;
-        let number = *self.index.entry(did).or_insert(next);
-        if number == next {
-            self.dids.push(did);
+        if let Some(number) = self.identity_number(&did) {
+            return number;
         }
+        let number = self.identity_count();
+        self.index.insert(did, number);
+        self.dids.push(did);
         number
     }
 
     /// The best record in a slot.
     pub fn best(&self, slot: &Slot) -> Option<&Arc<Record>> {
-        self.slots.get(slot)?.records.first().map(|(_, r)| r)
+        self.kept(slot)?.records.first().map(|(_, r)| r)
     }
 
     /// An agent's current record.
@@ -326,8 +437,13 @@ impl EvidenceStore {
         &self.terminated
     }
 
-    pub(super) fn fingerprints(&self) -> &Fingerprints {
-        &self.fingerprints
+    /// The fingerprint sum of buckets `[first, first + n)`.
+    pub(super) fn buckets(&self, first: usize, n: usize) -> Accumulator {
+        let mut acc = self.fingerprints.buckets(first, n);
+        if let Some(base) = &self.base {
+            acc.absorb(&base.buckets(first, n));
+        }
+        acc
     }
 }
 

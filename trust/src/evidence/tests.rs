@@ -171,6 +171,39 @@ proptest! {
         prop_assert_eq!(&b, &want);
     }
 
+    /// An overlay is indistinguishable from a store that holds its base's
+    /// records and then its own: same records, slots, counts, fingerprints,
+    /// reconciliation answers and scores.
+    #[test]
+    fn an_overlay_behaves_as_the_store_it_stands_for(base in subset(), more in subset(), other in subset()) {
+        let shared = Arc::new(store_of(&base));
+        let mut overlay = EvidenceStore::overlay(Arc::clone(&shared));
+        let mut whole = store_of(&base);
+        let (_, records) = pool();
+        for &i in &more {
+            let r = &records[i % records.len()];
+            prop_assert_eq!(overlay.insert(Arc::clone(r)), whole.insert(Arc::clone(r)));
+        }
+        prop_assert_eq!(&overlay, &whole);
+        prop_assert_eq!(overlay.len(), whole.len());
+        prop_assert_eq!(overlay.digest(), whole.digest());
+        let slots = |s: &EvidenceStore| -> Vec<(super::store::Slot, Vec<RecordId>)> {
+            s.slots().map(|(slot, kept)| (*slot, kept.map(|r| r.id()).collect())).collect()
+        };
+        prop_assert_eq!(slots(&overlay), slots(&whole));
+        let other = store_of(&other);
+        prop_assert_eq!(overlay.reconcile(&other.reconcile_start()), whole.reconcile(&other.reconcile_start()));
+        let epoch = 0;
+        prop_assert_eq!(
+            crate::ScoreTable::compute(&overlay, epoch).digest(),
+            crate::ScoreTable::compute(&whole, epoch).digest()
+        );
+        prop_assert_eq!(overlay.terminated(), whole.terminated());
+        for r in records.iter() {
+            prop_assert_eq!(overlay.contains(&r.id()), whole.contains(&r.id()));
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..500)) {
         let mut store = store_of(&[]);

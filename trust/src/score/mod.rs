@@ -237,7 +237,9 @@ impl<'a> Graph<'a> {
         let epoch_start_ms = epoch.saturating_mul(params.epoch_ms);
         let epoch_last_ms = epoch_start_ms.saturating_add(params.epoch_ms - 1);
         let age = |issued_ms: u64| epoch.saturating_sub(issued_ms / params.epoch_ms);
-        let dids = store.identities().to_vec();
+        let dids: Vec<Did> = (0..store.identity_count())
+            .filter_map(|n| store.identity(n).copied())
+            .collect();
         let mut standing = vec![Standing::Unanchored; dids.len()];
         let mut outcomes = Vec::new();
         let mut vouches = Vec::new();
