@@ -14,7 +14,7 @@
 //! verified once, deduplicated by id, and every cache is bounded. (Leitão,
 //! Pereira, Rodrigues, "Epidemic Broadcast Trees", SRDS 2007.)
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
 use rand_core::Rng;
@@ -66,11 +66,24 @@ pub struct Broadcast<P> {
     trees: BTreeMap<TreeKey, Tree<P>>,
     cache: BTreeMap<MessageId, Cached>,
     cache_order: VecDeque<(u64, MessageId)>,
-    seen: BTreeSet<MessageId>,
-    seen_order: VecDeque<(u64, MessageId)>,
+    /// Ids seen, by their first 64 bits (see [`short_id`]).
+    seen: HashSet<u64>,
+    seen_order: VecDeque<(u64, u64)>,
     missing: BTreeMap<MessageId, Missing<P>>,
     ihave: BTreeMap<P, Vec<Announcement>>,
     flush_pending: bool,
+}
+
+/// The first 64 bits of an id: enough to recognise duplicates. Ids are
+/// SHA-256 of signed bytes, so two distinct ids agree here only by chance
+/// (2^-64 a pair) or when one signer grinds its own items against each
+/// other (2^32 work, and it only suppresses its own second item); matching
+/// someone else's item would take a 64-bit second preimage. A quarter of
+/// the memory of whole ids, which matters at a million nodes.
+fn short_id(id: &MessageId) -> u64 {
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&id[..8]);
+    u64::from_le_bytes(prefix)
 }
 
 impl<P> Default for Broadcast<P> {
@@ -79,7 +92,7 @@ impl<P> Default for Broadcast<P> {
             trees: BTreeMap::new(),
             cache: BTreeMap::new(),
             cache_order: VecDeque::new(),
-            seen: BTreeSet::new(),
+            seen: HashSet::new(),
             seen_order: VecDeque::new(),
             missing: BTreeMap::new(),
             ihave: BTreeMap::new(),
@@ -136,12 +149,12 @@ impl<P: Peer> Broadcast<P> {
 
     /// Whether an item id has been seen (accepted or refused).
     pub(crate) fn is_seen(&self, id: &MessageId) -> bool {
-        self.seen.contains(id)
+        self.seen.contains(&short_id(id))
     }
 
     pub(crate) fn mark_seen(&mut self, id: MessageId, now_ms: u64, seen_ms: u64, seen_max: usize) {
-        if self.seen.insert(id) {
-            self.seen_order.push_back((now_ms + seen_ms, id));
+        if self.seen.insert(short_id(&id)) {
+            self.seen_order.push_back((now_ms + seen_ms, short_id(&id)));
         }
         while self.seen.len() > seen_max {
             match self.seen_order.pop_front() {
@@ -215,7 +228,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         item: Vec<u8>,
         id: MessageId,
     ) {
-        let item = Arc::new(item);
+        let item = self.trust.keep_item(id, item);
         let (cache_ms, cache_max) = (self.config.message_cache_ms, self.config.message_cache_max);
         let active = self.views.active().to_vec();
         let b = &mut self.broadcast;

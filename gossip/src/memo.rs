@@ -9,50 +9,77 @@
 //! and without a copy. Entries are held weakly, so memory is freed once no
 //! node holds a result. A node without a memo computes everything itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
 use automerge::ChangeHash;
 use starling_trust::keys::Domain;
 use starling_trust::policy::Policy;
 use starling_trust::wire::{DecodeError, Hash};
-use starling_trust::{EvidenceError, Genesis, Record, ScoreTable};
+use starling_trust::{EvidenceError, EvidenceStore, Genesis, Record, ScoreTable};
 
 use crate::message::SignedMessage;
 
 type PolicyKey = (Vec<ChangeHash>, ChangeHash);
 type ScoreKey = (u64, [u8; 16], u64);
 
+/// Results most recently computed are also held strongly, this many per
+/// kind: a message is received by every node over a second or so, long
+/// after the node that first decoded it may have let go of it.
+const RECENT: usize = 4_096;
+
+/// One kind of shared result: weak by key, and the most recent strong.
+#[derive(Debug)]
+struct Shared<K, V> {
+    by_key: HashMap<K, Weak<V>>,
+    recent: VecDeque<Arc<V>>,
+}
+
+impl<K, V> Default for Shared<K, V> {
+    fn default() -> Self {
+        Self {
+            by_key: HashMap::new(),
+            recent: VecDeque::new(),
+        }
+    }
+}
+
 /// A shared memo of pure results. Lookups only; never iterated.
 #[derive(Debug)]
 pub struct Memo {
     genesis: Arc<Genesis>,
     genesis_policy: Arc<Policy>,
-    records: Mutex<HashMap<Hash, Weak<Record>>>,
-    messages: Mutex<HashMap<(Hash, bool), Weak<SignedMessage>>>,
-    policies: Mutex<HashMap<PolicyKey, Weak<Policy>>>,
-    scores: Mutex<HashMap<ScoreKey, Weak<ScoreTable>>>,
+    evidence: Option<Arc<EvidenceStore>>,
+    records: Mutex<Shared<Hash, Record>>,
+    messages: Mutex<Shared<(Hash, bool), SignedMessage>>,
+    policies: Mutex<Shared<PolicyKey, Policy>>,
+    scores: Mutex<Shared<ScoreKey, ScoreTable>>,
+    items: Mutex<Shared<Hash, Vec<u8>>>,
 }
 
-/// Looks `key` up in a weak map, or computes, stores and returns the value.
+/// Looks `key` up, or computes, stores and returns the value.
 fn memoised<K: std::hash::Hash + Eq, V, E>(
-    map: &Mutex<HashMap<K, Weak<V>>>,
+    shared: &Mutex<Shared<K, V>>,
     key: K,
     compute: impl FnOnce() -> Result<V, E>,
 ) -> Result<Arc<V>, E> {
-    if let Some(hit) = map
+    if let Some(hit) = shared
         .lock()
         .ok()
-        .and_then(|m| m.get(&key).and_then(Weak::upgrade))
+        .and_then(|m| m.by_key.get(&key).and_then(Weak::upgrade))
     {
         return Ok(hit);
     }
     let value = Arc::new(compute()?);
-    if let Ok(mut m) = map.lock() {
-        if m.len() > 4 * 1024 * 1024 {
-            m.retain(|_, w| w.strong_count() > 0);
+    if let Ok(mut m) = shared.lock() {
+        if m.by_key.len() > 4 * 1024 * 1024 {
+            m.by_key.retain(|_, w| w.strong_count() > 0);
         }
-        m.insert(key, Arc::downgrade(&value));
+        m.by_key.insert(key, Arc::downgrade(&value));
+        if m.recent.len() == RECENT {
+            m.recent.pop_front();
+        }
+        m.recent.push_back(Arc::clone(&value));
     }
     Ok(value)
 }
@@ -60,20 +87,46 @@ fn memoised<K: std::hash::Hash + Eq, V, E>(
 impl Memo {
     /// A memo for the nodes of one mesh.
     pub fn new(genesis: Arc<Genesis>) -> Arc<Self> {
+        Self::with_evidence(genesis, None)
+    }
+
+    /// A memo whose nodes start from one shared evidence snapshot (each
+    /// node's store overlays it, see [`EvidenceStore::overlay`]), as nodes
+    /// that have already converged on it would hold.
+    ///
+    /// # Panics
+    /// If the snapshot belongs to another mesh.
+    pub fn with_evidence(genesis: Arc<Genesis>, evidence: Option<Arc<EvidenceStore>>) -> Arc<Self> {
+        if let Some(e) = &evidence {
+            assert_eq!(e.genesis().id(), genesis.id(), "evidence of another mesh");
+        }
         let genesis_policy = Arc::new(Policy::from_genesis(&genesis));
+        // The snapshot's records, as every node would decode them: the
+        // snapshot holds them, so they stay.
+        let mut records = Shared::default();
+        for record in evidence.iter().flat_map(|e| e.records()) {
+            records.by_key.insert(record.id(), Arc::downgrade(record));
+        }
         Arc::new(Self {
             genesis,
             genesis_policy,
-            records: Mutex::default(),
+            evidence,
+            records: Mutex::new(records),
             messages: Mutex::default(),
             policies: Mutex::default(),
             scores: Mutex::default(),
+            items: Mutex::default(),
         })
     }
 
     /// The mesh this memo serves.
     pub fn genesis(&self) -> &Arc<Genesis> {
         &self.genesis
+    }
+
+    /// A new node's evidence store: an overlay of the shared snapshot, if any.
+    pub(crate) fn evidence(&self) -> Option<EvidenceStore> {
+        self.evidence.clone().map(EvidenceStore::overlay)
     }
 
     pub(crate) fn genesis_policy(&self) -> Arc<Policy> {
@@ -105,6 +158,13 @@ impl Memo {
         apply: impl FnOnce() -> Result<Policy, starling_trust::policy::PolicyError>,
     ) -> Result<Arc<Policy>, starling_trust::policy::PolicyError> {
         memoised(&self.policies, key, apply)
+    }
+
+    /// One copy of an item's bytes (`id` is their hash) for every node
+    /// that caches it to answer grafts.
+    pub(crate) fn item(&self, id: Hash, bytes: Vec<u8>) -> Arc<Vec<u8>> {
+        memoised(&self.items, id, || Ok::<_, std::convert::Infallible>(bytes))
+            .unwrap_or_else(|e| match e {})
     }
 
     pub(crate) fn scores(

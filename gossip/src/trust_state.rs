@@ -36,6 +36,17 @@ pub enum Refusal {
     },
 }
 
+/// The score table of `store` at `epoch`, computed once per process with a memo.
+fn score(store: &EvidenceStore, epoch: u64, memo: Option<&Memo>) -> Arc<ScoreTable> {
+    match memo {
+        Some(m) => {
+            let (count, fingerprint) = store.digest();
+            m.scores((count, fingerprint, epoch), || ScoreTable::compute(store, epoch))
+        }
+        None => Arc::new(ScoreTable::compute(store, epoch)),
+    }
+}
+
 /// Genesis, evidence, policy and scores of one node.
 #[derive(Debug)]
 pub struct TrustState {
@@ -53,18 +64,23 @@ impl TrustState {
     /// The trust state of a new node of the mesh, sharing pure results
     /// through `memo` if given.
     pub fn new(genesis: Arc<Genesis>, now_ms: u64, memo: Option<Arc<Memo>>) -> Self {
-        let store = EvidenceStore::new(Arc::clone(&genesis));
-        let scores = Arc::new(ScoreTable::compute(&store, genesis.epoch_at(now_ms)));
+        let store = memo
+            .as_ref()
+            .and_then(|m| m.evidence())
+            .unwrap_or_else(|| EvidenceStore::new(Arc::clone(&genesis)));
+        let epoch = genesis.epoch_at(now_ms);
+        let scores = score(&store, epoch, memo.as_deref());
         let policy = match &memo {
             Some(m) => m.genesis_policy(),
             None => Arc::new(Policy::from_genesis(&genesis)),
         };
+        let scored_generation = store.generation();
         Self {
             genesis,
             store,
             policy,
             scores,
-            scored_generation: 0,
+            scored_generation,
             fresh: BTreeSet::new(),
             memo,
         }
@@ -113,6 +129,15 @@ impl TrustState {
         })
     }
 
+    /// An item's bytes to keep (`id` is their hash): shared with the other
+    /// nodes of the process through the memo, if any.
+    pub(crate) fn keep_item(&self, id: [u8; 32], bytes: Vec<u8>) -> Arc<Vec<u8>> {
+        match &self.memo {
+            Some(m) => m.item(id, bytes),
+            None => Arc::new(bytes),
+        }
+    }
+
     /// The genesis.
     pub fn genesis(&self) -> &Arc<Genesis> {
         &self.genesis
@@ -140,15 +165,7 @@ impl TrustState {
         if self.store.generation() == self.scored_generation && self.scores.epoch() == epoch {
             return false;
         }
-        self.scores = match &self.memo {
-            Some(memo) => {
-                let (count, fingerprint) = self.store.digest();
-                memo.scores((count, fingerprint, epoch), || {
-                    ScoreTable::compute(&self.store, epoch)
-                })
-            }
-            None => Arc::new(ScoreTable::compute(&self.store, epoch)),
-        };
+        self.scores = score(&self.store, epoch, self.memo.as_deref());
         self.scored_generation = self.store.generation();
         self.fresh.clear();
         true

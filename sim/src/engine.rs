@@ -14,7 +14,7 @@ use std::time::Instant;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use starling_gossip::{Command, Config, Event, Input, Memo, Node, Output, Timer};
-use starling_trust::Did;
+use starling_trust::{Did, EvidenceStore};
 
 use crate::metrics::{Metrics, Published, Spread};
 use crate::scenario::{Latency, Scenario, Sessions};
@@ -217,6 +217,14 @@ impl Sim {
             self.agents.push(agent);
             let at = START_MS + u64::from(i) * self.sc.join_interval_ms;
             self.schedule(at, Ev::Spawn(i));
+        }
+        if self.sc.preloaded_records {
+            let genesis = Arc::clone(&self.world.genesis);
+            let mut roster = EvidenceStore::new(Arc::clone(&genesis));
+            for agent in &self.agents {
+                roster.insert(Arc::clone(&agent.record));
+            }
+            self.memo = Memo::with_evidence(genesis, Some(Arc::new(roster)));
         }
         self.workload_ms =
             START_MS + u64::from(n) * self.sc.join_interval_ms + (self.sc.settle_s * 1000.0) as u64;

@@ -259,6 +259,12 @@ pub struct Scenario {
     pub settle_s: f64,
     /// Frames go through the real codec (always on: frames are bytes).
     pub codec: bool,
+    /// The initial nodes' agent records are already held by every node, as
+    /// in a mesh that has converged on its roster: all simulated nodes
+    /// share that one snapshot (each holds only what it adds later). Off:
+    /// each record spreads by gossip as its node joins, and every node
+    /// holds its own copy of every record (memory grows with nodes²).
+    pub preloaded_records: bool,
     /// The network.
     pub network: Network,
     /// Publishers.
@@ -293,6 +299,7 @@ impl Default for Scenario {
             join_interval_ms: 5,
             settle_s: 15.0,
             codec: true,
+            preloaded_records: true,
             network: Network::default(),
             publishers: vec![Publishers::default()],
             churn: None,
