@@ -14,7 +14,7 @@
 //! verified once, deduplicated by id, and every cache is bounded. (Leitão,
 //! Pereira, Rodrigues, "Epidemic Broadcast Trees", SRDS 2007.)
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use rand_core::Rng;
@@ -39,6 +39,8 @@ pub(crate) type TreeKey = (String, Vec<u8>);
 
 #[derive(Debug, Clone, Default)]
 struct Tree<P> {
+    /// Its key, shared with the items cached from it.
+    key: Arc<TreeKey>,
     eager: BTreeSet<P>,
     lazy: BTreeSet<P>,
     used_ms: u64,
@@ -47,7 +49,7 @@ struct Tree<P> {
 /// An item kept to answer grafts.
 #[derive(Debug, Clone)]
 struct Cached {
-    tree: TreeKey,
+    tree: Arc<TreeKey>,
     kind: i32,
     round: u32,
     item: Arc<Vec<u8>>,
@@ -64,8 +66,10 @@ struct Missing<P> {
 #[derive(Debug, Clone)]
 pub struct Broadcast<P> {
     trees: BTreeMap<TreeKey, Tree<P>>,
-    cache: BTreeMap<MessageId, Cached>,
-    cache_order: VecDeque<(u64, MessageId)>,
+    /// Items by their first 64 bits (see [`short_id`]); a graft for an
+    /// id is answered only with the item of that exact id.
+    cache: HashMap<u64, Cached>,
+    cache_order: VecDeque<(u64, u64)>,
     /// Ids seen, by their first 64 bits (see [`short_id`]).
     seen: HashSet<u64>,
     seen_order: VecDeque<(u64, u64)>,
@@ -90,7 +94,7 @@ impl<P> Default for Broadcast<P> {
     fn default() -> Self {
         Self {
             trees: BTreeMap::new(),
-            cache: BTreeMap::new(),
+            cache: HashMap::new(),
             cache_order: VecDeque::new(),
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
@@ -133,6 +137,7 @@ impl<P: Peer> Broadcast<P> {
                 }
             }
             let tree = Tree {
+                key: Arc::new(key.clone()),
                 eager: active.iter().copied().collect(),
                 lazy: BTreeSet::new(),
                 used_ms: now_ms,
@@ -232,16 +237,15 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let (cache_ms, cache_max) = (self.config.message_cache_ms, self.config.message_cache_max);
         let active = self.views.active().to_vec();
         let b = &mut self.broadcast;
-        b.cache.insert(
-            id,
-            Cached {
-                tree: tree.clone(),
-                kind,
-                round,
-                item: Arc::clone(&item),
-            },
-        );
-        b.cache_order.push_back((now_ms + cache_ms, id));
+        let t = b.tree(tree, &active, now_ms);
+        let cached = Cached {
+            tree: Arc::clone(&t.key),
+            kind,
+            round,
+            item: Arc::clone(&item),
+        };
+        b.cache.insert(short_id(&id), cached);
+        b.cache_order.push_back((now_ms + cache_ms, short_id(&id)));
         while b.cache.len() > cache_max {
             match b.cache_order.pop_front() {
                 Some((_, old)) => b.cache.remove(&old),
@@ -390,14 +394,18 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let Ok(id) = <MessageId>::try_from(graft.id.as_slice()) else {
             return;
         };
-        if let Some(c) = self.broadcast.cache.get(&id).cloned() {
+        let cached = self.broadcast.cache.get(&short_id(&id));
+        if let Some(c) = cached
+            .filter(|c| starling_trust::wire::sha256(&c.item) == id)
+            .cloned()
+        {
             self.stats.gossip_sent += 1;
             let gossip = Gossip {
                 kind: c.kind,
                 round: c.round + 1,
                 item: c.item.as_ref().clone(),
-                tree: c.tree.0,
-                origin: c.tree.1,
+                tree: c.tree.0.clone(),
+                origin: c.tree.1.clone(),
             };
             self.send(from, Body::Gossip(gossip));
         }
