@@ -46,6 +46,10 @@ pub(crate) enum Ev {
     PolicyChange,
     Outcome,
     SybilRing,
+    AttackStart,
+    Spam,
+    Inject,
+    Eclipse,
     Sample,
 }
 
@@ -125,6 +129,7 @@ pub struct Sim {
     /// Agents revoked or terminated: their nodes are cut off, so they are
     /// not counted among the nodes an item must reach.
     cut_off: std::collections::BTreeSet<u32>,
+    pub(crate) adversaries: crate::adversary::Adversaries,
 }
 
 impl std::fmt::Debug for Sim {
@@ -177,6 +182,7 @@ impl Sim {
             policy_started: false,
             heal_at: None,
             cut_off: std::collections::BTreeSet::new(),
+            adversaries: Default::default(),
             sc,
         };
         sim.plan();
@@ -273,6 +279,9 @@ impl Sim {
             let gap = self.exponential_ms(o.rate_per_s);
             self.schedule(self.workload_ms + gap, Ev::Outcome);
         }
+        if let Some(a) = &self.sc.attacks {
+            self.schedule(self.at(a.at_s), Ev::AttackStart);
+        }
         if self.sc.sybils.as_ref().is_some_and(|s| s.vouch_ring) {
             self.schedule(self.workload_ms, Ev::SybilRing);
         }
@@ -340,6 +349,11 @@ impl Sim {
     }
 
     fn spawn(&mut self, i: u32) {
+        let contact = self.random_live();
+        self.spawn_with(i, contact);
+    }
+
+    fn spawn_with(&mut self, i: u32, contact: Option<u32>) {
         let agent = &self.agents[i as usize];
         let rng = SmallRng::seed_from_u64(
             self.sc.seed
@@ -366,7 +380,6 @@ impl Sim {
             ));
             self.side.push(false);
         }
-        let contact = self.random_live();
         self.nodes[i as usize] = Some(node);
         self.live_at.insert(i, self.live.len());
         self.live.push(i);
@@ -500,6 +513,7 @@ impl Sim {
 
     fn on_delivery(&mut self, node: u32, d: &starling_gossip::Delivery) {
         self.metrics.first_receptions += 1;
+        crate::adversary::on_delivery(&mut self.adversaries, &d.id);
         let now = self.now;
         let Some(p) = self.metrics.published.get_mut(&d.id) else {
             return;
@@ -614,6 +628,9 @@ impl Sim {
                 }
                 if is_message_gossip(&bytes) {
                     self.metrics.gossip_receptions += 1;
+                    if self.adversaries.watches(to) {
+                        self.adversaries.capture(self.now, &bytes);
+                    }
                 }
                 self.step(Ev::Input(to, Input::Frame { from, bytes }));
             }
@@ -692,6 +709,10 @@ impl Sim {
             Ev::PolicyChange => crate::workload::policy_change(self),
             Ev::Outcome => crate::workload::outcome(self),
             Ev::SybilRing => crate::workload::sybil_ring(self),
+            Ev::AttackStart => crate::adversary::start(self),
+            Ev::Spam => crate::adversary::spam(self),
+            Ev::Inject => crate::adversary::forge_and_replay(self),
+            Ev::Eclipse => crate::adversary::eclipse(self),
             Ev::Sample => {
                 let delivered = self.metrics.first_receptions;
                 self.metrics.series.push((
@@ -772,7 +793,6 @@ impl Sim {
         let Some(churn) = self.sc.churn.clone() else {
             return;
         };
-        let i = self.agents.len() as u32;
         let honest = self.rng.random_bool(
             self.sc
                 .outcomes
@@ -780,8 +800,7 @@ impl Sim {
                 .map(|o| o.honest_fraction)
                 .unwrap_or(1.0),
         );
-        let agent = self.world.agent(i, false, honest);
-        self.agents.push(agent);
+        let i = self.add_agent(false, honest);
         self.spawn(i);
         let session = self.session_ms(&churn.sessions);
         self.schedule(self.now + session, Ev::Depart(i));
@@ -801,6 +820,51 @@ impl Sim {
             let at = self.now + self.latency_ms(i, p);
             self.schedule(at, Ev::Input(p, Input::Disconnected { peer: i }));
         }
+    }
+
+    /// A new identity (its record spreads by gossip when its node joins).
+    pub(crate) fn add_agent(&mut self, sybil: bool, honest: bool) -> u32 {
+        let i = self.agents.len() as u32;
+        let agent = self.world.agent(i, sybil, honest);
+        self.agents.push(agent);
+        i
+    }
+
+    /// Starts node `i` now, joining through `contact`.
+    pub(crate) fn spawn_via(&mut self, i: u32, contact: u32) {
+        self.spawn_with(i, Some(contact));
+    }
+
+    /// Starts node `i` now, joining through a random live node.
+    pub(crate) fn spawn_now(&mut self, i: u32) {
+        self.spawn(i);
+    }
+
+    /// Node `i` leaves now.
+    pub(crate) fn depart_now(&mut self, i: u32) {
+        self.depart(i);
+    }
+
+    /// Writes a frame onto the link from `from` to `to`, if it is open.
+    pub(crate) fn send_raw(&mut self, from: u32, to: u32, frame: Vec<u8>) {
+        self.transmit(from, to, frame);
+    }
+
+    /// Attacks stop when publishing does, so the end is quiet.
+    pub(crate) fn attack_end(&self) -> u64 {
+        self.publish_end(f64::MAX)
+    }
+
+    /// Outcome evidence stops a spread and a score refresh (plus a second)
+    /// before the end, so score tables are compared once they can agree.
+    pub(crate) fn evidence_end(&self) -> u64 {
+        let quiet = self.config.score_refresh_ms + 2_000;
+        self.at(self.sc.duration_s).saturating_sub(quiet)
+    }
+
+    /// Messages older than this are refused as replays.
+    pub(crate) fn replay_window_ms(&self) -> u64 {
+        self.config.message_age_max_ms
     }
 
     pub(crate) fn schedule_in(&mut self, after_ms: u64, ev: Ev) {

@@ -6,6 +6,7 @@
 
 #![deny(missing_docs)]
 
+mod adversary;
 mod engine;
 mod metrics;
 mod report;
@@ -17,6 +18,7 @@ mod world;
 
 use std::time::Instant;
 
+pub use adversary::AttackFigures;
 pub use engine::Sim;
 pub use metrics::Report;
 pub use report::{moore_hops, peak_rss_mb};

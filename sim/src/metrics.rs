@@ -101,6 +101,8 @@ pub struct Report {
     pub score_agreement: Option<f64>,
     /// Deliveries of the killed agent's messages sent after the kill reached everyone.
     pub killed_deliveries_after: u64,
+    /// What the adversaries achieved, if the scenario has any.
+    pub attacks: Option<crate::adversary::AttackFigures>,
     /// Events processed.
     pub events: u64,
     /// Events per wall-clock second.

@@ -66,6 +66,7 @@ impl Sim {
         let peak = peak_rss_mb();
         let nodes_total = self.agents.len() as u32;
         crate::trust_figures::measure(self);
+        let attacks = crate::adversary::finish(self);
         let m = &self.metrics;
         Report {
             scenario: self.sc.name.clone(),
@@ -105,6 +106,7 @@ impl Sim {
             sybil_tier_max: m.sybil_tier_max.clone(),
             score_agreement: m.score_agreement,
             killed_deliveries_after: m.killed_deliveries_after,
+            attacks,
             events: self.events,
             events_per_s: self.events as f64 / wall_s.max(1e-9),
             wall_s,

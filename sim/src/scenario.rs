@@ -222,6 +222,40 @@ impl Default for Outcomes {
     }
 }
 
+/// Adversaries that break the protocol (see the `adversary` module).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Attacks {
+    /// When the attacks start (seconds after the workload starts).
+    pub at_s: f64,
+    /// Nodes flooding their neighbours with their own validly signed messages.
+    pub spammers: u32,
+    /// Messages per second each spammer sends.
+    pub spam_rate_per_s: f64,
+    /// Nodes injecting messages in an honest agent's name with a broken signature.
+    pub forgers: u32,
+    /// Nodes re-sending messages they captured, once older than the replay window.
+    pub replayers: u32,
+    /// Sybils of the rogue principal that all dial one honest victim.
+    pub eclipse_attackers: u32,
+    /// Agents with a bad record that leave and return under a fresh identity.
+    pub whitewashers: u32,
+}
+
+impl Default for Attacks {
+    fn default() -> Self {
+        Self {
+            at_s: 5.0,
+            spammers: 0,
+            spam_rate_per_s: 200.0,
+            forgers: 0,
+            replayers: 0,
+            eclipse_attackers: 0,
+            whitewashers: 0,
+        }
+    }
+}
+
 /// Stops a run early with a partial report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -285,6 +319,8 @@ pub struct Scenario {
     pub sybils: Option<Sybils>,
     /// Outcome evidence.
     pub outcomes: Option<Outcomes>,
+    /// Adversaries.
+    pub attacks: Option<Attacks>,
     /// Where to stop early.
     pub limits: Limits,
 }
@@ -310,13 +346,14 @@ impl Default for Scenario {
             policy_change_at_s: None,
             sybils: None,
             outcomes: None,
+            attacks: None,
             limits: Limits::default(),
         }
     }
 }
 
 /// The built-in scenarios, with what each shows.
-pub const BUILT_INS: [(&str, &str); 8] = [
+pub const BUILT_INS: [(&str, &str); 9] = [
     (
         "steady",
         "10,000 nodes, 10 publishers, 50 ms links: delivery, latency, last delivery hop and redundancy of a settled tree",
@@ -344,6 +381,10 @@ pub const BUILT_INS: [(&str, &str); 8] = [
     (
         "policy-rollout",
         "a governor's policy change: time for 99.9% of nodes to hold it",
+    ),
+    (
+        "attacks",
+        "2,000 nodes under spam, forged and replayed injection, an eclipse attempt and whitewashing: what gets through",
     ),
     (
         "million",
@@ -414,6 +455,25 @@ impl Scenario {
             "policy-rollout" => Self {
                 policy_change_at_s: Some(5.0),
                 duration_s: 15.0,
+                ..base
+            },
+            "attacks" => Self {
+                nodes: 2_000,
+                outcomes: Some(Outcomes {
+                    rate_per_s: 200.0,
+                    honest_fraction: 0.8,
+                    ..Outcomes::default()
+                }),
+                attacks: Some(Attacks {
+                    at_s: 20.0,
+                    spammers: 3,
+                    spam_rate_per_s: 200.0,
+                    forgers: 3,
+                    replayers: 3,
+                    eclipse_attackers: 20,
+                    whitewashers: 5,
+                }),
+                duration_s: 120.0,
                 ..base
             },
             "million" => Self {
@@ -548,6 +608,22 @@ impl Scenario {
                 return err(
                     "churn",
                     "sessions need positive parameters and arrivals_per_s >= 0",
+                );
+            }
+        }
+        if let Some(a) = &self.attacks {
+            if !(a.at_s >= 0.0 && a.at_s < self.duration_s) {
+                return err("attacks.at_s", "must be in [0, duration_s)");
+            }
+            if !(a.spam_rate_per_s > 0.0 && a.spam_rate_per_s <= 10_000.0) {
+                return err("attacks.spam_rate_per_s", "must be in (0, 10000]");
+            }
+            if u64::from(a.spammers) + u64::from(a.forgers) + u64::from(a.replayers) + 1
+                > u64::from(self.nodes)
+            {
+                return err(
+                    "attacks",
+                    "spammers + forgers + replayers + a victim must not exceed nodes",
                 );
             }
         }

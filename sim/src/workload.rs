@@ -146,7 +146,9 @@ pub(crate) fn outcome(sim: &mut Sim) {
         let u: f64 = sim.rng().random_range(f64::EPSILON..1.0);
         (-u.ln() / o.rate_per_s * 1000.0) as u64
     };
-    sim.schedule_in(gap.max(1), Ev::Outcome);
+    if sim.now + gap < sim.evidence_end() {
+        sim.schedule_in(gap.max(1), Ev::Outcome);
+    }
     let live = sim.live_nodes().len();
     if live < 2 {
         return;

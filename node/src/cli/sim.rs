@@ -162,6 +162,26 @@ fn text(r: &starling_sim::Report) -> String {
             a * 100.0
         ));
     }
+    if let Some(a) = &r.attacks {
+        lines.push(format!(
+            "spam: {} messages sent, {:.1} deliveries each; forged: {} sent, {} delivered; \
+             replayed: {} sent, {} delivered; attackers cut off by {:.0}% of their neighbours",
+            a.spam_sent,
+            a.spam_deliveries_per_message,
+            a.forged_sent,
+            a.forged_delivered,
+            a.replayed_sent,
+            a.replayed_delivered,
+            a.attackers_cut_off * 100.0
+        ));
+        lines.push(format!(
+            "eclipse: attackers held at most {:.0}% of the victim's active view; \
+             whitewashing: highest tier before {}, after {}",
+            a.eclipse_share_max * 100.0,
+            a.whitewash_tier_before.as_deref().unwrap_or("-"),
+            a.whitewash_tier_after.as_deref().unwrap_or("-")
+        ));
+    }
     lines.push(format!(
         "{} events in {:.1} s ({:.0}/s), peak {:.0} MiB ({:.0} bytes/node){}",
         r.events,
