@@ -134,8 +134,8 @@ async fn acknowledged_records_survive_sigkill() -> anyhow::Result<()> {
         }
         // A kill point: a burst in flight, SIGKILL at the first answer.
         let mut burst = JoinSet::new();
-        for j in i..i + BURST {
-            let subject = subjects[j].clone();
+        for (j, subject) in subjects.iter().enumerate().skip(i).take(BURST) {
+            let subject = subject.clone();
             burst.spawn(async move { (j, post_record(api, subject, j).await) });
         }
         let mut killed = false;
