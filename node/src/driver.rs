@@ -25,7 +25,7 @@ use crate::handle::{AgentEvent, ApiError, Request};
 use crate::metrics::Metrics;
 use crate::net::{Behaviour, BehaviourEvent};
 use crate::seal::KemSecret;
-use crate::session::{self, SessionEvent, WRITER_QUEUE_MAX, WriterMsg};
+use crate::session::{self, InboundBudget, SessionEvent, WRITER_QUEUE_MAX, WriterMsg};
 use crate::store::{Batch, Store};
 
 /// Most queued requests handled under one durable commit.
@@ -40,6 +40,10 @@ pub const HOUSEKEEPING_MS: u64 = 250;
 pub const ADDRS_PER_PEER_MAX: usize = 8;
 /// Most peers in the address book.
 pub const ADDRESS_BOOK_MAX: usize = 4096;
+/// Most graylisted identities listed by `/v1/peers`.
+pub const GRAYLIST_SHOWN_MAX: usize = 1024;
+/// Longest refusal reason kept in the audit log and events.
+pub const REASON_CHARS_MAX: usize = 256;
 
 /// Per-peer traffic for the graph.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -82,9 +86,15 @@ pub struct Driver {
     pub(crate) timer_seq: u64,
     pub(crate) writers: HashMap<PeerId, mpsc::Sender<WriterMsg>>,
     pub(crate) connected: BTreeSet<PeerId>,
+    /// Peers the core disconnected whose connection has not closed yet:
+    /// frames still arriving from them are dropped, not taken for a new
+    /// session (which would hand a graylisted flooder a fresh link).
+    pub(crate) cut: BTreeSet<PeerId>,
     pub(crate) addrs: BTreeMap<PeerId, Vec<Multiaddr>>,
     pub(crate) join_dials: BTreeSet<ConnectionId>,
     pub(crate) sessions_tx: mpsc::Sender<SessionEvent>,
+    /// Bytes of received frames the loop has not handled yet.
+    pub(crate) inbound: InboundBudget,
     pub(crate) events: broadcast::Sender<AgentEvent>,
     pub(crate) pending_directs: Vec<PendingDirect>,
     pub(crate) traffic: BTreeMap<PeerId, Traffic>,
@@ -102,6 +112,8 @@ pub struct Driver {
     pub(crate) persisted_evidence: std::collections::HashSet<[u8; 32]>,
     /// The evidence store generation last scanned for unpersisted records.
     pub(crate) scanned_generation: u64,
+    /// Identities the core graylisted, until when (Unix ms), for `/v1/peers`.
+    pub(crate) graylisted: BTreeMap<Did, u64>,
     /// Answers waiting for the next durable commit.
     pub(crate) acks: Vec<(
         crate::handle::Reply<serde_json::Value>,
@@ -183,7 +195,13 @@ impl Driver {
                     self.on_swarm(event);
                 }
                 Some((peer, stream)) = incoming.next() => {
-                    session::spawn_reader(peer, stream, self.core_frame_max(), self.sessions_tx.clone());
+                    session::spawn_reader(
+                        peer,
+                        stream,
+                        self.core_frame_max(),
+                        self.inbound.clone(),
+                        self.sessions_tx.clone(),
+                    );
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -231,7 +249,7 @@ impl Driver {
     }
 
     fn core_frame_max(&self) -> usize {
-        starling_gossip::Config::default().frame_bytes_max
+        self.core.config().frame_bytes_max
     }
 
     /// Advances the clock (never backwards).
@@ -288,6 +306,7 @@ impl Driver {
         self.housekeeping_at_ms = self.now_ms + HOUSEKEEPING_MS;
         let now = self.now_ms;
         self.persist_evidence_scan();
+        self.graylisted.retain(|_, until_ms| *until_ms > now);
         // HyParView refills the active view only from the passive view, and
         // only forcefully when it is empty. In a small mesh a node (or a
         // pair) can be left with one neighbour and a passive view of full
@@ -341,7 +360,7 @@ impl Driver {
         if self.connected.contains(&peer) {
             return true;
         }
-        if !self.swarm.is_connected(&peer) {
+        if self.cut.contains(&peer) || !self.swarm.is_connected(&peer) {
             return false;
         }
         match Did::from_peer_id(&peer) {
@@ -370,7 +389,8 @@ impl Driver {
 
     fn on_session(&mut self, event: SessionEvent) {
         match event {
-            SessionEvent::Frame(peer, bytes) => {
+            // The permit is held until the core has handled the frame.
+            SessionEvent::Frame(peer, bytes, _permit) => {
                 if !self.ensure_connected(peer) {
                     return;
                 }
@@ -445,6 +465,7 @@ impl Driver {
                 ..
             } => {
                 self.writers.remove(&peer_id);
+                self.cut.remove(&peer_id);
                 if self.connected.contains(&peer_id) {
                     self.closing.insert(peer_id, self.now_ms + CLOSE_GRACE_MS);
                 }
@@ -532,6 +553,8 @@ impl Driver {
     }
 
     fn dial(&mut self, peer: PeerId) {
+        // The core wants this peer again: what arrives now is a new session.
+        self.cut.remove(&peer);
         if self.swarm.is_connected(&peer) {
             self.ensure_connected(peer);
             return;
@@ -596,6 +619,9 @@ impl Driver {
                         }
                     }
                     self.connected.remove(&peer);
+                    if self.swarm.is_connected(&peer) {
+                        self.cut.insert(peer);
+                    }
                 }
                 Output::SetTimer { at_ms, timer } => {
                     self.timer_seq += 1;
@@ -688,6 +714,7 @@ impl Driver {
         match event {
             Event::PeerAdmitted { peer, did } => {
                 self.metrics.peers_admitted += 1;
+                self.audit_peer(did, "peer:admit", "accepted".into());
                 let addrs: Vec<String> = self
                     .addrs
                     .get(&peer)
@@ -702,6 +729,11 @@ impl Driver {
             Event::PeerRefused { peer, reason } => {
                 self.metrics.peers_refused += 1;
                 tracing::info!(%peer, "peer refused: {reason}");
+                // A peer's own Refuse reason is its text: keep the log bounded.
+                let reason: String = reason.chars().take(REASON_CHARS_MAX).collect();
+                if let Ok(did) = Did::from_peer_id(&peer) {
+                    self.audit_peer(did, "peer:refuse", format!("refused: {reason}"));
+                }
                 let _ = self.events.send(AgentEvent::PeerRefused {
                     peer: peer.to_string(),
                     reason,
@@ -729,9 +761,35 @@ impl Driver {
                     author: author.to_string(),
                 });
             }
-            Event::Graylisted { peer, did } => tracing::warn!(%peer, %did, "graylisted"),
+            Event::Graylisted { peer, did } => {
+                tracing::warn!(%peer, %did, "graylisted");
+                let until_ms = self.now_ms + self.core.config().graylist_ms;
+                if self.graylisted.len() >= GRAYLIST_SHOWN_MAX {
+                    self.graylisted.pop_first();
+                }
+                self.graylisted.insert(did, until_ms);
+                self.audit_peer(did, "peer:graylist", format!("graylisted until {until_ms}"));
+            }
             Event::NeighborUp(_) | Event::NeighborDown(_) | Event::Dropped { .. } => {}
         }
+    }
+
+    /// Audits a decision about a peer's agent.
+    fn audit_peer(&mut self, did: Did, action: &str, decision: String) {
+        let principal = self
+            .core
+            .trust()
+            .authority_principal(&did)
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let fact = Fact {
+            agent: did.to_string(),
+            principal,
+            task: String::new(),
+            action: action.into(),
+            decision,
+        };
+        self.audit.append(&mut self.batch, self.now_ms, fact);
     }
 
     /// Stores every record the core holds that the store does not yet. The

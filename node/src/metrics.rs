@@ -140,6 +140,16 @@ impl Metrics {
             core.dropped_refused,
         );
         counter(
+            "dropped_rate_limited_total",
+            "Dropped: over the peer's frame rate or the origin's ring rate.",
+            core.dropped_rate_limited,
+        );
+        counter(
+            "graylisted_total",
+            "Identities graylisted for repeated misbehaviour.",
+            core.graylisted,
+        );
+        counter(
             "violations_reported_total",
             "Violation records this node signed.",
             core.violations_reported,

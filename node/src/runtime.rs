@@ -311,9 +311,11 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         timer_seq: 0,
         writers: HashMap::new(),
         connected: BTreeSet::new(),
+        cut: BTreeSet::new(),
         addrs: BTreeMap::new(),
         join_dials: BTreeSet::new(),
         sessions_tx,
+        inbound: crate::session::InboundBudget::new(options.gossip.frame_bytes_max),
         events: events_tx.clone(),
         pending_directs: Vec::new(),
         traffic: BTreeMap::new(),
@@ -326,6 +328,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         persisted_evidence,
         scanned_generation: 0,
         acks: Vec::new(),
+        graylisted: BTreeMap::new(),
         rejoin_at_ms: now_ms + crate::driver::REJOIN_MS,
     };
     for addr in &options.bootstrap {
