@@ -648,6 +648,22 @@ impl Driver {
             .map(|p| p.to_string())
             .unwrap_or_default();
         let id = hex::encode(d.id);
+        let me = self.key.did();
+        let (payload, decision) = match crate::private::is_private(&d.topic) {
+            false => (Ok(d.payload), "accepted".to_string()),
+            true => {
+                match crate::private::open_as(&self.kem, &me, &d.origin, &d.topic, &d.payload) {
+                    Ok(plain) => (Ok(plain), "accepted (opened as a member)".into()),
+                    Err(e) => {
+                        self.metrics.private_unopened += 1;
+                        (
+                            Err((d.payload.len(), e.to_string())),
+                            format!("sealed: {e}"),
+                        )
+                    }
+                }
+            }
+        };
         self.audit.append(
             &mut self.batch,
             self.now_ms,
@@ -656,18 +672,28 @@ impl Driver {
                 principal,
                 task: id.clone(),
                 action: format!("deliver:{}", d.topic),
-                decision: "accepted".into(),
+                decision,
             },
         );
-        let _ = self.events.send(AgentEvent::Message {
-            topic: d.topic,
-            origin: d.origin.to_string(),
-            id,
-            sent_ms: d.sent_ms,
-            hops: d.hops,
-            payload: String::from_utf8_lossy(&d.payload).into_owned(),
-            payload_hex: hex::encode(&d.payload),
-        });
+        let event = match payload {
+            Ok(payload) => AgentEvent::Message {
+                topic: d.topic,
+                origin: d.origin.to_string(),
+                id,
+                sent_ms: d.sent_ms,
+                hops: d.hops,
+                payload: String::from_utf8_lossy(&payload).into_owned(),
+                payload_hex: hex::encode(&payload),
+            },
+            Err((sealed_bytes, reason)) => AgentEvent::Sealed {
+                topic: d.topic,
+                origin: d.origin.to_string(),
+                id,
+                sealed_bytes,
+                reason,
+            },
+        };
+        let _ = self.events.send(event);
     }
 
     fn on_direct(&mut self, from: Did, sealed: Vec<u8>) {

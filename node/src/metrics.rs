@@ -19,6 +19,8 @@ pub struct Metrics {
     pub directs_received: u64,
     /// Direct messages that failed to open (tampered or misaddressed).
     pub directs_rejected: u64,
+    /// Private-topic messages delivered that this agent could not open.
+    pub private_unopened: u64,
     /// Peers admitted.
     pub peers_admitted: u64,
     /// Peers refused.
@@ -79,6 +81,11 @@ impl Metrics {
             "directs_rejected_total",
             "Direct messages that failed to open.",
             self.directs_rejected,
+        );
+        counter(
+            "private_unopened_total",
+            "Private-topic messages this agent could not open (not a member, or tampered).",
+            self.private_unopened,
         );
         counter(
             "peers_admitted_total",

@@ -66,9 +66,17 @@ impl Driver {
             Request::Publish {
                 topic,
                 payload,
+                members,
                 task,
                 reply,
             } => {
+                let payload = match self.seal_for_members(&topic, payload, members) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                };
                 let action = format!("publish:{}", topic.chars().take(64).collect::<String>());
                 let command = Command::Publish { topic, payload };
                 match self.core.handle(self.now_ms, Input::Command(command)) {
@@ -113,6 +121,52 @@ impl Driver {
             }
             Request::Shutdown => {}
         }
+    }
+
+    /// A private topic's payload sealed for its members (and this agent),
+    /// each of whom must hold a valid mandate, a sealing key, and the
+    /// policy's leave to subscribe to the topic. Other topics take no members.
+    fn seal_for_members(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+        mut members: Vec<Did>,
+    ) -> Result<Vec<u8>, ApiError> {
+        if !crate::private::is_private(topic) {
+            return match members.is_empty() {
+                true => Ok(payload),
+                false => Err(ApiError::bad(format!(
+                    "members are only for {}... topics",
+                    crate::private::PRIVATE_PREFIX
+                ))),
+            };
+        }
+        if members.is_empty() {
+            return Err(ApiError::bad(format!(
+                "a {}... topic needs members: the DIDs who may read it",
+                crate::private::PRIVATE_PREFIX
+            )));
+        }
+        members.push(self.me());
+        members.sort();
+        members.dedup();
+        let mut keyed = Vec::with_capacity(members.len());
+        for member in members {
+            let trust = self.core.trust();
+            let authority = trust
+                .authority(&member, self.now_ms)
+                .map_err(|e| ApiError::refused(format!("member {member}: {e}")))?;
+            trust
+                .decide(&authority, Action::Subscribe, topic)
+                .map_err(|e| ApiError::refused(format!("member {member}: {e}")))?;
+            let pk = kem_key_of(&self.core, &member).ok_or_else(|| {
+                ApiError::not_found(format!("no sealing key is known for member {member}"))
+            })?;
+            keyed.push((member, pk));
+        }
+        let me = self.me();
+        crate::private::seal_for(&mut self.rng, &me, topic, &keyed, &payload)
+            .map_err(|e| ApiError::bad(e.to_string()))
     }
 
     fn direct(&mut self, to: Did, payload: Vec<u8>, task: String, reply: Reply<serde_json::Value>) {

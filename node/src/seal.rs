@@ -1,4 +1,5 @@
-//! End-to-end sealing of direct messages: hybrid KEM X25519 + ML-KEM-768.
+//! End-to-end sealing of direct messages (and of private topics' content
+//! keys, see [`crate::private`]): hybrid KEM X25519 + ML-KEM-768.
 //!
 //! Each agent publishes a KEM public key in its signed agent record:
 //! `x25519_pk (32) || ml_kem_768_ek (1184)`. To seal, the sender makes a
@@ -35,6 +36,8 @@ pub const SECRET_BYTES: usize = 32 + 64;
 const VERSION: u8 = 1;
 const HEADER_BYTES: usize = 1 + X25519_BYTES + ML_KEM_CT_BYTES;
 const TAG_BYTES: usize = 16;
+/// Bytes a sealed message adds to its plaintext.
+pub const SEALED_OVERHEAD_BYTES: usize = HEADER_BYTES + TAG_BYTES;
 const KDF_SALT: &[u8] = b"starling/v1/seal";
 
 /// Why sealing or opening failed.
@@ -51,6 +54,12 @@ pub enum SealError {
     /// The tag did not verify: tampered, or sealed for someone else.
     #[error("sealed message failed authentication (tampered, or sealed for another agent)")]
     Tampered,
+    /// A private message names 0 or too many members.
+    #[error("a private message needs 1..={max} members, got {0}", max = crate::private::MEMBERS_MAX)]
+    Members(usize),
+    /// This agent is not among a private message's members.
+    #[error("this agent is not a member of the private message")]
+    NotAMember,
 }
 
 /// A node's hybrid KEM secret.
