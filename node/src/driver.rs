@@ -32,8 +32,6 @@ use crate::store::{Batch, Store};
 pub const REQUEST_BATCH_MAX: usize = 64;
 /// Frames and session reports queued for the loop.
 pub const SESSION_QUEUE_MAX: usize = 4096;
-/// How long a direct message waits for its recipient to be reachable.
-pub const DIRECT_WAIT_MS: u64 = 10_000;
 /// Housekeeping period of the driver itself.
 pub const HOUSEKEEPING_MS: u64 = 250;
 /// Most addresses remembered per peer.
@@ -58,16 +56,6 @@ pub struct Traffic {
     pub bytes_out: u64,
     /// Messages delivered whose origin is this peer's agent.
     pub messages_from: u64,
-}
-
-/// A direct message waiting for its recipient to be admitted.
-#[derive(Debug)]
-pub struct PendingDirect {
-    pub(crate) peer: PeerId,
-    pub(crate) sealed: Vec<u8>,
-    pub(crate) deadline_ms: u64,
-    pub(crate) reply: crate::handle::Reply<serde_json::Value>,
-    pub(crate) fact: Fact,
 }
 
 /// The event loop's state.
@@ -96,7 +84,6 @@ pub struct Driver {
     /// Bytes of received frames the loop has not handled yet.
     pub(crate) inbound: InboundBudget,
     pub(crate) events: broadcast::Sender<AgentEvent>,
-    pub(crate) pending_directs: Vec<PendingDirect>,
     pub(crate) traffic: BTreeMap<PeerId, Traffic>,
     pub(crate) metrics: Metrics,
     pub(crate) persisted_policy: BTreeSet<[u8; 32]>,
@@ -339,19 +326,6 @@ impl Driver {
             if !self.connected.contains(&peer) {
                 self.dial_and_join(peer);
             }
-        }
-        let (expired, kept): (Vec<_>, Vec<_>) = self
-            .pending_directs
-            .drain(..)
-            .partition(|p| p.deadline_ms <= now);
-        self.pending_directs = kept;
-        for p in expired {
-            let _ = p.reply.send(Err(ApiError::timeout(format!(
-                "{} did not become reachable within {DIRECT_WAIT_MS} ms",
-                Did::from_peer_id(&p.peer)
-                    .map(|d| d.to_string())
-                    .unwrap_or_default()
-            ))));
         }
     }
 
@@ -636,6 +610,10 @@ impl Driver {
     }
 
     fn on_deliver(&mut self, d: starling_gossip::Delivery) {
+        if d.topic == crate::seal::inbox_topic(&self.key.did()) {
+            // A direct message relayed through the overlay.
+            return self.on_direct(d.origin, d.payload);
+        }
         self.metrics.delivered += 1;
         let latency = self.now_ms.saturating_sub(d.sent_ms);
         self.metrics.observe_latency(latency);
@@ -649,7 +627,15 @@ impl Driver {
             .unwrap_or_default();
         let id = hex::encode(d.id);
         let me = self.key.did();
+        let inbox = d.topic.starts_with(crate::seal::INBOX_PREFIX);
         let (payload, decision) = match crate::private::is_private(&d.topic) {
+            false if inbox => {
+                let why = "a direct message for another agent";
+                (
+                    Err((d.payload.len(), why.to_string())),
+                    format!("sealed: {why}"),
+                )
+            }
             false => (Ok(d.payload), "accepted".to_string()),
             true => {
                 match crate::private::open_as(&self.kem, &me, &d.origin, &d.topic, &d.payload) {
@@ -750,7 +736,6 @@ impl Driver {
                 let _ = self.events.send(AgentEvent::PeerAdmitted {
                     did: did.to_string(),
                 });
-                self.flush_pending_directs(peer);
             }
             Event::PeerRefused { peer, reason } => {
                 self.metrics.peers_refused += 1;
@@ -866,15 +851,6 @@ impl Driver {
         }
         self.metrics.commits += 1;
         result
-    }
-
-    fn flush_pending_directs(&mut self, peer: PeerId) {
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            self.pending_directs.drain(..).partition(|p| p.peer == peer);
-        self.pending_directs = waiting;
-        for p in ready {
-            self.send_direct_now(p.peer, p.sealed, p.fact, p.reply);
-        }
     }
 }
 

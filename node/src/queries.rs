@@ -199,11 +199,6 @@ impl Driver {
             ),
             ("audit_entries", "Audit log entries.", self.audit.len()),
             (
-                "pending_directs",
-                "Direct messages waiting for their recipient.",
-                self.pending_directs.len() as u64,
-            ),
-            (
                 "inbound_queue_frames",
                 "Received frames queued for the event loop.",
                 (SESSION_QUEUE_MAX - self.sessions_tx.capacity()) as u64,

@@ -40,6 +40,15 @@ const TAG_BYTES: usize = 16;
 pub const SEALED_OVERHEAD_BYTES: usize = HEADER_BYTES + TAG_BYTES;
 const KDF_SALT: &[u8] = b"starling/v1/seal";
 
+/// Where a direct message travels when its recipient is not a neighbour:
+/// a topic of its own, which only the recipient's node delivers.
+pub const INBOX_PREFIX: &str = "inbox/";
+
+/// The inbox topic of `did`.
+pub fn inbox_topic(did: &Did) -> String {
+    format!("{INBOX_PREFIX}{did}")
+}
+
 /// Why sealing or opening failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {

@@ -135,3 +135,126 @@ async fn members_read_a_private_topic_relays_cannot() -> anyhow::Result<()> {
     mesh.shutdown().await;
     Ok(())
 }
+
+/// A direct message to an agent that is not a neighbour travels through the
+/// overlay, sealed: the recipient opens it, relays (here subscribed to the
+/// recipient's inbox topic, so they show what they hold) cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_message_is_relayed_sealed_to_a_non_neighbour() -> anyhow::Result<()> {
+    const NODES: usize = 8;
+    let seed = starling_tests::seed(6);
+    let dir = tempfile::tempdir()?;
+    let now = starling_node::files::now_ms();
+    let mut mesh = LocalMesh::new(dir.path().to_path_buf(), seed, now)?;
+    // Small views, so some pairs of nodes are not neighbours.
+    mesh.gossip.active_size = 3;
+    mesh.gossip.passive_size = 6;
+    mesh.add_governor_node(now, false).await?;
+    for i in 1..NODES {
+        mesh.add_agent_node(Some(i - 1), now, false).await?;
+    }
+    let handles: Vec<NodeHandle> = (0..NODES).map(|i| mesh.handle(i).clone()).collect();
+    let formed = until(WAIT_MS, || {
+        let handles = handles.clone();
+        async move {
+            for h in &handles {
+                let s = h.query(Query::Status).await.unwrap_or_default();
+                if admitted(h).await == 0
+                    || s["evidence_records"].as_u64().unwrap_or(0) < NODES as u64
+                {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    anyhow::ensure!(formed, "seed {seed}: the {NODES} nodes did not form a mesh");
+
+    // The first pair (in index order) that are not overlay neighbours.
+    let mut pair = None;
+    'find: for (s, h) in handles.iter().enumerate() {
+        let peers = h.query(Query::Peers).await?;
+        for t in (0..NODES).filter(|t| *t != s) {
+            let peer = mesh.did(t).to_peer_id().to_string();
+            let linked = peers["active_view"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|p| *p == peer.as_str()));
+            if !linked {
+                pair = Some((s, t));
+                break 'find;
+            }
+        }
+    }
+    let (from, to) = pair.ok_or_else(|| anyhow::anyhow!("seed {seed}: every pair is linked"))?;
+    let inbox = starling_node::seal::inbox_topic(&mesh.did(to));
+    let relays: Vec<usize> = (0..NODES).filter(|i| *i != from && *i != to).collect();
+    for i in &relays {
+        handles[*i].subscribe(&inbox).await?;
+    }
+    let mut at_relays: Vec<_> = relays.iter().map(|i| handles[*i].events()).collect();
+    let mut at_recipient = handles[to].events();
+    let secret = "meet behind the third relay";
+    let sent = handles[from]
+        .direct(mesh.did(to), secret.as_bytes(), "t-relayed")
+        .await?;
+    assert_eq!(
+        sent["route"], "relayed",
+        "seed {seed}: {from} -> {to}: {sent}"
+    );
+    let id = sent["id"].as_str().unwrap_or_default().to_string();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS);
+    let mut opened = false;
+    while !opened {
+        match tokio::time::timeout_at(deadline, at_recipient.recv()).await {
+            Ok(Ok(AgentEvent::Direct {
+                from: f, payload, ..
+            })) => {
+                assert_eq!(f, mesh.did(from).to_string(), "seed {seed}");
+                assert_eq!(payload, secret, "seed {seed}");
+                opened = true;
+            }
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            _ => break,
+        }
+    }
+    assert!(
+        opened,
+        "seed {seed}: node {to} did not open the relayed message from {from}"
+    );
+    for (rx, i) in at_relays.iter_mut().zip(&relays) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS);
+        let held = loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Ok(AgentEvent::Sealed {
+                    id: got, reason, ..
+                })) if got == id => break Some(reason),
+                Ok(Ok(
+                    AgentEvent::Message { payload, .. } | AgentEvent::Direct { payload, .. },
+                )) => {
+                    assert!(
+                        !payload.contains("third relay"),
+                        "seed {seed}: relay {i} read it"
+                    )
+                }
+                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                _ => break None,
+            }
+        };
+        let reason = held.ok_or_else(|| anyhow::anyhow!("seed {seed}: relay {i} never held it"))?;
+        assert!(
+            reason.contains("another agent"),
+            "seed {seed}: relay {i}: {reason}"
+        );
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "seed {seed}: node {from} -> node {to} relayed ({} sealed bytes); relays {relays:?} held it sealed",
+            sent["sealed_bytes"]
+        );
+    }
+    mesh.shutdown().await;
+    Ok(())
+}
