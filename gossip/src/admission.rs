@@ -9,12 +9,14 @@
 //! peer's other frames are dropped and frames for it wait in a short queue.
 
 use rand_core::Rng;
+use starling_trust::evidence::store::Slot;
 use starling_trust::policy::Action;
-use starling_trust::{Did, Evidence, Inserted};
+use starling_trust::{Did, Evidence, Inserted, MandateError, Record};
 
 use crate::limits::Bucket;
 use crate::node::{Event, Link, Node, Output};
 use crate::peer::Peer;
+use crate::trust_state::Refusal;
 use crate::wire::{Body, Hello, Records, Refuse};
 
 impl<P: Peer, R: Rng> Node<P, R> {
@@ -103,6 +105,51 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.outbox.push_back(Output::Send { to: peer, frame });
     }
 
+    /// Before refusing a peer whose mandate was revoked or terminated, sends
+    /// it the records that did so, so its own node learns why (and can check
+    /// them). They are found by slot: each author that may have signed one
+    /// (a governor, or an identity in the peer's chain), so the cost is
+    /// bounded by the chain and the genesis, never by the store.
+    fn send_ending_records(&mut self, peer: P, record: &Record, refusal: &Refusal) {
+        let (Refusal::Mandate(error), Evidence::Agent(agent)) = (refusal, record.evidence()) else {
+            return;
+        };
+        let links = agent.chain.links();
+        let authors: Vec<Did> = self
+            .trust
+            .genesis()
+            .governors()
+            .iter()
+            .copied()
+            .chain(links.iter().map(|m| m.issuer()))
+            .collect();
+        let slots: Vec<Slot> = match error {
+            MandateError::Terminated(who) => authors
+                .iter()
+                .map(|a| Slot::Termination(*who, *a))
+                .collect(),
+            MandateError::Revoked { link } => match links.get(*link) {
+                Some(m) => authors
+                    .iter()
+                    .map(|a| Slot::Revocation(m.id(), *a))
+                    .collect(),
+                None => return,
+            },
+            _ => return,
+        };
+        let mut records: Vec<Vec<u8>> = slots
+            .iter()
+            .filter_map(|slot| self.trust.store().best(slot))
+            .map(|r| r.to_bytes().to_vec())
+            .collect();
+        records.dedup();
+        if records.is_empty() {
+            return;
+        }
+        let frame = crate::wire::Frame::new(Body::Records(Records { records })).encode();
+        self.outbox.push_back(Output::Send { to: peer, frame });
+    }
+
     /// Checks a hello; on success the agent's record is in the store (from
     /// where anti-entropy spreads it, and any node holding a message of this
     /// agent pulls it) and its principal is returned.
@@ -131,10 +178,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 .insert(std::sync::Arc::clone(&record)),
             Inserted::Added { .. }
         );
-        let authority = self
-            .trust
-            .authority(&did, now_ms)
-            .map_err(|e| e.to_string())?;
+        let authority = match self.trust.authority(&did, now_ms) {
+            Ok(a) => a,
+            Err(refusal) => {
+                self.send_ending_records(peer, &record, &refusal);
+                return Err(refusal.to_string());
+            }
+        };
         self.trust.note_fresh(did);
         self.trust
             .decide(&authority, Action::Join, "*")

@@ -178,6 +178,17 @@ fn the_handshake_admits_a_peer_with_a_valid_mandate() {
 }
 
 fn refusal(a: &mut N, peer: u32, did: starling_trust::Did, hello: Hello) -> String {
+    refusal_with(a, peer, did, hello, &[])
+}
+
+/// A refusal preceded by a `Records` frame carrying exactly `why`.
+fn refusal_with(
+    a: &mut N,
+    peer: u32,
+    did: starling_trust::Did,
+    hello: Hello,
+    why: &[Vec<u8>],
+) -> String {
     drain(a);
     a.handle(START_MS, Input::Connected { peer, did }).unwrap();
     drain(a);
@@ -189,7 +200,18 @@ fn refusal(a: &mut N, peer: u32, did: starling_trust::Did, hello: Hello) -> Stri
         },
     )
     .unwrap();
-    let outputs = drain(a);
+    let mut outputs = drain(a);
+    if !why.is_empty() {
+        assert_eq!(
+            body(&outputs.remove(0)),
+            (
+                peer,
+                Body::Records(starling_gossip::wire::Records {
+                    records: why.to_vec()
+                })
+            )
+        );
+    }
     let [
         Output::Send { to, frame: refuse },
         Output::Event(Event::PeerRefused { peer: p, reason }),
@@ -287,19 +309,51 @@ fn wrong_genesis_missing_mandates_and_borrowed_records_are_refused() {
         mesh: mesh.genesis.id().to_vec(),
         agent_record: b_record.to_bytes().to_vec(),
     };
+    // Refused with the termination itself, so the agent's node learns why.
     assert_eq!(
-        refusal(&mut a, 6, b_key.did(), hello),
+        refusal_with(&mut a, 6, b_key.did(), hello, &[kill.to_bytes().to_vec()]),
         format!(
             "mandate: {} has been terminated by the kill switch",
             b_key.did()
         )
+    );
+    // A revoked mandate: refused with the revocation.
+    let (_, c_key, c_record) = node(&mesh, 7);
+    let starling_trust::Evidence::Agent(c_agent) = c_record.evidence() else {
+        panic!("not an agent record")
+    };
+    let revoke = starling_trust::evidence::record::Revocation {
+        mandate: c_agent.chain.leaf().unwrap().clone(),
+        reason: "test".into(),
+    };
+    let revoke = Record::create(
+        &mesh.org,
+        &mesh.genesis,
+        START_MS,
+        starling_trust::Evidence::Revocation(revoke),
+    )
+    .unwrap();
+    a.handle(
+        START_MS,
+        Input::Command(Command::SubmitEvidence {
+            record: revoke.to_bytes().to_vec(),
+        }),
+    )
+    .unwrap();
+    let hello = Hello {
+        mesh: mesh.genesis.id().to_vec(),
+        agent_record: c_record.to_bytes().to_vec(),
+    };
+    assert_eq!(
+        refusal_with(&mut a, 7, c_key.did(), hello, &[revoke.to_bytes().to_vec()]),
+        "mandate: link 1 has been revoked"
     );
     let garbage = Hello {
         mesh: mesh.genesis.id().to_vec(),
         agent_record: vec![1, 2, 3],
     };
     assert!(refusal(&mut a, 4, rogue_key.did(), garbage).starts_with("invalid agent record"));
-    assert_eq!(a.stats().peers_refused, 5);
+    assert_eq!(a.stats().peers_refused, 6);
 }
 
 #[test]

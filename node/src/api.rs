@@ -88,6 +88,9 @@ struct PublishBody {
     topic: String,
     payload: Option<String>,
     payload_hex: Option<String>,
+    /// DIDs who may read a message on a `private/` topic.
+    #[serde(default)]
+    members: Vec<String>,
     #[serde(default)]
     task: String,
 }
@@ -102,7 +105,17 @@ async fn publish(
         payload_hex: b.payload_hex,
     }
     .bytes()?;
-    node.publish(&b.topic, &payload, &b.task).await.map(Json)
+    let members = b
+        .members
+        .iter()
+        .map(|m| {
+            m.parse::<Did>()
+                .map_err(|e| ApiError::bad(format!("member {m:?} is not a DID: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    node.publish_to(&b.topic, &payload, &members, &b.task)
+        .await
+        .map(Json)
 }
 
 #[derive(Debug, Deserialize)]
@@ -436,6 +449,7 @@ async fn subscribe(
 fn kind(event: &AgentEvent) -> &'static str {
     match event {
         AgentEvent::Message { .. } => "message",
+        AgentEvent::Sealed { .. } => "sealed",
         AgentEvent::Direct { .. } => "direct",
         AgentEvent::PeerAdmitted { .. } => "peer_admitted",
         AgentEvent::PeerRefused { .. } => "peer_refused",

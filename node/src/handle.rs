@@ -170,6 +170,8 @@ pub enum Request {
         topic: String,
         /// Payload.
         payload: Vec<u8>,
+        /// For a `private/` topic, who may read it (besides this agent).
+        members: Vec<Did>,
         /// Task id for the audit log.
         task: String,
         /// Answer: the message id (hex).
@@ -241,6 +243,20 @@ pub enum AgentEvent {
         /// Payload (hex, exact).
         payload_hex: String,
     },
+    /// A message on a private topic this agent cannot open: not a member,
+    /// or tampered. Nothing of its content is shown.
+    Sealed {
+        /// Topic.
+        topic: String,
+        /// Publisher.
+        origin: String,
+        /// Message id (hex).
+        id: String,
+        /// Size of the sealed envelope.
+        sealed_bytes: usize,
+        /// Why it did not open.
+        reason: String,
+    },
     /// A direct message, opened.
     Direct {
         /// Sender.
@@ -284,7 +300,7 @@ impl AgentEvent {
     /// The SSE topic it belongs to: a message's topic, `_direct` or `_events`.
     pub fn topic(&self) -> &str {
         match self {
-            Self::Message { topic, .. } => topic,
+            Self::Message { topic, .. } | Self::Sealed { topic, .. } => topic,
             Self::Direct { .. } => "_direct",
             _ => "_events",
         }
@@ -318,10 +334,24 @@ impl NodeHandle {
         payload: &[u8],
         task: &str,
     ) -> Result<serde_json::Value, ApiError> {
+        self.publish_to(topic, payload, &[], task).await
+    }
+
+    /// Publishes on a `private/` topic, sealed for `members` (this agent
+    /// reads it too); on other topics `members` must be empty.
+    pub async fn publish_to(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        members: &[Did],
+        task: &str,
+    ) -> Result<serde_json::Value, ApiError> {
         let (topic, payload, task) = (topic.to_string(), payload.to_vec(), task.to_string());
+        let members = members.to_vec();
         self.ask(|reply| Request::Publish {
             topic,
             payload,
+            members,
             task,
             reply,
         })

@@ -7,7 +7,8 @@
 //! - [`net`]: the libp2p swarm (QUIC, TCP + TLS + yamux, identify, ping,
 //!   Kademlia, optional mDNS), [`session`]: gossip frames over streams.
 //! - [`store`]: redb; [`audit`]: the hash-chained signed log.
-//! - [`seal`]: X25519 + ML-KEM-768 end-to-end sealing.
+//! - [`seal`]: X25519 + ML-KEM-768 end-to-end sealing; [`private`]: private
+//!   topics sealed for their members.
 //! - [`api`]: the local HTTP API; [`handle`]: its in-process twin.
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod handle;
 pub mod localmesh;
 pub mod metrics;
 pub mod net;
+pub mod private;
 pub mod queries;
 pub mod requests;
 pub mod runtime;

@@ -61,6 +61,8 @@ pub struct LocalMesh {
     pub org_link: Mandate,
     /// The nodes.
     pub nodes: Vec<LocalNode>,
+    /// Gossip parameters of every node started from now on.
+    pub gossip: starling_gossip::Config,
     rng: StdRng,
 }
 
@@ -108,6 +110,7 @@ impl LocalMesh {
             org,
             org_link,
             nodes: Vec::new(),
+            gossip: starling_gossip::Config::default(),
             rng,
         })
     }
@@ -217,6 +220,7 @@ impl LocalMesh {
             options.chain = Some(node.chain.clone());
         }
         options.bootstrap = node.bootstrap.clone();
+        options.gossip = self.gossip.clone();
         options.seed = Some(self.seed ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         if node.api {
             options.api = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));

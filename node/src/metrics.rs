@@ -19,6 +19,8 @@ pub struct Metrics {
     pub directs_received: u64,
     /// Direct messages that failed to open (tampered or misaddressed).
     pub directs_rejected: u64,
+    /// Private-topic messages delivered that this agent could not open.
+    pub private_unopened: u64,
     /// Peers admitted.
     pub peers_admitted: u64,
     /// Peers refused.
@@ -81,6 +83,11 @@ impl Metrics {
             self.directs_rejected,
         );
         counter(
+            "private_unopened_total",
+            "Private-topic messages this agent could not open (not a member, or tampered).",
+            self.private_unopened,
+        );
+        counter(
             "peers_admitted_total",
             "Peers admitted after the handshake.",
             self.peers_admitted,
@@ -138,6 +145,16 @@ impl Metrics {
             "dropped_refused_total",
             "Dropped: refused by mandate or policy.",
             core.dropped_refused,
+        );
+        counter(
+            "dropped_rate_limited_total",
+            "Dropped: over the peer's frame rate or the origin's ring rate.",
+            core.dropped_rate_limited,
+        );
+        counter(
+            "graylisted_total",
+            "Identities graylisted for repeated misbehaviour.",
+            core.graylisted,
         );
         counter(
             "violations_reported_total",

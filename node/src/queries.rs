@@ -5,8 +5,9 @@ use serde_json::{Value, json};
 use starling_trust::policy::Actor;
 use starling_trust::{Did, Evidence};
 
-use crate::driver::Driver;
+use crate::driver::{Driver, SESSION_QUEUE_MAX};
 use crate::handle::{ApiError, Query};
+use crate::session::WRITER_QUEUE_MAX;
 
 /// Most audit entries returned at once.
 pub const AUDIT_PAGE_MAX: usize = 1000;
@@ -146,6 +147,11 @@ impl Driver {
             "active_view": self.core.active_view().iter().map(ToString::to_string).collect::<Vec<_>>(),
             "passive_view": self.core.passive_view().iter().map(ToString::to_string).collect::<Vec<_>>(),
             "connections": self.swarm.connected_peers().count(),
+            "graylisted": self.graylisted.iter().map(|(did, until_ms)| json!({
+                "did": did.to_string(),
+                "peer_id": did.to_peer_id().to_string(),
+                "until_ms": until_ms,
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -193,11 +199,43 @@ impl Driver {
             ),
             ("audit_entries", "Audit log entries.", self.audit.len()),
             (
-                "pending_directs",
-                "Direct messages waiting for their recipient.",
-                self.pending_directs.len() as u64,
+                "inbound_queue_frames",
+                "Received frames queued for the event loop.",
+                (SESSION_QUEUE_MAX - self.sessions_tx.capacity()) as u64,
+            ),
+            (
+                "inbound_queue_bytes",
+                "Bytes of received frames queued for the event loop.",
+                self.inbound.queued_bytes() as u64,
+            ),
+            (
+                "outbound_queue_frames",
+                "Frames queued in the per-peer writers.",
+                self.writers
+                    .values()
+                    .map(|w| (WRITER_QUEUE_MAX - w.capacity()) as u64)
+                    .sum(),
+            ),
+            (
+                "graylisted_peers",
+                "Identities graylisted now.",
+                self.graylisted.len() as u64,
             ),
         ];
-        self.metrics.render(self.core.stats(), &gauges)
+        let mut text = self.metrics.render(self.core.stats(), &gauges);
+        if let Some(rss) = resident_bytes() {
+            text.push_str(&format!(
+                "# HELP starling_process_resident_bytes Resident memory of the whole process.\n# TYPE starling_process_resident_bytes gauge\nstarling_process_resident_bytes {rss}\n"
+            ));
+        }
+        text
     }
+}
+
+/// The process's resident set size, where the OS tells it (Linux `/proc`).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

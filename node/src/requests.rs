@@ -11,7 +11,7 @@ use starling_trust::policy::Action;
 use starling_trust::{Did, Evidence, Record};
 
 use crate::audit::Fact;
-use crate::driver::{DIRECT_WAIT_MS, Driver, PendingDirect, kem_key_of};
+use crate::driver::{Driver, kem_key_of};
 use crate::handle::{ApiError, EvidenceInput, PolicyInput, Reply, Request};
 
 fn command_error(e: CommandError) -> ApiError {
@@ -66,9 +66,17 @@ impl Driver {
             Request::Publish {
                 topic,
                 payload,
+                members,
                 task,
                 reply,
             } => {
+                let payload = match self.seal_for_members(&topic, payload, members) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                };
                 let action = format!("publish:{}", topic.chars().take(64).collect::<String>());
                 let command = Command::Publish { topic, payload };
                 match self.core.handle(self.now_ms, Input::Command(command)) {
@@ -115,6 +123,52 @@ impl Driver {
         }
     }
 
+    /// A private topic's payload sealed for its members (and this agent),
+    /// each of whom must hold a valid mandate, a sealing key, and the
+    /// policy's leave to subscribe to the topic. Other topics take no members.
+    fn seal_for_members(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+        mut members: Vec<Did>,
+    ) -> Result<Vec<u8>, ApiError> {
+        if !crate::private::is_private(topic) {
+            return match members.is_empty() {
+                true => Ok(payload),
+                false => Err(ApiError::bad(format!(
+                    "members are only for {}... topics",
+                    crate::private::PRIVATE_PREFIX
+                ))),
+            };
+        }
+        if members.is_empty() {
+            return Err(ApiError::bad(format!(
+                "a {}... topic needs members: the DIDs who may read it",
+                crate::private::PRIVATE_PREFIX
+            )));
+        }
+        members.push(self.me());
+        members.sort();
+        members.dedup();
+        let mut keyed = Vec::with_capacity(members.len());
+        for member in members {
+            let trust = self.core.trust();
+            let authority = trust
+                .authority(&member, self.now_ms)
+                .map_err(|e| ApiError::refused(format!("member {member}: {e}")))?;
+            trust
+                .decide(&authority, Action::Subscribe, topic)
+                .map_err(|e| ApiError::refused(format!("member {member}: {e}")))?;
+            let pk = kem_key_of(&self.core, &member).ok_or_else(|| {
+                ApiError::not_found(format!("no sealing key is known for member {member}"))
+            })?;
+            keyed.push((member, pk));
+        }
+        let me = self.me();
+        crate::private::seal_for(&mut self.rng, &me, topic, &keyed, &payload)
+            .map_err(|e| ApiError::bad(e.to_string()))
+    }
+
     fn direct(&mut self, to: Did, payload: Vec<u8>, task: String, reply: Reply<serde_json::Value>) {
         if to == self.me() {
             let _ = reply.send(Err(ApiError::bad(
@@ -154,66 +208,54 @@ impl Driver {
             action: format!("direct:send:{to}"),
             decision: format!("allow (recipient principal {principal})"),
         };
-        if self.core.admitted().any(|(p, _)| *p == peer) {
-            self.send_direct_now(peer, sealed, fact, reply);
-        } else {
-            self.dial_and_join_direct(peer);
-            let deadline_ms = self.now_ms + DIRECT_WAIT_MS;
-            self.pending_directs.push(PendingDirect {
-                peer,
-                sealed,
-                deadline_ms,
-                reply,
-                fact,
-            });
-        }
+        // An overlay neighbour gets it on the link; anyone else through the
+        // overlay, broadcast on the recipient's inbox topic, which only its
+        // node delivers: every relay forwards the sealed bytes and can read
+        // none. Other open connections (Kademlia's, say) are not used: they
+        // are transient, and a frame lost on one is never repaired, while
+        // the broadcast repairs loss (Plumtree's IHAVE/GRAFT).
+        let (command, route) = match self.core.active_view().contains(&peer) {
+            true => (
+                Command::Direct {
+                    to: peer,
+                    payload: sealed,
+                },
+                "direct",
+            ),
+            false => (
+                Command::Publish {
+                    topic: crate::seal::inbox_topic(&to),
+                    payload: sealed,
+                },
+                "relayed",
+            ),
+        };
+        self.send_direct(command, route, fact, reply);
     }
 
-    fn dial_and_join_direct(&mut self, peer: PeerId) {
-        // Dial outside the core's views: a one-off message should not
-        // reshape the overlay. Once admitted, the message is sent.
-        if !self.swarm.is_connected(&peer) {
-            let addrs: Vec<libp2p::Multiaddr> = match Did::from_peer_id(&peer)
-                .ok()
-                .and_then(|d| self.core.trust().store().agent(&d).cloned())
-                .map(|r| r.evidence().clone())
-            {
-                Some(Evidence::Agent(a)) => a.addrs.iter().filter_map(|a| a.parse().ok()).collect(),
-                _ => vec![],
-            };
-            for a in addrs {
-                self.swarm.behaviour_mut().kad.add_address(&peer, a);
-            }
-            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                .addresses(vec![])
-                .extend_addresses_through_behaviour()
-                .build();
-            let _ = self.swarm.dial(opts);
-        }
-    }
-
-    pub(crate) fn send_direct_now(
+    fn send_direct(
         &mut self,
-        peer: PeerId,
-        sealed: Vec<u8>,
-        fact: Fact,
+        command: Command<PeerId>,
+        route: &str,
+        mut fact: Fact,
         reply: Reply<serde_json::Value>,
     ) {
-        let sealed_bytes = sealed.len();
-        match self.core.handle(
-            self.now_ms,
-            Input::Command(Command::Direct {
-                to: peer,
-                payload: sealed,
-            }),
-        ) {
-            Ok(_) => {
+        let sealed_bytes = match &command {
+            Command::Direct { payload, .. } | Command::Publish { payload, .. } => payload.len(),
+            _ => 0,
+        };
+        match self.core.handle(self.now_ms, Input::Command(command)) {
+            Ok(id) => {
                 self.metrics.directs_sent += 1;
-                self.commit_and_reply(
-                    fact,
-                    reply,
-                    Ok(json!({ "sent": true, "sealed_bytes": sealed_bytes })),
-                );
+                fact.decision = format!("{} ({route})", fact.decision);
+                // A relayed message has a gossip id; a link frame has none.
+                let answer = json!({
+                    "sent": true,
+                    "sealed_bytes": sealed_bytes,
+                    "route": route,
+                    "id": id.map(hex::encode),
+                });
+                self.commit_and_reply(fact, reply, Ok(answer));
             }
             Err(e) => {
                 let _ = reply.send(Err(command_error(e)));

@@ -285,6 +285,13 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         .evidence
         .push((record.id(), record.to_bytes().to_vec()));
     let (persisted_policy, persisted_evidence) = replay(&mut core, &store, now_ms)?;
+    // Direct messages from agents that are not neighbours arrive here. An
+    // agent whose mandate or policy does not allow `subscribe` on its inbox
+    // still gets direct messages from its neighbours, only not relayed ones.
+    let inbox = crate::seal::inbox_topic(&key.did());
+    if let Err(e) = core.handle(now_ms, Input::Command(Command::Subscribe { topic: inbox })) {
+        tracing::warn!("relayed direct messages will not reach this agent: {e}");
+    }
     let audit = AuditLog::resume(key.clone(), &store)?;
     store.commit(&batch, true)?;
 
@@ -311,11 +318,12 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         timer_seq: 0,
         writers: HashMap::new(),
         connected: BTreeSet::new(),
+        cut: BTreeSet::new(),
         addrs: BTreeMap::new(),
         join_dials: BTreeSet::new(),
         sessions_tx,
+        inbound: crate::session::InboundBudget::new(options.gossip.frame_bytes_max),
         events: events_tx.clone(),
-        pending_directs: Vec::new(),
         traffic: BTreeMap::new(),
         metrics: Default::default(),
         persisted_policy,
@@ -326,6 +334,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         persisted_evidence,
         scanned_generation: 0,
         acks: Vec::new(),
+        graylisted: BTreeMap::new(),
         rejoin_at_ms: now_ms + crate::driver::REJOIN_MS,
     };
     for addr in &options.bootstrap {

@@ -1,4 +1,5 @@
-//! End-to-end sealing of direct messages: hybrid KEM X25519 + ML-KEM-768.
+//! End-to-end sealing of direct messages (and of private topics' content
+//! keys, see [`crate::private`]): hybrid KEM X25519 + ML-KEM-768.
 //!
 //! Each agent publishes a KEM public key in its signed agent record:
 //! `x25519_pk (32) || ml_kem_768_ek (1184)`. To seal, the sender makes a
@@ -35,7 +36,18 @@ pub const SECRET_BYTES: usize = 32 + 64;
 const VERSION: u8 = 1;
 const HEADER_BYTES: usize = 1 + X25519_BYTES + ML_KEM_CT_BYTES;
 const TAG_BYTES: usize = 16;
+/// Bytes a sealed message adds to its plaintext.
+pub const SEALED_OVERHEAD_BYTES: usize = HEADER_BYTES + TAG_BYTES;
 const KDF_SALT: &[u8] = b"starling/v1/seal";
+
+/// Where a direct message travels when its recipient is not a neighbour:
+/// a topic of its own, which only the recipient's node delivers.
+pub const INBOX_PREFIX: &str = "inbox/";
+
+/// The inbox topic of `did`.
+pub fn inbox_topic(did: &Did) -> String {
+    format!("{INBOX_PREFIX}{did}")
+}
 
 /// Why sealing or opening failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +63,12 @@ pub enum SealError {
     /// The tag did not verify: tampered, or sealed for someone else.
     #[error("sealed message failed authentication (tampered, or sealed for another agent)")]
     Tampered,
+    /// A private message names 0 or too many members.
+    #[error("a private message needs 1..={max} members, got {0}", max = crate::private::MEMBERS_MAX)]
+    Members(usize),
+    /// This agent is not among a private message's members.
+    #[error("this agent is not a member of the private message")]
+    NotAMember,
 }
 
 /// A node's hybrid KEM secret.

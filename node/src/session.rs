@@ -10,17 +10,58 @@
 //! drops the frame (Plumtree repairs the loss with IHAVE/GRAFT) rather than
 //! block everyone else behind a slow peer. Readers push into the event
 //! loop's bounded channel and wait when it is full, which back-pressures the
-//! peer through yamux flow control.
+//! peer through yamux flow control. The channel is bounded in bytes as well
+//! as in frames: each queued frame holds permits of a shared
+//! [`InboundBudget`] worth its size until the loop has handled it, so a
+//! peer sending large frames faster than the loop handles them can hold at
+//! most `INBOUND_BYTES_MAX` of queued frames, not `SESSION_QUEUE_MAX`
+//! frames of up to `frame_bytes_max` each.
+
+use std::sync::Arc;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, Stream};
 use starling_gossip::wire::{decode_delimited, encode_delimited};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::net::GOSSIP_PROTOCOL;
 
 /// Frames queued per peer writer.
 pub const WRITER_QUEUE_MAX: usize = 512;
+
+/// Most bytes of received frames queued for the event loop, all peers together.
+pub const INBOUND_BYTES_MAX: usize = 16 << 20;
+
+/// The byte budget of frames queued for the event loop.
+#[derive(Debug, Clone)]
+pub struct InboundBudget {
+    permits: Arc<Semaphore>,
+    bytes_max: usize,
+}
+
+impl InboundBudget {
+    /// A budget of `INBOUND_BYTES_MAX`, raised to one largest frame if that
+    /// is larger (a frame must always fit, or its reader would wait forever).
+    pub fn new(frame_bytes_max: usize) -> Self {
+        let bytes_max = INBOUND_BYTES_MAX.max(frame_bytes_max);
+        Self {
+            permits: Arc::new(Semaphore::new(bytes_max)),
+            bytes_max,
+        }
+    }
+
+    /// Bytes held by queued frames now.
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes_max
+            .saturating_sub(self.permits.available_permits())
+    }
+
+    /// Waits until `bytes` fit; `None` if they never can.
+    async fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(bytes.max(1)).ok()?;
+        Arc::clone(&self.permits).acquire_many_owned(n).await.ok()
+    }
+}
 
 /// What a writer is asked to do.
 #[derive(Debug)]
@@ -34,8 +75,8 @@ pub enum WriterMsg {
 /// What sessions report to the event loop.
 #[derive(Debug)]
 pub enum SessionEvent {
-    /// A frame arrived.
-    Frame(PeerId, Vec<u8>),
+    /// A frame arrived; the permit returns its bytes to the budget when dropped.
+    Frame(PeerId, Vec<u8>, OwnedSemaphorePermit),
     /// A peer sent an oversize or malformed length prefix; its stream was dropped.
     BadStream(PeerId, String),
     /// The outbound stream could not be opened or written.
@@ -97,6 +138,7 @@ pub fn spawn_reader(
     peer: PeerId,
     mut stream: Stream,
     frame_bytes_max: usize,
+    budget: InboundBudget,
     events: mpsc::Sender<SessionEvent>,
 ) {
     tokio::spawn(async move {
@@ -112,9 +154,13 @@ pub fn spawn_reader(
             loop {
                 match decode_delimited(&buf[used_total..], frame_bytes_max) {
                     Ok(Some((frame, used))) => {
+                        let Some(permit) = budget.reserve(frame.len()).await else {
+                            return;
+                        };
                         let frame = frame.to_vec();
                         used_total += used;
-                        if events.send(SessionEvent::Frame(peer, frame)).await.is_err() {
+                        let event = SessionEvent::Frame(peer, frame, permit);
+                        if events.send(event).await.is_err() {
                             return;
                         }
                     }

@@ -1,26 +1,35 @@
 //! Crash safety: 1,000 records through the API while the node is killed
-//! with SIGKILL at random moments and restarted; every record the API
-//! acknowledged (HTTP 200) is in the store afterwards, and the audit log
-//! still verifies.
+//! with SIGKILL and restarted; every record the API acknowledged (HTTP 200)
+//! is in the store afterwards, and the audit log still verifies.
 //!
 //! The node runs in a child process: this test binary re-executes itself
-//! running only the ignored `child_node` test. The kill moments come from
-//! the printed seed (`STARLING_SEED` replays); which request a kill lands
-//! on still depends on the machine's timing, which is the point.
+//! running only the ignored `child_node` test. Kills are scheduled by
+//! progress, not by the clock: the seed (`STARLING_SEED` replays) picks
+//! how many kills and after which record each one comes. At each kill
+//! point a burst of records is sent concurrently and the node is killed as
+//! soon as the first of them is answered, so the others are mid-request,
+//! mid-commit or queued. Which of those the node acknowledged before dying
+//! depends on the machine's timing, which is the point; what the test
+//! checks does not: the number of kills, that every record outside a burst
+//! is acknowledged, and that every acknowledged record survives.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use starling_tests::http;
+use tokio::task::JoinSet;
 
 const RECORDS: usize = 1_000;
+/// Records in flight when a kill lands.
+const BURST: usize = 8;
+/// Fewest and most kills a seed schedules.
+const KILLS_MIN: usize = 3;
+const KILLS_MAX: usize = 6;
 
 fn spawn_child(dir: &Path, seed: u64, first: bool) -> anyhow::Result<(Child, SocketAddr)> {
     let mut child = Command::new(std::env::current_exe()?)
@@ -57,6 +66,42 @@ fn spawn_child(dir: &Path, seed: u64, first: bool) -> anyhow::Result<(Child, Soc
     }
 }
 
+/// SIGKILL and reap.
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The record indices after which a kill burst starts: between
+/// `KILLS_MIN` and `KILLS_MAX` of them, distinct, sorted, each burst
+/// fitting before `RECORDS`.
+fn kill_schedule(rng: &mut StdRng) -> Vec<usize> {
+    let kills = rng.random_range(KILLS_MIN..=KILLS_MAX);
+    let mut points = std::collections::BTreeSet::new();
+    while points.len() < kills {
+        // Spaced by at least a burst so bursts never overlap.
+        let at = rng.random_range(1..(RECORDS - BURST) / BURST) * BURST;
+        points.insert(at);
+    }
+    points.into_iter().collect()
+}
+
+/// One record: `Ok(Some(id))` if acknowledged, `Ok(None)` if the node died
+/// or answered 5xx (not stored, the caller may retry), `Err` for a refusal.
+async fn post_record(api: SocketAddr, subject: String, i: usize) -> anyhow::Result<Option<String>> {
+    let body = json!({"kind": "outcome", "subject": subject, "success": true, "task": format!("task-{i}")});
+    match http(api, "POST", "/v1/evidence", Some(&body.to_string())).await {
+        Ok(a) if a.status == 200 => {
+            let id = a.json()["id"].as_str().unwrap_or_default().to_string();
+            anyhow::ensure!(id.len() == 64, "bad id in {}", a.body);
+            Ok(Some(id))
+        }
+        Ok(a) if a.status >= 500 => Ok(None),
+        Ok(a) => anyhow::bail!("record {i} refused: {} {}", a.status, a.body),
+        Err(_) => Ok(None),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_sigkill() -> anyhow::Result<()> {
     let seed = starling_tests::seed(20_251_125);
@@ -69,63 +114,49 @@ async fn acknowledged_records_survive_sigkill() -> anyhow::Result<()> {
                 .to_string()
         })
         .collect();
-    let (child, mut api) = spawn_child(dir.path(), seed, true)?;
-    let child = Arc::new(Mutex::new(child));
+    let schedule = kill_schedule(&mut rng);
+    let (mut child, mut api) = spawn_child(dir.path(), seed, true)?;
     let mut acknowledged: Vec<(usize, String)> = Vec::new();
+    let mut in_bursts = 0;
     let mut kills = 0;
     let mut i = 0;
     while i < RECORDS {
-        // Arm a killer that fires after a seeded delay, mid-stream.
-        let delay_ms = rng.random_range(20..400u64);
-        let victim = Arc::clone(&child);
-        let killer = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            let _ = victim.lock().unwrap_or_else(|e| e.into_inner()).kill();
-        });
-        // Send records until the node dies (or a batch is done).
-        let batch_end = (i + rng.random_range(10..80usize)).min(RECORDS);
-        let mut died = false;
-        while i < batch_end {
-            let body = json!({"kind": "outcome", "subject": subjects[i], "success": true, "task": format!("task-{i}")});
-            match http(api, "POST", "/v1/evidence", Some(&body.to_string())).await {
-                Ok(a) if a.status == 200 => {
-                    let id = a.json()["id"].as_str().unwrap_or_default().to_string();
-                    assert_eq!(id.len(), 64, "seed {seed}: bad id in {}", a.body);
-                    acknowledged.push((i, id));
-                }
-                Ok(a) if a.status >= 500 => {}
-                Ok(a) => panic!("seed {seed}: record {i} refused: {} {}", a.status, a.body),
-                Err(_) => {
-                    died = true;
-                }
-            }
+        if schedule.get(kills) != Some(&i) {
+            let id = post_record(api, subjects[i].clone(), i)
+                .await
+                .map_err(|e| anyhow::anyhow!("seed {seed}: {e}"))?;
+            let id = id.ok_or_else(|| {
+                anyhow::anyhow!("seed {seed}: record {i} not acknowledged by a live node")
+            })?;
+            acknowledged.push((i, id));
             i += 1;
-            if died {
-                break;
+            continue;
+        }
+        // A kill point: a burst in flight, SIGKILL at the first answer.
+        let mut burst = JoinSet::new();
+        for (j, subject) in subjects.iter().enumerate().skip(i).take(BURST) {
+            let subject = subject.clone();
+            burst.spawn(async move { (j, post_record(api, subject, j).await) });
+        }
+        let mut killed = false;
+        while let Some(done) = burst.join_next().await {
+            let (j, result) = done?;
+            if let Some(id) = result.map_err(|e| anyhow::anyhow!("seed {seed}: {e}"))? {
+                acknowledged.push((j, id));
+            }
+            if !killed {
+                kill(&mut child);
+                killed = true;
             }
         }
-        let fired = killer.is_finished();
-        killer.abort();
-        if died || fired {
-            kills += 1;
-            {
-                let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            let (fresh, addr) = spawn_child(dir.path(), seed, false)?;
-            *child.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
-            api = addr;
-        }
+        kills += 1;
+        in_bursts += BURST;
+        i += BURST;
+        (child, api) = spawn_child(dir.path(), seed, false)?;
     }
     // One last SIGKILL, then a clean look at what survived.
-    {
-        let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    let (fresh, api) = spawn_child(dir.path(), seed, false)?;
-    let child = Arc::new(Mutex::new(fresh));
+    kill(&mut child);
+    let (mut child, api) = spawn_child(dir.path(), seed, false)?;
     let mut missing = Vec::new();
     for (i, id) in &acknowledged {
         let a = http(api, "GET", &format!("/v1/evidence/{id}"), None).await?;
@@ -134,11 +165,7 @@ async fn acknowledged_records_survive_sigkill() -> anyhow::Result<()> {
         }
     }
     let audit = http(api, "GET", "/v1/status", None).await?.json();
-    {
-        let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+    kill(&mut child);
     let store = starling_node::store::Store::open_existing(&dir.path().join("node"))?;
     let secret: [u8; 32] = store
         .meta("key")?
@@ -150,19 +177,17 @@ async fn acknowledged_records_survive_sigkill() -> anyhow::Result<()> {
     #[allow(clippy::print_stderr)]
     {
         eprintln!(
-            "seed {seed}: {} of {RECORDS} acknowledged, {kills} SIGKILLs, {} audit entries",
+            "seed {seed}: kills after records {schedule:?}; {} of {RECORDS} acknowledged \
+             ({} of {in_bursts} in kill bursts), {} audit entries",
             acknowledged.len(),
+            (acknowledged.len() + in_bursts).saturating_sub(RECORDS),
             audit["audit_entries"]
         );
     }
+    assert_eq!(kills, schedule.len(), "seed {seed}: kills");
     assert!(
-        kills >= 3,
-        "seed {seed}: only {kills} kills happened; the test did not exercise crashes"
-    );
-    assert!(
-        acknowledged.len() >= RECORDS / 2,
-        "seed {seed}: only {} acknowledged",
-        acknowledged.len()
+        acknowledged.len() >= RECORDS - in_bursts,
+        "seed {seed}: a record outside a kill burst was not acknowledged"
     );
     assert!(
         missing.is_empty(),

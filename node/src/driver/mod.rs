@@ -1,0 +1,344 @@
+//! The event loop: one task that owns the gossip core, the swarm and the
+//! store, and translates between them.
+//!
+//! It follows the core's calling contract (see `starling_gossip::node`):
+//! every swarm event, frame, timer and agent request becomes one
+//! `Node::handle` call, after which all outputs are drained and performed in
+//! order. The clock is the system's Unix time, clamped so it never goes
+//! backwards. A peer is reported `Connected` with the DID derived from the
+//! PeerId the TLS/QUIC handshake authenticated, never from anything it says.
+//!
+//! - this module: the loop itself, timers, housekeeping and the store;
+//! - `links`: swarm events, sessions, dialling and sending frames;
+//! - `outputs`: performing the core's outputs (deliveries, direct
+//!   messages, events) and auditing them.
+
+mod links;
+mod outputs;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use rand::rngs::StdRng;
+use starling_gossip::{Input, Node, Timer};
+use starling_trust::{Did, Keypair};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::audit::AuditLog;
+use crate::handle::{AgentEvent, ApiError, Request};
+use crate::metrics::Metrics;
+use crate::net::Behaviour;
+use crate::seal::KemSecret;
+use crate::session::{self, InboundBudget, SessionEvent, WriterMsg};
+use crate::store::{Batch, Store};
+
+pub use links::{ACTIVE_MIN, ADDRESS_BOOK_MAX, ADDRS_PER_PEER_MAX, CLOSE_GRACE_MS, REJOIN_MS};
+pub(crate) use outputs::kem_key_of;
+pub use outputs::{GRAYLIST_SHOWN_MAX, REASON_CHARS_MAX};
+
+/// Most queued requests handled under one durable commit.
+pub const REQUEST_BATCH_MAX: usize = 64;
+/// Frames and session reports queued for the loop.
+pub const SESSION_QUEUE_MAX: usize = 4096;
+/// Housekeeping period of the driver itself.
+pub const HOUSEKEEPING_MS: u64 = 250;
+
+/// Per-peer traffic for the graph.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Traffic {
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Messages delivered whose origin is this peer's agent.
+    pub messages_from: u64,
+}
+
+/// The event loop's state.
+pub struct Driver {
+    pub(crate) core: Node<PeerId, StdRng>,
+    pub(crate) swarm: Swarm<Behaviour>,
+    pub(crate) control: libp2p_stream::Control,
+    pub(crate) store: Store,
+    pub(crate) audit: AuditLog,
+    pub(crate) batch: Batch,
+    pub(crate) key: Keypair,
+    pub(crate) kem: KemSecret,
+    pub(crate) rng: StdRng,
+    pub(crate) now_ms: u64,
+    pub(crate) timers: BTreeMap<(u64, u64), Timer>,
+    pub(crate) timer_seq: u64,
+    pub(crate) writers: HashMap<PeerId, mpsc::Sender<WriterMsg>>,
+    pub(crate) connected: BTreeSet<PeerId>,
+    /// Peers the core disconnected whose connection has not closed yet:
+    /// frames still arriving from them are dropped, not taken for a new
+    /// session (which would hand a graylisted flooder a fresh link).
+    pub(crate) cut: BTreeSet<PeerId>,
+    pub(crate) addrs: BTreeMap<PeerId, Vec<Multiaddr>>,
+    pub(crate) join_dials: BTreeSet<ConnectionId>,
+    pub(crate) sessions_tx: mpsc::Sender<SessionEvent>,
+    /// Bytes of received frames the loop has not handled yet.
+    pub(crate) inbound: InboundBudget,
+    pub(crate) events: broadcast::Sender<AgentEvent>,
+    pub(crate) traffic: BTreeMap<PeerId, Traffic>,
+    pub(crate) metrics: Metrics,
+    pub(crate) persisted_policy: BTreeSet<[u8; 32]>,
+    pub(crate) listen_addrs: Vec<Multiaddr>,
+    pub(crate) housekeeping_at_ms: u64,
+    /// Peers whose last connection closed, reported to the core after a grace period.
+    pub(crate) closing: BTreeMap<PeerId, u64>,
+    /// When the driver may next ask the core to rejoin (see `housekeeping`).
+    pub(crate) rejoin_at_ms: u64,
+    /// Peers to dial and join through once their old connection is gone.
+    pub(crate) reconnect_at: BTreeMap<PeerId, u64>,
+    /// Record ids known to be in the store.
+    pub(crate) persisted_evidence: std::collections::HashSet<[u8; 32]>,
+    /// The evidence store generation last scanned for unpersisted records.
+    pub(crate) scanned_generation: u64,
+    /// Identities the core graylisted, until when (Unix ms), for `/v1/peers`.
+    pub(crate) graylisted: BTreeMap<Did, u64>,
+    /// Answers waiting for the next durable commit.
+    pub(crate) acks: Vec<(
+        crate::handle::Reply<serde_json::Value>,
+        Result<serde_json::Value, ApiError>,
+    )>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Driver({})", self.key.did())
+    }
+}
+
+/// Unix milliseconds.
+pub fn unix_ms() -> u64 {
+    crate::files::now_ms()
+}
+
+impl Driver {
+    /// Runs until shutdown or until the store fails.
+    pub(crate) async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        mut sessions: mpsc::Receiver<SessionEvent>,
+        mut incoming: libp2p_stream::IncomingStreams,
+    ) {
+        self.housekeeping_at_ms = self.now_ms + HOUSEKEEPING_MS;
+        self.drain();
+        let mut shutdown = false;
+        loop {
+            let next = self
+                .timers
+                .keys()
+                .next()
+                .map(|(at, _)| *at)
+                .unwrap_or(u64::MAX)
+                .min(self.housekeeping_at_ms);
+            let next = match self.closing.is_empty() {
+                true => next,
+                false => next.min(self.now_ms + 50),
+            };
+            let wait = Duration::from_millis(next.saturating_sub(unix_ms()));
+            tokio::select! {
+                biased;
+                Some(req) = requests.recv() => {
+                    self.tick();
+                    if matches!(req, Request::Shutdown) {
+                        break;
+                    }
+                    self.on_request(req);
+                    // Take what else is queued, so one fsync acknowledges them all.
+                    for _ in 0..REQUEST_BATCH_MAX {
+                        match requests.try_recv() {
+                            Ok(Request::Shutdown) => {
+                                shutdown = true;
+                                break;
+                            }
+                            Ok(req) => self.on_request(req),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(event) = sessions.recv() => {
+                    self.tick();
+                    self.on_session(event);
+                }
+                event = self.swarm.select_next_some() => {
+                    self.tick();
+                    self.on_swarm(event);
+                }
+                Some((peer, stream)) = incoming.next() => {
+                    session::spawn_reader(
+                        peer,
+                        stream,
+                        self.core_frame_max(),
+                        self.inbound.clone(),
+                        self.sessions_tx.clone(),
+                    );
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+            // Due timers fire after any event too, so a busy swarm or a
+            // stream of requests can never starve them (the select is biased).
+            self.tick();
+            self.fire_timers();
+            self.drain();
+            if let Err(e) = self.commit_and_answer() {
+                tracing::error!("store failed, stopping the node: {e}");
+                break;
+            }
+            if shutdown {
+                break;
+            }
+        }
+        let _ = self.commit_and_answer();
+        let _ = self.flush(true);
+    }
+
+    /// Commits pending writes (durably if any request waits for it) and
+    /// then answers the waiting requests.
+    fn commit_and_answer(&mut self) -> Result<(), crate::store::StoreError> {
+        if self.acks.is_empty() {
+            return self.flush(false);
+        }
+        let acks = std::mem::take(&mut self.acks);
+        match self.flush(true) {
+            Ok(()) => {
+                for (reply, answer) in acks {
+                    let _ = reply.send(answer);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for (reply, _) in acks {
+                    let _ = reply.send(Err(ApiError::unavailable(format!(
+                        "not stored, try again: {e}"
+                    ))));
+                }
+                // Stay up: the next request may succeed (a full disk freed).
+                Ok(())
+            }
+        }
+    }
+
+    fn core_frame_max(&self) -> usize {
+        self.core.config().frame_bytes_max
+    }
+
+    /// Advances the clock (never backwards).
+    pub(crate) fn tick(&mut self) {
+        self.now_ms = self.now_ms.max(unix_ms());
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some((&(at, seq), _)) = self.timers.first_key_value() {
+            if at > self.now_ms {
+                break;
+            }
+            let Some(timer) = self.timers.remove(&(at, seq)) else {
+                break;
+            };
+            let _ = self.core.handle(self.now_ms, Input::Timer(timer));
+        }
+        if self.housekeeping_at_ms <= self.now_ms {
+            self.housekeeping();
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        self.housekeeping_at_ms = self.now_ms + HOUSEKEEPING_MS;
+        let now = self.now_ms;
+        self.persist_evidence_scan();
+        self.graylisted.retain(|_, until_ms| *until_ms > now);
+        // HyParView refills the active view only from the passive view, and
+        // only forcefully when it is empty. In a small mesh a node (or a
+        // pair) can be left with one neighbour and a passive view of full
+        // nodes: a separate component for good. Below `ACTIVE_MIN`
+        // neighbours, join again through a peer outside the active view.
+        if self.core.active_view().len() < ACTIVE_MIN && now >= self.rejoin_at_ms {
+            self.rejoin_at_ms = now + REJOIN_MS;
+            self.rejoin(now);
+        }
+        let closed: Vec<PeerId> = self
+            .closing
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in closed {
+            self.closing.remove(&peer);
+            if !self.swarm.is_connected(&peer) {
+                self.on_disconnected(peer);
+            }
+        }
+        let due: Vec<PeerId> = self
+            .reconnect_at
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.reconnect_at.remove(&peer);
+            if !self.connected.contains(&peer) {
+                self.dial_and_join(peer);
+            }
+        }
+    }
+
+    /// Stores every record the core holds that the store does not yet. The
+    /// core announces most new records with `EvidenceApplied`, but not all
+    /// (agent records arriving in a handshake), so the driver also scans
+    /// whenever the evidence store's generation moved.
+    fn persist_evidence_scan(&mut self) {
+        let generation = self.core.trust().store().generation();
+        if generation == self.scanned_generation {
+            return;
+        }
+        self.scanned_generation = generation;
+        for record in self.core.trust().store().records() {
+            let id = record.id();
+            if self.persisted_evidence.insert(id) {
+                self.batch.evidence.push((id, record.to_bytes().to_vec()));
+            }
+        }
+    }
+
+    /// Stores policy envelopes the core holds that the store does not yet.
+    fn persist_policy(&mut self) {
+        let changes = self.core.trust().policy().changes();
+        if changes.len() == self.persisted_policy.len() {
+            return;
+        }
+        for (hash, change) in changes {
+            if self.persisted_policy.insert(hash.0) {
+                self.batch
+                    .policy
+                    .push((hash.0.to_vec(), change.to_bytes().to_vec()));
+            }
+        }
+    }
+
+    /// Commits pending writes; `durable` waits for the disk.
+    pub(crate) fn flush(&mut self, durable: bool) -> Result<(), crate::store::StoreError> {
+        if self.batch.is_empty() && !durable {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let result = self.store.commit(&batch, durable);
+        if result.is_err() {
+            // Keep the in-memory chain in step with what is on disk.
+            if let Ok(log) = AuditLog::resume(self.key.clone(), &self.store) {
+                self.audit = log;
+            }
+        }
+        self.metrics.commits += 1;
+        result
+    }
+}
