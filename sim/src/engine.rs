@@ -130,6 +130,8 @@ pub struct Sim {
     /// not counted among the nodes an item must reach.
     cut_off: std::collections::BTreeSet<u32>,
     pub(crate) adversaries: crate::adversary::Adversaries,
+    /// Nodes that left and may return (churn).
+    departed: Vec<u32>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -183,6 +185,7 @@ impl Sim {
             heal_at: None,
             cut_off: std::collections::BTreeSet::new(),
             adversaries: Default::default(),
+            departed: Vec::new(),
             sc,
         };
         sim.plan();
@@ -800,7 +803,14 @@ impl Sim {
                 .map(|o| o.honest_fraction)
                 .unwrap_or(1.0),
         );
-        let i = self.add_agent(false, honest);
+        let returning = !self.departed.is_empty() && self.rng.random_bool(churn.returning);
+        let i = match returning {
+            true => {
+                let k = self.rng.random_range(0..self.departed.len());
+                self.departed.swap_remove(k)
+            }
+            false => self.add_agent(false, honest),
+        };
         self.spawn(i);
         let session = self.session_ms(&churn.sessions);
         self.schedule(self.now + session, Ev::Depart(i));
@@ -814,6 +824,7 @@ impl Sim {
         };
         let peers: Vec<u32> = node.admitted().map(|(p, _)| *p).collect();
         self.crash(i);
+        self.departed.push(i);
         for p in peers {
             self.links.remove(&link_key(i, p));
             self.closing.remove(&link_key(i, p));

@@ -137,8 +137,12 @@ pub enum Sessions {
 pub struct Churn {
     /// Session lengths.
     pub sessions: Sessions,
-    /// New nodes per second (Poisson).
+    /// Arrivals per second (Poisson).
     pub arrivals_per_s: f64,
+    /// Share of arrivals that are departed nodes coming back under their
+    /// own identity (already known to the mesh); the rest are new agents,
+    /// whose records must reach every node.
+    pub returning: f64,
     /// When churn starts.
     pub start_s: f64,
 }
@@ -151,6 +155,7 @@ impl Default for Churn {
                 scale_s: 600.0,
             },
             arrivals_per_s: 0.0,
+            returning: 0.0,
             start_s: 0.0,
         }
     }
@@ -410,6 +415,7 @@ impl Scenario {
                         scale_s: 300.0,
                     },
                     arrivals_per_s: 30.0,
+                    returning: 0.5,
                     start_s: 0.0,
                 }),
                 duration_s: 60.0,
@@ -460,7 +466,7 @@ impl Scenario {
             "attacks" => Self {
                 nodes: 2_000,
                 outcomes: Some(Outcomes {
-                    rate_per_s: 200.0,
+                    rate_per_s: 50.0,
                     honest_fraction: 0.8,
                     ..Outcomes::default()
                 }),
@@ -473,7 +479,7 @@ impl Scenario {
                     eclipse_attackers: 20,
                     whitewashers: 5,
                 }),
-                duration_s: 120.0,
+                duration_s: 60.0,
                 ..base
             },
             "million" => Self {
@@ -491,6 +497,7 @@ impl Scenario {
                         scale_s: 3_600.0,
                     },
                     arrivals_per_s: 200.0,
+                    returning: 0.99,
                     start_s: 0.0,
                 }),
                 revoke_at_s: Some(5.0),
@@ -604,10 +611,10 @@ impl Scenario {
                 Sessions::Weibull { shape, scale_s } => shape > 0.0 && scale_s > 0.0,
                 Sessions::LogNormal { median_s, sigma } => median_s > 0.0 && sigma >= 0.0,
             };
-            if !ok || c.arrivals_per_s < 0.0 {
+            if !ok || c.arrivals_per_s < 0.0 || !(0.0..=1.0).contains(&c.returning) {
                 return err(
                     "churn",
-                    "sessions need positive parameters and arrivals_per_s >= 0",
+                    "sessions need positive parameters, arrivals_per_s >= 0 and returning in [0, 1]",
                 );
             }
         }
