@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Deliveries, SystemFigures, TOPIC, Window, Workload, now_us};
+use super::{Deliveries, SystemCounts, SystemFigures, TOPIC, Window, Workload, now_us};
 
 /// Commands a node's task takes.
 #[derive(Debug)]
@@ -203,8 +203,11 @@ pub async fn run(workload: &Workload) -> Result<SystemFigures> {
         workload,
         &deliveries,
         totals,
-        duplicates_after.saturating_sub(duplicates_before),
-        publish_errors,
+        SystemCounts {
+            duplicates: duplicates_after.saturating_sub(duplicates_before),
+            protocol_bytes: None,
+            publish_errors,
+        },
         setup_s,
     ))
 }

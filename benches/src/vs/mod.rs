@@ -171,6 +171,11 @@ pub struct SystemFigures {
     pub duplicates: u64,
     /// TCP sockets seen in the window (two per connection: both ends are ours).
     pub tcp_sockets: usize,
+    /// Bytes the system itself says it wrote on its own protocol's streams
+    /// in the window (Starling's `bytes_out`: gossip frames before TLS and
+    /// yamux framing, without identify, ping and Kademlia); `None` where the
+    /// system keeps no such count (gossipsub). Shows where the wire bytes go.
+    pub protocol_bytes: Option<u64>,
     /// Publishes the system refused.
     pub publish_errors: usize,
     /// Time to start the nodes, form the overlay and settle.
@@ -183,8 +188,7 @@ impl SystemFigures {
         workload: &Workload,
         deliveries: &Deliveries,
         window: WindowTotals,
-        duplicates: u64,
-        publish_errors: usize,
+        counted: SystemCounts,
         setup_s: f64,
     ) -> Self {
         let lat = deliveries.latencies_us(workload);
@@ -195,17 +199,29 @@ impl SystemFigures {
             latency_ms_p50: round2(percentile(&lat, 0.50) as f64 / 1000.0),
             latency_ms_p99: round2(percentile(&lat, 0.99) as f64 / 1000.0),
             wire_bytes_per_delivery: per(window.wire_bytes as f64),
-            duplicates_per_delivery: per(duplicates as f64),
+            duplicates_per_delivery: per(counted.duplicates as f64),
             cpu_s: round2(window.cpu_s),
             deliveries: n,
             expected_deliveries: workload.expected_deliveries(),
             wire_bytes: window.wire_bytes,
-            duplicates,
+            duplicates: counted.duplicates,
             tcp_sockets: window.sockets,
-            publish_errors,
+            protocol_bytes: counted.protocol_bytes,
+            publish_errors: counted.publish_errors,
             setup_s: round2(setup_s),
         }
     }
+}
+
+/// What a system counted itself over the window.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemCounts {
+    /// Copies received beyond the first.
+    pub duplicates: u64,
+    /// Bytes written on the system's own protocol streams, if it counts them.
+    pub protocol_bytes: Option<u64>,
+    /// Publishes the system refused.
+    pub publish_errors: usize,
 }
 
 /// The value at fraction `p` of a sorted slice (nearest rank), 0 if empty.

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use serde::Serialize;
-use starling_benches::vs::{Deliveries, SystemFigures, TOPIC, Window, Workload, now_us};
+use starling_benches::vs::{
+    Deliveries, SystemCounts, SystemFigures, TOPIC, Window, Workload, now_us,
+};
 use starling_node::localmesh::{AGENT_SCOPE, LocalMesh, admitted, until};
 use starling_node::{AgentEvent, NodeHandle, NodeOptions, Query, RunningNode, start};
 
@@ -116,6 +118,12 @@ pub(crate) fn run_one(system: System, workload: &Workload) -> Result<SystemFigur
     }
 }
 
+/// Items received again: the broadcast's redundancy (messages, and any
+/// evidence or policy item that arrives twice in the window).
+const DUPLICATES: &str = "starling_items_duplicate_total";
+/// Gossip frame bytes sent.
+const BYTES_OUT: &str = "starling_bytes_out_total";
+
 /// The sum over nodes of a counter in each node's metrics text.
 async fn counter_sum(handles: &[NodeHandle], name: &str) -> u64 {
     let mut sum = 0;
@@ -204,7 +212,8 @@ async fn starling(w: &Workload) -> Result<SystemFigures> {
             })
         })
         .collect();
-    let duplicates_before = counter_sum(&handles, "starling_items_duplicate_total").await;
+    let duplicates_before = counter_sum(&handles, DUPLICATES).await;
+    let bytes_before = counter_sum(&handles, BYTES_OUT).await;
     let window = Window::open()?;
     let mut publish_errors = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(w.pace_ms));
@@ -221,7 +230,17 @@ async fn starling(w: &Workload) -> Result<SystemFigures> {
     }
     tokio::time::sleep(Duration::from_secs(w.drain_s)).await;
     let totals = window.close()?;
-    let duplicates_after = counter_sum(&handles, "starling_items_duplicate_total").await;
+    let counted = SystemCounts {
+        duplicates: counter_sum(&handles, DUPLICATES)
+            .await
+            .saturating_sub(duplicates_before),
+        protocol_bytes: Some(
+            counter_sum(&handles, BYTES_OUT)
+                .await
+                .saturating_sub(bytes_before),
+        ),
+        publish_errors,
+    };
     for l in listeners {
         l.abort();
     }
@@ -229,12 +248,5 @@ async fn starling(w: &Workload) -> Result<SystemFigures> {
         n.stop().await;
     }
     let _ = std::fs::remove_dir_all(&root);
-    Ok(SystemFigures::new(
-        w,
-        &deliveries,
-        totals,
-        duplicates_after.saturating_sub(duplicates_before),
-        publish_errors,
-        setup_s,
-    ))
+    Ok(SystemFigures::new(w, &deliveries, totals, counted, setup_s))
 }
