@@ -25,6 +25,14 @@ fn trust(c: &mut Criterion) {
             empty
         })
     });
+    let key = starling_trust::Keypair::from_secret_bytes(&[3; 32]);
+    let (did, body) = (key.did(), vec![5u8; 256]);
+    let signature = key.sign(starling_trust::Domain::Message, &body);
+    c.bench_function("signature_verify_256B", |b| {
+        b.iter(|| {
+            starling_trust::keys::verify(&did, starling_trust::Domain::Message, &body, &signature)
+        })
+    });
     c.bench_function("record_decode_and_verify", |b| {
         let bytes = records[1].to_bytes();
         b.iter(|| starling_trust::Record::from_bytes(bytes, &mesh.genesis))

@@ -127,99 +127,139 @@ fn rss_bytes() -> f64 {
     pages * 4096.0
 }
 
-/// Runs both measurements.
-pub fn run(messages: usize, nodes: usize, progress: &mut dyn FnMut(&str)) -> GossipFigures {
-    let mesh = Mesh::new(Params::default());
-    let (org, org_link) = mesh.org();
-    let origins = 2_000usize;
-    progress(&format!("signing {origins} agent records"));
-    let agents: Vec<(Keypair, Arc<Record>)> = (0..origins)
-        .map(|i| agent(&mesh, &org, &org_link, i))
-        .collect();
+/// One receiver with five neighbours that knows every origin's agent
+/// record, and a stream of fresh signed messages from those origins: the
+/// forward path, one state-machine step at a time.
+#[derive(Debug)]
+pub struct ForwardPath {
+    mesh: Mesh,
+    agents: Vec<(Keypair, Arc<Record>)>,
+    /// The receiver (0) and its neighbours (1..=5).
+    ring: Vec<GNode>,
+    /// Messages signed so far.
+    next: usize,
+}
 
-    // One receiver with five neighbours, which knows every origin's record.
-    let mut ring: Vec<GNode> = (0..6)
-        .map(|i| {
-            new_node(
-                &mesh,
-                agents[i].0.clone(),
-                i as u32,
-                Arc::clone(&agents[i].1),
-            )
-        })
-        .collect();
-    let dids: Vec<_> = agents.iter().map(|(k, _)| k.did()).collect();
-    for i in 1..6u32 {
-        let _ = ring[0].handle(
-            START_MS,
-            Input::Command(Command::Join { contacts: vec![i] }),
-        );
-    }
-    pump(&mut ring, &dids, START_MS);
-    for (_, record) in &agents[6..] {
-        let _ = ring[0].handle(
-            START_MS,
-            Input::Command(Command::SubmitEvidence {
-                record: record.to_bytes().to_vec(),
-            }),
-        );
-    }
-    // The periodic tick refreshes the score table, which now knows every origin.
-    let _ = ring[0].handle(START_MS, Input::Timer(Timer::Tick));
-    while ring[0].poll_output().is_some() {}
+/// Messages per ms of virtual time on the forward path.
+const FORWARD_PER_MS: usize = 10;
 
-    progress(&format!("signing {messages} messages"));
-    let per_ms = 10usize;
-    let frames: Vec<Vec<u8>> = (0..messages)
-        .map(|k| {
-            let (key, _) = &agents[6 + k % (origins - 6)];
-            let sent = START_MS + (k / per_ms) as u64;
-            let m = SignedMessage::sign(
-                key,
-                Domain::Message,
-                &mesh.genesis.id(),
-                "bench",
-                k as u64,
-                sent,
-                vec![7; 256],
+impl ForwardPath {
+    /// Builds the ring and teaches the receiver `origins` agent records.
+    ///
+    /// # Panics
+    /// If `origins` is under 16 (the ring takes six).
+    pub fn new(origins: usize) -> Self {
+        assert!(origins >= 16, "the forward path needs at least 16 origins");
+        let mesh = Mesh::new(Params::default());
+        let (org, org_link) = mesh.org();
+        let agents: Vec<(Keypair, Arc<Record>)> = (0..origins)
+            .map(|i| agent(&mesh, &org, &org_link, i))
+            .collect();
+        let mut ring: Vec<GNode> = (0..6)
+            .map(|i| {
+                new_node(
+                    &mesh,
+                    agents[i].0.clone(),
+                    i as u32,
+                    Arc::clone(&agents[i].1),
+                )
+            })
+            .collect();
+        let dids: Vec<_> = agents.iter().map(|(k, _)| k.did()).collect();
+        for i in 1..6u32 {
+            let _ = ring[0].handle(
+                START_MS,
+                Input::Command(Command::Join { contacts: vec![i] }),
             );
-            Frame::new(Body::Gossip(Gossip {
-                kind: ItemKind::Message as i32,
-                round: 1,
-                item: m.raw,
-                tree: "bench".into(),
-                origin: key.did().as_bytes().to_vec(),
-            }))
-            .encode()
-        })
-        .collect();
+        }
+        pump(&mut ring, &dids, START_MS);
+        for (_, record) in &agents[6..] {
+            let _ = ring[0].handle(
+                START_MS,
+                Input::Command(Command::SubmitEvidence {
+                    record: record.to_bytes().to_vec(),
+                }),
+            );
+        }
+        // The periodic tick refreshes the score table, which now knows every origin.
+        let _ = ring[0].handle(START_MS, Input::Timer(Timer::Tick));
+        while ring[0].poll_output().is_some() {}
+        Self {
+            mesh,
+            agents,
+            ring,
+            next: 0,
+        }
+    }
 
-    progress("forward path");
-    let receiver = &mut ring[0];
-    let accepted_before = receiver.stats().items_accepted;
-    let start = Instant::now();
-    for (k, bytes) in frames.into_iter().enumerate() {
-        let now = START_MS + (k / per_ms) as u64;
-        let _ = receiver.handle(
-            now,
-            Input::Frame {
-                from: 1 + (k % 5) as u32,
-                bytes,
-            },
-        );
+    /// Signs the next `n` messages (origins in turn): (virtual time, neighbour, frame).
+    pub fn frames(&mut self, n: usize) -> Vec<(u64, u32, Vec<u8>)> {
+        let origins = self.agents.len() - 6;
+        (self.next..self.next + n)
+            .map(|k| {
+                let (key, _) = &self.agents[6 + k % origins];
+                let sent = START_MS + (k / FORWARD_PER_MS) as u64;
+                let m = SignedMessage::sign(
+                    key,
+                    Domain::Message,
+                    &self.mesh.genesis.id(),
+                    "bench",
+                    k as u64,
+                    sent,
+                    vec![7; 256],
+                );
+                let frame = Frame::new(Body::Gossip(Gossip {
+                    kind: ItemKind::Message as i32,
+                    round: 1,
+                    item: m.raw,
+                    tree: "bench".into(),
+                    origin: key.did().as_bytes().to_vec(),
+                }))
+                .encode();
+                (sent, 1 + (k % 5) as u32, frame)
+            })
+            .inspect(|_| self.next += 1)
+            .collect()
+    }
+
+    /// One step: the receiver handles one frame and its outputs are drained.
+    pub fn step(&mut self, now: u64, from: u32, bytes: Vec<u8>) {
+        let receiver = &mut self.ring[0];
+        let _ = receiver.handle(now, Input::Frame { from, bytes });
         while receiver.poll_output().is_some() {}
     }
+
+    /// Items the receiver accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.ring[0].stats().items_accepted
+    }
+}
+
+/// Runs both measurements.
+pub fn run(messages: usize, nodes: usize, progress: &mut dyn FnMut(&str)) -> GossipFigures {
+    let origins = 2_000usize;
+    progress(&format!("signing {origins} agent records"));
+    let mut path = ForwardPath::new(origins);
+    progress(&format!("signing {messages} messages"));
+    let frames = path.frames(messages);
+
+    progress("forward path");
+    let accepted_before = path.accepted();
+    let start = Instant::now();
+    for (now, from, bytes) in frames {
+        path.step(now, from, bytes);
+    }
     let forward_s = start.elapsed().as_secs_f64();
-    let accepted = receiver.stats().items_accepted - accepted_before;
+    let accepted = path.accepted() - accepted_before;
     assert_eq!(
         accepted as usize,
         messages,
         "every bench message is accepted: {:?}",
-        receiver.stats()
+        path.ring[0].stats()
     );
 
     progress("publish path");
-    let publisher = &mut ring[1];
+    let publisher = &mut path.ring[1];
     let _ = publisher.handle(START_MS, Input::Timer(Timer::Tick));
     let start = Instant::now();
     let mut published = 0usize;
@@ -242,15 +282,17 @@ pub fn run(messages: usize, nodes: usize, progress: &mut dyn FnMut(&str)) -> Gos
     let publish_s = start.elapsed().as_secs_f64();
 
     progress(&format!("memory of {nodes} settled nodes"));
+    let mesh = &path.mesh;
+    let (org, org_link) = mesh.org();
     let keys: Vec<(Keypair, Arc<Record>)> = (0..nodes)
-        .map(|i| agent(&mesh, &org, &org_link, origins + i))
+        .map(|i| agent(mesh, &org, &org_link, origins + i))
         .collect();
     let dids: Vec<_> = keys.iter().map(|(k, _)| k.did()).collect();
     let before = rss_bytes();
     let mut mesh_nodes: Vec<GNode> = keys
         .iter()
         .enumerate()
-        .map(|(i, (k, r))| new_node(&mesh, k.clone(), i as u32, Arc::clone(r)))
+        .map(|(i, (k, r))| new_node(mesh, k.clone(), i as u32, Arc::clone(r)))
         .collect();
     for i in 1..nodes {
         let contact = (i * 7919 % i) as u32;

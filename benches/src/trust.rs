@@ -159,7 +159,7 @@ impl Mesh {
             task: String::new(),
         };
         add(key, 2 * HOUR_MS, Evidence::Violation(v));
-        if i % 100 == 0 {
+        if i.is_multiple_of(100) {
             let o = Outcome {
                 subject: key.did(),
                 successes: 50,

@@ -1,6 +1,7 @@
 //! `starling bench`: measurements of the cores (benchmarks, never tests).
 
 mod node;
+mod vs_gossipsub;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -23,6 +24,42 @@ pub(crate) enum BenchCommand {
         /// Seed of the identities.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// N Starling nodes against N rust-libp2p gossipsub nodes: same machine,
+    /// run, seeded topology and workload; TCP + TLS + yamux on 127.0.0.1.
+    VsGossipsub {
+        /// Nodes in each system.
+        #[arg(long, default_value_t = 16)]
+        nodes: usize,
+        /// Messages published (by the nodes other than node 0, in turn).
+        #[arg(long, default_value_t = 300)]
+        messages: usize,
+        /// Payload bytes per message.
+        #[arg(long, default_value_t = 512)]
+        size: usize,
+        /// Seed of the topology, identities and payloads.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Peers each node dials.
+        #[arg(long, default_value_t = 3)]
+        dials: usize,
+        /// Time between publishes, in ms (kept under the probationary ring's
+        /// publish rate, so Starling's rate limit never drops a message).
+        #[arg(long, default_value_t = 20)]
+        pace_ms: u64,
+        /// Warm-up after every node has a neighbour, before measuring.
+        #[arg(long, default_value_t = 10)]
+        settle_s: u64,
+        /// Time after the last publish before the window closes.
+        #[arg(long, default_value_t = 3)]
+        drain_s: u64,
+        /// Run one system in this process and print its figures (used by
+        /// the parent run, which starts one child per system).
+        #[arg(long, hide = true)]
+        only: Option<vs_gossipsub::System>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -76,6 +113,46 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
                 true => files::say(serde_json::to_string(&f)?),
                 false => files::say(serde_json::to_string_pretty(&f)?),
             }
+        }
+        BenchCommand::VsGossipsub {
+            nodes,
+            messages,
+            size,
+            seed,
+            dials,
+            pace_ms,
+            settle_s,
+            drain_s,
+            only,
+            json,
+        } => {
+            anyhow::ensure!((4..=64).contains(&nodes), "--nodes must be 4..=64");
+            anyhow::ensure!(messages >= 10, "--messages must be at least 10");
+            anyhow::ensure!(
+                (starling_benches::vs::PAYLOAD_HEADER_BYTES..=60_000).contains(&size),
+                "--size must be {}..=60000 bytes",
+                starling_benches::vs::PAYLOAD_HEADER_BYTES
+            );
+            anyhow::ensure!(
+                dials >= 1 && pace_ms >= 1,
+                "--dials and --pace-ms must be at least 1"
+            );
+            let workload = starling_benches::vs::Workload {
+                nodes,
+                messages,
+                size,
+                seed,
+                dials,
+                pace_ms,
+                settle_s,
+                drain_s,
+            };
+            let text = match only {
+                Some(system) => serde_json::to_string(&vs_gossipsub::run_one(system, &workload)?)?,
+                None if json => serde_json::to_string(&vs_gossipsub::compare(&workload)?)?,
+                None => serde_json::to_string_pretty(&vs_gossipsub::compare(&workload)?)?,
+            };
+            files::say(text);
         }
         BenchCommand::Trust {
             agents,
