@@ -364,10 +364,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     /// Which peers of a full `view` a newcomer of `principal` competes with.
     /// Counting the newcomer, if some principal holds more than `cap`
-    /// slots, the most represented principal gives one up (another's before
-    /// the newcomer's own on a tie); otherwise everyone competes. So one
-    /// principal can never crowd out the others, yet a mesh with a single
-    /// principal still fills its views.
+    /// slots, the most represented principal gives one up, the newcomer's
+    /// own on a tie (so a principal's Sybils cannot displace an incumbent
+    /// to draw level and take more of a victim's view); otherwise everyone
+    /// competes. So one principal can never crowd out the others, yet a
+    /// mesh with a single principal still fills its views.
     fn crowded(&self, view: &[P], principal: Option<Did>, cap: usize) -> Vec<P> {
         let mut counts: BTreeMap<Did, usize> = BTreeMap::new();
         for pr in view
@@ -381,17 +382,16 @@ impl<P: Peer, R: Rng> Node<P, R> {
         if most <= cap {
             return view.to_vec();
         }
+
         let leaders: Vec<Did> = counts
             .iter()
             .filter(|(_, c)| **c == most)
             .map(|(pr, _)| *pr)
             .collect();
-        let others: Vec<Did> = leaders
-            .iter()
-            .copied()
-            .filter(|pr| Some(*pr) != principal)
-            .collect();
-        let losers = if others.is_empty() { leaders } else { others };
+        let losers = match principal.filter(|pr| leaders.contains(pr)) {
+            Some(own) => vec![own],
+            None => leaders,
+        };
         view.iter()
             .copied()
             .filter(|q| self.principal_of(q).is_some_and(|pr| losers.contains(&pr)))

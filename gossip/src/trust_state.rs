@@ -41,7 +41,9 @@ fn score(store: &EvidenceStore, epoch: u64, memo: Option<&Memo>) -> Arc<ScoreTab
     match memo {
         Some(m) => {
             let (count, fingerprint) = store.digest();
-            m.scores((count, fingerprint, epoch), || ScoreTable::compute(store, epoch))
+            m.scores((count, fingerprint, epoch), || {
+                ScoreTable::compute(store, epoch)
+            })
         }
         None => Arc::new(ScoreTable::compute(store, epoch)),
     }

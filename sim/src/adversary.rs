@@ -202,13 +202,20 @@ pub(crate) fn spam(sim: &mut Sim) {
         );
         sim.adversaries.spam_ids.insert(message.id);
         sim.adversaries.figures.spam_sent += 1;
-        inject(sim, attacker, &topic, key.did().as_bytes().to_vec(), message.raw);
+        inject(
+            sim,
+            attacker,
+            &topic,
+            key.did().as_bytes().to_vec(),
+            message.raw,
+        );
     }
 }
 
 /// Forgers send a message in an honest agent's name with one signature
-/// bit flipped; replayers re-send a message captured earlier, once it is
-/// older than the replay window.
+/// bit flipped; replayers re-send messages they captured at least a second
+/// earlier (nodes still remembering the id drop it as a duplicate, the
+/// others by its signed send time once it is past the replay window).
 pub(crate) fn forge_and_replay(sim: &mut Sim) {
     if sim.now + 1000 / INJECTIONS_PER_S < sim.attack_end() {
         sim.schedule_in(1000 / INJECTIONS_PER_S, Ev::Inject);
@@ -237,13 +244,18 @@ pub(crate) fn forge_and_replay(sim: &mut Sim) {
             .forged_ids
             .insert(starling_trust::wire::sha256(&message.raw));
         sim.adversaries.figures.forged_sent += 1;
-        inject(sim, attacker, &topic, key.did().as_bytes().to_vec(), message.raw);
+        inject(
+            sim,
+            attacker,
+            &topic,
+            key.did().as_bytes().to_vec(),
+            message.raw,
+        );
     }
-    let window = sim.replay_window_ms();
     for attacker in sim.adversaries.replayers.clone() {
         let old = sim
             .adversaries
-            .captured_before(sim.now.saturating_sub(window));
+            .captured_before(sim.now.saturating_sub(1_000));
         let Some((raw, origin)) = old else { continue };
         sim.adversaries
             .replayed_ids

@@ -873,11 +873,6 @@ impl Sim {
         self.at(self.sc.duration_s).saturating_sub(quiet)
     }
 
-    /// Messages older than this are refused as replays.
-    pub(crate) fn replay_window_ms(&self) -> u64 {
-        self.config.message_age_max_ms
-    }
-
     pub(crate) fn schedule_in(&mut self, after_ms: u64, ev: Ev) {
         self.schedule(self.now + after_ms, ev);
     }

@@ -239,7 +239,7 @@ pub struct Attacks {
     pub spam_rate_per_s: f64,
     /// Nodes injecting messages in an honest agent's name with a broken signature.
     pub forgers: u32,
-    /// Nodes re-sending messages they captured, once older than the replay window.
+    /// Nodes re-sending messages they captured on their links.
     pub replayers: u32,
     /// Sybils of the rogue principal that all dial one honest victim.
     pub eclipse_attackers: u32,
@@ -389,7 +389,7 @@ pub const BUILT_INS: [(&str, &str); 9] = [
     ),
     (
         "attacks",
-        "2,000 nodes under spam, forged and replayed injection, an eclipse attempt and whitewashing: what gets through",
+        "1,000 nodes under spam, forged and replayed injection, an eclipse attempt and whitewashing: what gets through",
     ),
     (
         "million",
@@ -464,7 +464,7 @@ impl Scenario {
                 ..base
             },
             "attacks" => Self {
-                nodes: 2_000,
+                nodes: 1_000,
                 outcomes: Some(Outcomes {
                     rate_per_s: 50.0,
                     honest_fraction: 0.8,
