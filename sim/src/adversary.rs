@@ -62,8 +62,13 @@ pub struct AttackFigures {
     pub forged_delivered: u64,
     /// Replays injected after the replay window.
     pub replayed_sent: u64,
-    /// Deliveries of replays (must be 0).
+    /// Deliveries of replays older than the replay window (must be 0).
+    /// A younger replay may still reach a node that never had the message
+    /// (one that joined since): that is a late delivery, not a replay, and
+    /// nodes that had it drop the copy as a duplicate.
     pub replayed_delivered: u64,
+    /// Replays sent of messages already older than the replay window.
+    pub replayed_stale_sent: u64,
     /// Share of the attackers' neighbours at the start that no longer
     /// admit them at the end (graylisted and cut off).
     pub attackers_cut_off: f64,
@@ -252,11 +257,17 @@ pub(crate) fn forge_and_replay(sim: &mut Sim) {
             message.raw,
         );
     }
+    let window = sim.replay_window_ms();
     for attacker in sim.adversaries.replayers.clone() {
         let old = sim
             .adversaries
             .captured_before(sim.now.saturating_sub(1_000));
-        let Some((raw, origin)) = old else { continue };
+        let Some((seen_ms, raw, origin)) = old else {
+            continue;
+        };
+        if sim.now - seen_ms > window {
+            sim.adversaries.figures.replayed_stale_sent += 1;
+        }
         sim.adversaries
             .replayed_ids
             .insert(starling_trust::wire::sha256(&raw));
@@ -299,15 +310,16 @@ pub(crate) fn eclipse(sim: &mut Sim) {
     }
 }
 
-/// Counts a delivery if it was of an attack message.
-pub(crate) fn on_delivery(adv: &mut Adversaries, id: &[u8; 32]) {
+/// Counts a delivery if it was of an attack message; `age_ms` is how old
+/// its signed send time is.
+pub(crate) fn on_delivery(adv: &mut Adversaries, id: &[u8; 32], age_ms: u64, window_ms: u64) {
     if adv.spam_ids.contains(id) {
         adv.figures.spam_deliveries += 1;
     }
     if adv.forged_ids.contains(id) {
         adv.figures.forged_delivered += 1;
     }
-    if adv.replayed_ids.contains(id) {
+    if adv.replayed_ids.contains(id) && age_ms > window_ms {
         adv.figures.replayed_delivered += 1;
     }
 }
@@ -326,10 +338,10 @@ impl Adversaries {
     }
 
     /// The next captured message seen at or before `before_ms`.
-    fn captured_before(&mut self, before_ms: u64) -> Option<(Vec<u8>, Vec<u8>)> {
+    fn captured_before(&mut self, before_ms: u64) -> Option<(u64, Vec<u8>, Vec<u8>)> {
         let old: Vec<_> = self.captured.iter().filter(|c| c.0 <= before_ms).collect();
-        let (_, item, origin) = old.get(self.replays % old.len().max(1))?;
-        let out = (item.clone(), origin.clone());
+        let (at, item, origin) = old.get(self.replays % old.len().max(1))?;
+        let out = (*at, item.clone(), origin.clone());
         self.replays += 1;
         Some(out)
     }

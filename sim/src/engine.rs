@@ -516,7 +516,9 @@ impl Sim {
 
     fn on_delivery(&mut self, node: u32, d: &starling_gossip::Delivery) {
         self.metrics.first_receptions += 1;
-        crate::adversary::on_delivery(&mut self.adversaries, &d.id);
+        let age_ms = self.now.saturating_sub(d.sent_ms);
+        let window_ms = self.replay_window_ms();
+        crate::adversary::on_delivery(&mut self.adversaries, &d.id, age_ms, window_ms);
         let now = self.now;
         let Some(p) = self.metrics.published.get_mut(&d.id) else {
             return;
@@ -859,6 +861,11 @@ impl Sim {
     /// Writes a frame onto the link from `from` to `to`, if it is open.
     pub(crate) fn send_raw(&mut self, from: u32, to: u32, frame: Vec<u8>) {
         self.transmit(from, to, frame);
+    }
+
+    /// Messages older than this are refused as replays.
+    pub(crate) fn replay_window_ms(&self) -> u64 {
+        self.config.message_age_max_ms
     }
 
     /// Attacks stop when publishing does, so the end is quiet.

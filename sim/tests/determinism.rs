@@ -4,13 +4,17 @@
 use starling_sim::{BUILT_INS, Scenario};
 
 fn small(name: &str, seed: u64) -> Scenario {
-    let sets = [
+    let mut sets: Vec<String> = [
         "nodes=60",
         "duration_s=8",
         "settle_s=4",
         "join_interval_ms=20",
     ]
-    .map(String::from);
+    .map(String::from)
+    .to_vec();
+    if name == "attacks" {
+        sets.push("attacks.at_s=1".into());
+    }
     let mut s = Scenario::built_in_with(name, &sets).unwrap();
     s.seed = seed;
     if let Some(c) = s.churn.as_mut() {
@@ -63,4 +67,25 @@ fn seeds_change_the_trace_and_the_figures_hold_up_at_small_scale() {
         kill.killed_deliveries_after, 0,
         "seed 3: the killed agent's messages were delivered"
     );
+}
+
+#[test]
+fn attacks_get_nothing_forged_or_replayed_through() {
+    for seed in [1u64, 2] {
+        let mut s = small("attacks", seed);
+        s.duration_s = 12.0;
+        let (_, r) = starling_sim::run(s, &mut |_, _, _| {});
+        let a = r.attacks.expect("the attacks scenario reports its figures");
+        assert!(
+            a.forged_sent > 0 && a.replayed_sent > 0,
+            "seed {seed}: {a:?}"
+        );
+        assert_eq!(a.forged_delivered, 0, "seed {seed}: {a:?}");
+        assert_eq!(a.replayed_delivered, 0, "seed {seed}: {a:?}");
+        assert!(a.spam_sent > 100, "seed {seed}: {a:?}");
+        assert!(a.attackers_cut_off > 0.0, "seed {seed}: {a:?}");
+        // Not asserted, because they do not hold yet (see the simulator
+        // issue's note): honest delivery under spam, and the eclipse share
+        // at this size, where the victim's view is not full.
+    }
 }
