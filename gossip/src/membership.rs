@@ -143,7 +143,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 
-    fn from_ref(&mut self, r: &PeerRef) -> Option<P> {
+    fn learn_ref(&mut self, r: &PeerRef) -> Option<P> {
         let p = P::from_wire(&r.peer)?;
         if let Ok(did) = Did::from_bytes(&r.did)
             && p != self.me
@@ -197,7 +197,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     pub(crate) fn on_forward_join(&mut self, now_ms: u64, from: P, fj: ForwardJoin) {
-        let Some(joiner) = fj.peer.as_ref().and_then(|r| self.from_ref(r)) else {
+        let Some(joiner) = fj.peer.as_ref().and_then(|r| self.learn_ref(r)) else {
             return;
         };
         if joiner == self.me || self.views.is_active(&joiner) {
@@ -465,7 +465,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     pub(crate) fn on_shuffle(&mut self, from: P, s: Shuffle) {
-        let Some(origin) = s.origin.as_ref().and_then(|r| self.from_ref(r)) else {
+        let Some(origin) = s.origin.as_ref().and_then(|r| self.learn_ref(r)) else {
             return;
         };
         let limit = self.config.shuffle_active + self.config.shuffle_passive + 1;
@@ -506,7 +506,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     fn integrate(&mut self, refs: &[PeerRef]) {
         for r in refs {
-            if let Some(p) = self.from_ref(r) {
+            if let Some(p) = self.learn_ref(r) {
                 self.add_passive(p);
             }
         }

@@ -1,6 +1,9 @@
 //! The gossip core on a 50-node deterministic network: delivery, tree
 //! redundancy, loss repair, revocation, and refusal of bad traffic.
 
+// Test helpers may unwrap: a failure is the test's failure.
+#![allow(clippy::unwrap_used)]
+
 mod harness;
 
 use harness::Net;

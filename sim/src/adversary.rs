@@ -181,6 +181,20 @@ fn inject(sim: &mut Sim, attacker: u32, topic: &str, origin: Vec<u8>, item: Vec<
     }
 }
 
+/// A message on the attacked topic in agent `signer`'s name.
+fn sign_as(sim: &mut Sim, signer: u32, payload: Vec<u8>) -> SignedMessage {
+    sim.adversaries.seq += 1;
+    SignedMessage::sign(
+        &sim.agents[signer as usize].key,
+        Domain::Message,
+        &sim.world.genesis.id(),
+        &topic(sim),
+        sim.adversaries.seq,
+        sim.now,
+        payload,
+    )
+}
+
 /// Each spammer sends one message of its own, validly signed, above any
 /// rate its tier allows.
 pub(crate) fn spam(sim: &mut Sim) {
@@ -192,28 +206,12 @@ pub(crate) fn spam(sim: &mut Sim) {
         sim.schedule_in(period, Ev::Spam);
     }
     let topic = topic(sim);
-    let mesh = sim.world.genesis.id();
     for attacker in sim.adversaries.spammers.clone() {
-        sim.adversaries.seq += 1;
-        let key = sim.agents[attacker as usize].key.clone();
-        let message = SignedMessage::sign(
-            &key,
-            Domain::Message,
-            &mesh,
-            &topic,
-            sim.adversaries.seq,
-            sim.now,
-            vec![0x5a; 64],
-        );
+        let message = sign_as(sim, attacker, vec![0x5a; 64]);
         sim.adversaries.spam_ids.insert(message.id);
         sim.adversaries.figures.spam_sent += 1;
-        inject(
-            sim,
-            attacker,
-            &topic,
-            key.did().as_bytes().to_vec(),
-            message.raw,
-        );
+        let origin = message.origin.as_bytes().to_vec();
+        inject(sim, attacker, &topic, origin, message.raw);
     }
 }
 
@@ -226,22 +224,11 @@ pub(crate) fn forge_and_replay(sim: &mut Sim) {
         sim.schedule_in(1000 / INJECTIONS_PER_S, Ev::Inject);
     }
     let topic = topic(sim);
-    let mesh = sim.world.genesis.id();
     for attacker in sim.adversaries.forgers.clone() {
         let Some(&name) = sim.live_nodes().first() else {
             return;
         };
-        sim.adversaries.seq += 1;
-        let key = sim.agents[name as usize].key.clone();
-        let mut message = SignedMessage::sign(
-            &key,
-            Domain::Message,
-            &mesh,
-            &topic,
-            sim.adversaries.seq,
-            sim.now,
-            b"forged".to_vec(),
-        );
+        let mut message = sign_as(sim, name, b"forged".to_vec());
         if let Some(last) = message.raw.last_mut() {
             *last ^= 1;
         }
@@ -249,13 +236,8 @@ pub(crate) fn forge_and_replay(sim: &mut Sim) {
             .forged_ids
             .insert(starling_trust::wire::sha256(&message.raw));
         sim.adversaries.figures.forged_sent += 1;
-        inject(
-            sim,
-            attacker,
-            &topic,
-            key.did().as_bytes().to_vec(),
-            message.raw,
-        );
+        let origin = message.origin.as_bytes().to_vec();
+        inject(sim, attacker, &topic, origin, message.raw);
     }
     let window = sim.replay_window_ms();
     for attacker in sim.adversaries.replayers.clone() {

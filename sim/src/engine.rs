@@ -768,7 +768,7 @@ impl Sim {
         let Latency::Constant { ms } = self.sc.network.latency else {
             return None;
         };
-        if self.metrics.published.len() % 8 != 0 || self.partitioned {
+        if !self.metrics.published.len().is_multiple_of(8) || self.partitioned {
             return None;
         }
         let mut hops: HashMap<u32, u32> = HashMap::new();

@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 use crate::scenario::{Scenario, ScenarioError};
 
+/// One run of a sweep: its `--set` overrides and its report.
+type Row = (Vec<String>, crate::Report);
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SweepFile {
@@ -58,13 +61,9 @@ pub fn plan(
 }
 
 /// Runs every planned scenario on `threads` threads; rows come back in plan order.
-pub fn run(
-    runs: Vec<(Vec<String>, Scenario)>,
-    threads: usize,
-) -> Vec<(Vec<String>, crate::Report)> {
+pub fn run(runs: Vec<(Vec<String>, Scenario)>, threads: usize) -> Vec<Row> {
     let next = Mutex::new(0usize);
-    let results: Mutex<Vec<Option<(Vec<String>, crate::Report)>>> =
-        Mutex::new(vec![None; runs.len()]);
+    let results: Mutex<Vec<Option<Row>>> = Mutex::new(vec![None; runs.len()]);
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| {

@@ -150,6 +150,9 @@ impl PartialEq for EvidenceStore {
     }
 }
 
+/// A slot, its (author, subject) numbers, and its kept records best first.
+pub type InternedSlot<'a> = (&'a Slot, (u32, u32), &'a [(Rank, Arc<Record>)]);
+
 type Entries<'a> = Box<dyn Iterator<Item = (&'a RecordId, &'a Arc<Record>)> + 'a>;
 type SlotEntries<'a> = Box<dyn Iterator<Item = (&'a Slot, &'a Kept)> + 'a>;
 
@@ -377,9 +380,7 @@ impl EvidenceStore {
 
     /// Like [`EvidenceStore::slots`], with the slot's author and subject as
     /// numbers (see [`EvidenceStore::identity`]).
-    pub fn slots_interned(
-        &self,
-    ) -> impl Iterator<Item = (&Slot, (u32, u32), &[(Rank, Arc<Record>)])> {
+    pub fn slots_interned(&self) -> impl Iterator<Item = InternedSlot<'_>> {
         self.all_slots()
             .filter(|(_, kept)| !kept.records.is_empty())
             .map(|(slot, kept)| (slot, kept.ends, kept.records.as_slice()))

@@ -249,19 +249,19 @@ impl<'a> Graph<'a> {
                 continue;
             };
             match (slot, best.evidence()) {
-                (Slot::Agent(_), Evidence::Agent(a)) => {
-                    if check_current(a.chain.links(), epoch_last_ms, store).is_ok() {
-                        standing[from as usize] = Standing::Anchored;
-                    }
+                (Slot::Agent(_), Evidence::Agent(a))
+                    if check_current(a.chain.links(), epoch_last_ms, store).is_ok() =>
+                {
+                    standing[from as usize] = Standing::Anchored;
                 }
                 (Slot::Outcome(..), Evidence::Outcome(o)) => {
                     let d = decay_q20(age(best.issued_ms()), params.outcome_half_life_epochs);
                     outcomes.push((from, to, o.successes * d, o.failure_severity * d));
                 }
-                (Slot::Vouch(..), Evidence::Vouch(v)) => {
-                    if v.weight > 0 && v.expires_ms > epoch_start_ms {
-                        vouches.push((from, to, u64::from(v.weight)));
-                    }
+                (Slot::Vouch(..), Evidence::Vouch(v))
+                    if v.weight > 0 && v.expires_ms > epoch_start_ms =>
+                {
+                    vouches.push((from, to, u64::from(v.weight)));
                 }
                 (Slot::Violation(..), _) => {
                     let severity: u64 = kept
@@ -377,7 +377,7 @@ impl<'a> Graph<'a> {
             .into_iter()
             .zip(scores.into_iter().map(|s| s as u16))
             .collect();
-        table.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        table.sort_unstable_by_key(|entry| entry.0);
         let (dids, scores) = table.into_iter().unzip();
         ScoreTable {
             epoch,
