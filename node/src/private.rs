@@ -16,13 +16,12 @@
 //! Envelope: `version (1) || members (1) || members × (did (32) || wrapped
 //! key (WRAPPED_BYTES)) || body`.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use chacha20poly1305::Key;
 use rand::rand_core::CryptoRng;
 use starling_trust::Did;
 use starling_trust::did::DID_KEY_BYTES;
 
-use crate::seal::{KemSecret, SealError, seal};
+use crate::seal::{KemSecret, SealError, decrypt_body, encrypt_body, seal};
 
 /// Topics whose messages are sealed for their members.
 pub const PRIVATE_PREFIX: &str = "private/";
@@ -64,16 +63,7 @@ pub fn seal_for<R: CryptoRng + ?Sized>(
         out.extend_from_slice(&seal(rng, pk, sender, member, &content_key)?);
     }
     let aad = aad(&out, sender, topic);
-    let body = ChaCha20Poly1305::new(&Key::from(content_key))
-        .encrypt(
-            &Nonce::default(),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| SealError::Malformed)?;
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&encrypt_body(&Key::from(content_key), plaintext, &aad)?);
     Ok(out)
 }
 
@@ -102,15 +92,7 @@ pub fn open_as(
     let key = kem.open(&mine[DID_KEY_BYTES..], sender, me)?;
     let key: [u8; CONTENT_KEY_BYTES] = key.try_into().map_err(|_| SealError::Tampered)?;
     let aad = aad(&envelope[..header_len], sender, topic);
-    ChaCha20Poly1305::new(&Key::from(key))
-        .decrypt(
-            &Nonce::default(),
-            Payload {
-                msg: &envelope[header_len..],
-                aad: &aad,
-            },
-        )
-        .map_err(|_| SealError::Tampered)
+    decrypt_body(&Key::from(key), &envelope[header_len..], &aad)
 }
 
 fn aad(header: &[u8], sender: &Did, topic: &str) -> Vec<u8> {

@@ -138,15 +138,7 @@ impl KemSecret {
             recipient,
         );
         let aad = aad(&sealed[..HEADER_BYTES], sender, recipient);
-        ChaCha20Poly1305::new(&key)
-            .decrypt(
-                &Nonce::default(),
-                Payload {
-                    msg: &sealed[HEADER_BYTES..],
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| SealError::Tampered)
+        decrypt_body(&key, &sealed[HEADER_BYTES..], &aad)
     }
 }
 
@@ -186,17 +178,29 @@ pub fn seal<R: CryptoRng + ?Sized>(
         recipient,
     );
     let aad = aad(&out, sender, recipient);
-    let body = ChaCha20Poly1305::new(&key)
+    out.extend_from_slice(&encrypt_body(&key, plaintext, &aad)?);
+    Ok(out)
+}
+
+/// Encrypts `plaintext` under a key used for this one message only (so the
+/// fixed nonce never repeats under a key), authenticating `aad`.
+pub(crate) fn encrypt_body(key: &Key, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
+    ChaCha20Poly1305::new(key)
         .encrypt(
             &Nonce::default(),
             Payload {
                 msg: plaintext,
-                aad: &aad,
+                aad,
             },
         )
-        .map_err(|_| SealError::Malformed)?;
-    out.extend_from_slice(&body);
-    Ok(out)
+        .map_err(|_| SealError::Malformed)
+}
+
+/// Decrypts what [`encrypt_body`] produced; any change is `Tampered`.
+pub(crate) fn decrypt_body(key: &Key, body: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
+    ChaCha20Poly1305::new(key)
+        .decrypt(&Nonce::default(), Payload { msg: body, aad })
+        .map_err(|_| SealError::Tampered)
 }
 
 fn aad(header: &[u8], sender: &Did, recipient: &Did) -> Vec<u8> {
