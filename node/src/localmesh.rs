@@ -288,6 +288,16 @@ pub async fn admitted(handle: &NodeHandle) -> usize {
     }
 }
 
+/// Whether every node has admitted at least one peer (the overlay formed).
+pub async fn all_admitted(handles: &[NodeHandle]) -> bool {
+    for h in handles {
+        if admitted(h).await == 0 {
+            return false;
+        }
+    }
+    true
+}
+
 /// The score `handle`'s node holds for `did`.
 pub async fn score(handle: &NodeHandle, did: &Did) -> u64 {
     match handle.query(crate::handle::Query::Trust(*did)).await {

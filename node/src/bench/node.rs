@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use starling_node::AgentEvent;
-use starling_node::localmesh::{LocalMesh, admitted, until};
+use starling_node::localmesh::{LocalMesh, all_admitted, until};
 use tokio::sync::Mutex;
 
 /// The figures.
@@ -81,14 +81,7 @@ pub(crate) async fn run(
     let handles: Vec<_> = (0..nodes).map(|i| mesh.handle(i).clone()).collect();
     let formed = until(30_000, || {
         let handles = handles.clone();
-        async move {
-            for h in &handles {
-                if admitted(h).await == 0 {
-                    return false;
-                }
-            }
-            true
-        }
+        async move { all_admitted(&handles).await }
     })
     .await;
     anyhow::ensure!(formed, "the {nodes}-node overlay did not form in 30 s");

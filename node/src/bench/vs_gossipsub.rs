@@ -18,7 +18,7 @@ use serde::Serialize;
 use starling_benches::vs::{
     Deliveries, SystemCounts, SystemFigures, TOPIC, Window, Workload, now_us,
 };
-use starling_node::localmesh::{AGENT_SCOPE, LocalMesh, admitted, until};
+use starling_node::localmesh::{AGENT_SCOPE, LocalMesh, all_admitted, until};
 use starling_node::{AgentEvent, NodeHandle, NodeOptions, Query, RunningNode, start};
 
 /// Which system a child process runs.
@@ -177,14 +177,7 @@ async fn starling(w: &Workload) -> Result<SystemFigures> {
     }
     let formed = until(30_000, || {
         let handles = handles.clone();
-        async move {
-            for h in &handles {
-                if admitted(h).await == 0 {
-                    return false;
-                }
-            }
-            true
-        }
+        async move { all_admitted(&handles).await }
     })
     .await;
     anyhow::ensure!(formed, "the Starling overlay did not form in 30 s");
