@@ -274,17 +274,25 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let retry_after = now_ms.saturating_sub(self.config.shuffle_ms);
         self.views.refused.retain(|_, at| *at > retry_after);
         while self.views.active.len() + self.views.pending.len() < self.config.active_size {
-            let candidates: Vec<P> = self
-                .views
-                .passive
-                .iter()
-                .copied()
-                .filter(|p| {
-                    !self.views.is_pending(p)
-                        && !self.views.is_active(p)
-                        && !self.views.refused.contains_key(p)
-                })
-                .collect();
+            let usable = |p: &P| {
+                *p != self.me
+                    && !self.views.is_pending(p)
+                    && !self.views.is_active(p)
+                    && !self.views.refused.contains_key(p)
+            };
+            let mut candidates: Vec<P> =
+                self.views.passive.iter().copied().filter(usable).collect();
+            if candidates.is_empty() {
+                // An admitted link outside the views is a live peer too. In
+                // a small mesh the passive views can empty out (entries
+                // promoted, or dropped when a request failed) and leave two
+                // components that never learn of each other again; their
+                // open links are what joins them.
+                candidates = (self.links.iter())
+                    .filter(|(p, l)| l.admitted && usable(p))
+                    .map(|(p, _)| *p)
+                    .collect();
+            }
             if candidates.is_empty() {
                 return;
             }

@@ -17,7 +17,7 @@ use starling_trust::{
     Did, Genesis, GenesisSpec, Keypair, Mandate, MandateChain, MandateSpec, Params, Scope,
 };
 
-use crate::handle::NodeHandle;
+use crate::handle::{ApiError, NodeHandle, Query};
 use crate::runtime::{NodeOptions, RunningNode, StartError, start};
 
 /// How long mandates in a local mesh last.
@@ -282,25 +282,115 @@ where
 
 /// The number of peers node `handle` has admitted.
 pub async fn admitted(handle: &NodeHandle) -> usize {
-    match handle.query(crate::handle::Query::Peers).await {
+    match handle.query(Query::Peers).await {
         Ok(v) => v["admitted"].as_array().map_or(0, Vec::len),
         Err(_) => 0,
     }
 }
 
-/// Whether every node has admitted at least one peer (the overlay formed).
-pub async fn all_admitted(handles: &[NodeHandle]) -> bool {
+/// Each node's `view` (`active_view` or `passive_view`) as indices into
+/// `handles` (a peer outside `handles` is left out), or the error of a
+/// node that did not answer.
+async fn views(handles: &[NodeHandle], view: &str) -> Result<Vec<Vec<usize>>, ApiError> {
+    let mut ids = Vec::with_capacity(handles.len());
+    let mut views = Vec::with_capacity(handles.len());
     for h in handles {
-        if admitted(h).await == 0 {
+        let status = h.query(Query::Status).await?;
+        ids.push(status["peer_id"].as_str().unwrap_or_default().to_string());
+        let peers = h.query(Query::Peers).await?;
+        views.push(peers[view].as_array().cloned().unwrap_or_default());
+    }
+    let index = |p: &serde_json::Value| ids.iter().position(|id| p.as_str() == Some(id.as_str()));
+    Ok(views
+        .iter()
+        .map(|view| view.iter().filter_map(index).collect())
+        .collect())
+}
+
+/// Whether the overlay has formed: the active views of `handles`, taken as
+/// undirected links, connect every node. (Every node having a neighbour is
+/// not enough: in a small mesh with small views a pair or a triangle can
+/// hold each other and nobody else for a while, and a message published
+/// then never reaches them, as Plumtree repairs loss only along links.)
+async fn connected(handles: &[NodeHandle]) -> bool {
+    let Ok(views) = views(handles, "active_view").await else {
+        return false;
+    };
+    let mut links = vec![Vec::new(); handles.len()];
+    for (i, view) in views.iter().enumerate() {
+        for &j in view {
+            links[i].push(j);
+            links[j].push(i);
+        }
+    }
+    let mut reached = vec![false; handles.len()];
+    let mut stack = if handles.is_empty() { vec![] } else { vec![0] };
+    while let Some(i) = stack.pop() {
+        if !std::mem::replace(&mut reached[i], true) {
+            stack.extend(links[i].iter().copied());
+        }
+    }
+    reached.iter().all(|r| *r)
+}
+
+/// Waits up to `timeout_ms` for the mesh to be ready for a story: the
+/// overlay `connected`, every node holding at least `records` evidence
+/// records (each agent's record, spread by the evidence anti-entropy), and
+/// the active views unchanged for `SETTLE_MS`. Right after joining, nodes
+/// still fill their views and evict to make room, and Plumtree does not
+/// resend a message to a neighbour that arrives after it passed, so a
+/// story told on a moving overlay can miss a node.
+pub async fn settle(handles: &[NodeHandle], records: u64, timeout_ms: u64) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    let mut last: Option<Vec<Vec<usize>>> = None;
+    loop {
+        let ready = holding(handles, records).await && connected(handles).await;
+        let now = views(handles, "active_view").await.ok();
+        if ready && now.is_some() && now == last {
+            return true;
+        }
+        last = now.filter(|_| ready);
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(SETTLE_MS)).await;
+    }
+}
+
+/// How long the active views must stay the same for `settle`.
+pub const SETTLE_MS: u64 = 500;
+
+/// Whether every node holds at least `records` evidence records.
+async fn holding(handles: &[NodeHandle], records: u64) -> bool {
+    for h in handles {
+        let status = h.query(Query::Status).await.unwrap_or_default();
+        if status["evidence_records"].as_u64().unwrap_or(0) < records {
             return false;
         }
     }
     true
 }
 
+/// Each node's active and passive views, one line a node
+/// (`0 -> [1, 3] passive [2]`), for failure messages.
+pub async fn describe_overlay(handles: &[NodeHandle]) -> String {
+    match (
+        views(handles, "active_view").await,
+        views(handles, "passive_view").await,
+    ) {
+        (Ok(active), Ok(passive)) => active
+            .iter()
+            .zip(&passive)
+            .enumerate()
+            .map(|(i, (a, p))| format!("{i} -> {a:?} passive {p:?}\n"))
+            .collect(),
+        (Err(e), _) | (_, Err(e)) => format!("a node did not answer: {e}"),
+    }
+}
+
 /// The score `handle`'s node holds for `did`.
 pub async fn score(handle: &NodeHandle, did: &Did) -> u64 {
-    match handle.query(crate::handle::Query::Trust(*did)).await {
+    match handle.query(Query::Trust(*did)).await {
         Ok(v) => v["score"].as_u64().unwrap_or(0),
         Err(_) => 0,
     }

@@ -14,7 +14,7 @@ use starling_trust::Did;
 use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::handle::{AgentEvent, EvidenceInput, NodeHandle, PolicyInput, Query};
-use crate::localmesh::{LocalMesh, admitted, score, until};
+use crate::localmesh::{LocalMesh, admitted, score, settle, until};
 
 /// One step's result.
 #[derive(Debug, Clone, Serialize)]
@@ -166,23 +166,8 @@ async fn join(c: &mut Ctx, n: usize) -> Result<String, String> {
         c.h(i).subscribe("news").await.map_err(|e| e.to_string())?;
     }
     let handles: Vec<NodeHandle> = (0..n).map(|i| c.h(i).clone()).collect();
-    let ok = until(15_000, || {
-        let handles = handles.clone();
-        async move {
-            for h in &handles {
-                if admitted(h).await == 0 {
-                    return false;
-                }
-                // Everyone must know every agent's record (the evidence anti-entropy).
-                let status = h.query(Query::Status).await.unwrap_or_default();
-                if status["evidence_records"].as_u64().unwrap_or(0) < handles.len() as u64 {
-                    return false;
-                }
-            }
-            true
-        }
-    })
-    .await;
+    // A connected, settled overlay, and everyone knows every agent's record.
+    let ok = settle(&handles, n as u64, 15_000).await;
     // And scores every agent as anchored (probationary or better) before trust moves.
     let dids: Vec<Did> = (0..n).map(|i| c.mesh.did(i)).collect();
     let scored = until(10_000, || {

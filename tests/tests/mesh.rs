@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use starling_node::localmesh::{LocalMesh, admitted, until};
+use starling_node::localmesh::{LocalMesh, admitted, describe_overlay, settle, until};
 use starling_node::{AgentEvent, EvidenceInput, NodeHandle, Query};
 use starling_tests::http;
 use starling_trust::{
@@ -27,20 +27,12 @@ async fn five(seed: u64, dir: &std::path::Path, api: bool) -> anyhow::Result<Loc
         mesh.handle(i).subscribe("news").await?;
     }
     let handles: Vec<NodeHandle> = (0..5).map(|i| mesh.handle(i).clone()).collect();
-    let formed = until(WAIT_MS, || {
-        let handles = handles.clone();
-        async move {
-            for h in &handles {
-                let s = h.query(Query::Status).await.unwrap_or_default();
-                if admitted(h).await == 0 || s["evidence_records"].as_u64().unwrap_or(0) < 5 {
-                    return false;
-                }
-            }
-            true
-        }
-    })
-    .await;
-    anyhow::ensure!(formed, "seed {seed}: the five-node overlay did not form");
+    let formed = settle(&handles, 5, WAIT_MS).await;
+    anyhow::ensure!(
+        formed,
+        "seed {seed}: the five-node overlay did not form:\n{}",
+        describe_overlay(&handles).await
+    );
     Ok(mesh)
 }
 

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use starling_node::localmesh::{LocalMesh, admitted, until};
+use starling_node::localmesh::{LocalMesh, describe_overlay, settle};
 use starling_node::{AgentEvent, NodeHandle, Query};
 use tokio::sync::broadcast::Receiver;
 
@@ -40,20 +40,12 @@ async fn members_read_a_private_topic_relays_cannot() -> anyhow::Result<()> {
     for h in &handles {
         h.subscribe(TOPIC).await?;
     }
-    let formed = until(WAIT_MS, || {
-        let handles = handles.clone();
-        async move {
-            for h in &handles {
-                let s = h.query(Query::Status).await.unwrap_or_default();
-                if admitted(h).await == 0 || s["evidence_records"].as_u64().unwrap_or(0) < 3 {
-                    return false;
-                }
-            }
-            true
-        }
-    })
-    .await;
-    anyhow::ensure!(formed, "seed {seed}: the three nodes did not form a mesh");
+    let formed = settle(&handles, 3, WAIT_MS).await;
+    anyhow::ensure!(
+        formed,
+        "seed {seed}: the three nodes did not form a mesh:\n{}",
+        describe_overlay(&handles).await
+    );
     let (p, r, m) = (&handles[publisher], &handles[relay], &handles[member]);
 
     // Bad requests: refused, nothing published.
@@ -146,30 +138,21 @@ async fn a_direct_message_is_relayed_sealed_to_a_non_neighbour() -> anyhow::Resu
     let dir = tempfile::tempdir()?;
     let now = starling_node::files::now_ms();
     let mut mesh = LocalMesh::new(dir.path().to_path_buf(), seed, now)?;
-    // Small views, so some pairs of nodes are not neighbours.
-    mesh.gossip.active_size = 3;
-    mesh.gossip.passive_size = 6;
+    // Active views of five (the default) on eight nodes: every node has
+    // at least two non-neighbours. (Views of three would show it sooner,
+    // but eight nodes can then settle as two full cliques of four, which
+    // HyParView never joins again: a full view seeks no one.)
     mesh.add_governor_node(now, false).await?;
     for i in 1..NODES {
         mesh.add_agent_node(Some(i - 1), now, false).await?;
     }
     let handles: Vec<NodeHandle> = (0..NODES).map(|i| mesh.handle(i).clone()).collect();
-    let formed = until(WAIT_MS, || {
-        let handles = handles.clone();
-        async move {
-            for h in &handles {
-                let s = h.query(Query::Status).await.unwrap_or_default();
-                if admitted(h).await == 0
-                    || s["evidence_records"].as_u64().unwrap_or(0) < NODES as u64
-                {
-                    return false;
-                }
-            }
-            true
-        }
-    })
-    .await;
-    anyhow::ensure!(formed, "seed {seed}: the {NODES} nodes did not form a mesh");
+    let formed = settle(&handles, NODES as u64, WAIT_MS).await;
+    anyhow::ensure!(
+        formed,
+        "seed {seed}: the {NODES} nodes did not form a mesh:\n{}",
+        describe_overlay(&handles).await
+    );
 
     // The first pair (in index order) that are not overlay neighbours.
     let mut pair = None;
@@ -242,7 +225,12 @@ async fn a_direct_message_is_relayed_sealed_to_a_non_neighbour() -> anyhow::Resu
                 _ => break None,
             }
         };
-        let reason = held.ok_or_else(|| anyhow::anyhow!("seed {seed}: relay {i} never held it"))?;
+        let Some(reason) = held else {
+            anyhow::bail!(
+                "seed {seed}: relay {i} never held the message from {from} to {to}:\n{}",
+                describe_overlay(&handles).await
+            );
+        };
         assert!(
             reason.contains("another agent"),
             "seed {seed}: relay {i}: {reason}"

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use starling_node::AgentEvent;
-use starling_node::localmesh::{LocalMesh, all_admitted, until};
+use starling_node::localmesh::{LocalMesh, settle};
 use tokio::sync::Mutex;
 
 /// The figures.
@@ -79,11 +79,7 @@ pub(crate) async fn run(
         mesh.handle(i).subscribe("burst").await?;
     }
     let handles: Vec<_> = (0..nodes).map(|i| mesh.handle(i).clone()).collect();
-    let formed = until(30_000, || {
-        let handles = handles.clone();
-        async move { all_admitted(&handles).await }
-    })
-    .await;
+    let formed = settle(&handles, nodes as u64, 30_000).await;
     anyhow::ensure!(formed, "the {nodes}-node overlay did not form in 30 s");
     let settle_s = std::env::var("STARLING_BENCH_SETTLE_S")
         .ok()

@@ -18,7 +18,7 @@ use serde::Serialize;
 use starling_benches::vs::{
     Deliveries, SystemCounts, SystemFigures, TOPIC, Window, Workload, now_us,
 };
-use starling_node::localmesh::{AGENT_SCOPE, LocalMesh, all_admitted, until};
+use starling_node::localmesh::{AGENT_SCOPE, LocalMesh, settle};
 use starling_node::{AgentEvent, NodeHandle, NodeOptions, Query, RunningNode, start};
 
 /// Which system a child process runs.
@@ -175,11 +175,7 @@ async fn starling(w: &Workload) -> Result<SystemFigures> {
     for h in &handles {
         h.subscribe(TOPIC).await?;
     }
-    let formed = until(30_000, || {
-        let handles = handles.clone();
-        async move { all_admitted(&handles).await }
-    })
-    .await;
+    let formed = settle(&handles, handles.len() as u64, 30_000).await;
     anyhow::ensure!(formed, "the Starling overlay did not form in 30 s");
     tokio::time::sleep(Duration::from_secs(w.settle_s)).await;
     let setup_s = started.elapsed().as_secs_f64();

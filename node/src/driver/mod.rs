@@ -259,10 +259,15 @@ impl Driver {
         self.graylisted.retain(|_, until_ms| *until_ms > now);
         // HyParView refills the active view only from the passive view, and
         // only forcefully when it is empty. In a small mesh a node (or a
-        // pair) can be left with one neighbour and a passive view of full
-        // nodes: a separate component for good. Below `ACTIVE_MIN`
-        // neighbours, join again through a peer outside the active view.
-        if self.core.active_view().len() < ACTIVE_MIN && now >= self.rejoin_at_ms {
+        // pair, or a triangle) can be left with one neighbour and a passive
+        // view of full nodes, or with a free slot and an empty passive view:
+        // a separate component for good. Then join again through a peer
+        // outside the active view: the join's random walks reach the rest
+        // of the mesh.
+        let active = self.core.active_view().len();
+        let stranded = active < ACTIVE_MIN
+            || (active < self.core.config().active_size && self.core.passive_view().is_empty());
+        if stranded && now >= self.rejoin_at_ms {
             self.rejoin_at_ms = now + REJOIN_MS;
             self.rejoin(now);
         }
