@@ -11,13 +11,14 @@ mod decoders;
 use proptest::prelude::*;
 
 /// Every driver (one per fuzz target).
-const DRIVERS: [fn(&[u8]); 6] = [
+const DRIVERS: [fn(&[u8]); 7] = [
     decoders::wire_frame,
     decoders::mandate,
     decoders::evidence_record,
     decoders::policy_change,
     decoders::genesis,
     decoders::gossip_message,
+    decoders::api_request,
 ];
 
 /// A valid encoding to mutate: the fixed genesis (an envelope that carries

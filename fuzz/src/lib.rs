@@ -9,8 +9,10 @@
 //! the *body* of an envelope correctly signed by the mesh's governor, which
 //! takes the fuzzer past the signature wall into the body decoders (the
 //! automerge change parser, the evidence kinds, the mandate chain rules).
-//! The contract checked is the house rule: bad input returns an error and
-//! never panics.
+//! The API driver does the same for JSON: the input as a raw body, and as
+//! a string placed in every field of a well-formed body, so it reaches the
+//! DID, hex, action and rule parsers. The contract checked is the house
+//! rule: bad input returns an error and never panics.
 
 use std::sync::{Arc, OnceLock};
 
@@ -95,5 +97,38 @@ pub fn gossip_message(data: &[u8]) {
     for domain in [Domain::Message, Domain::Direct] {
         let _ = SignedMessage::open(data, FRAME_BYTES_MAX, domain, &mesh_id);
         let _ = SignedMessage::open(&signed(domain, data), FRAME_BYTES_MAX, domain, &mesh_id);
+    }
+}
+
+/// The local API's POST bodies, for every endpoint.
+pub fn api_request(data: &[u8]) {
+    use starling_node::api::request::{POST_PATHS, decode};
+    const NOW_MS: u64 = 1_800_000_000_000;
+    for path in POST_PATHS {
+        let _ = decode(path, data, NOW_MS);
+    }
+    let s = String::from_utf8_lossy(data);
+    let n = data
+        .iter()
+        .fold(0u64, |n, b| n.rotate_left(8) ^ u64::from(*b));
+    let rule = serde_json::json!({
+        "id": s, "priority": n, "actor": s, "action": s, "resource": s, "effect": s, "reason": s,
+    });
+    let bodies = [
+        serde_json::json!({ "topic": s, "payload_hex": s, "members": [s], "task": s }),
+        serde_json::json!({ "to": s, "payload": s }),
+        serde_json::json!({ "record_hex": s }),
+        serde_json::json!({ "kind": "outcome", "subject": s, "success": n % 2 == 0, "severity": n }),
+        serde_json::json!({ "subject": s, "weight": n, "expires_ms": n }),
+        serde_json::json!({ "subject": s, "reason": s }),
+        serde_json::json!({ "did": s, "action": s, "resource": s }),
+        serde_json::json!({ "change_hex": s }),
+        serde_json::json!({ "put_rules": [rule], "remove_rules": [s] }),
+    ];
+    for body in bodies {
+        let body = body.to_string();
+        for path in POST_PATHS {
+            let _ = decode(path, body.as_bytes(), NOW_MS);
+        }
     }
 }
