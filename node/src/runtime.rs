@@ -320,7 +320,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         connected: BTreeSet::new(),
         cut: BTreeSet::new(),
         addrs: BTreeMap::new(),
-        join_dials: BTreeSet::new(),
+        gossip_dials: BTreeMap::new(),
         sessions_tx,
         inbound: crate::session::InboundBudget::new(options.gossip.frame_bytes_max),
         events: events_tx.clone(),
@@ -336,6 +336,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         acks: Vec::new(),
         graylisted: BTreeMap::new(),
         rejoin_at_ms: now_ms + crate::driver::REJOIN_MS,
+        bootstrap: options.bootstrap.clone(),
     };
     for addr in &options.bootstrap {
         driver.dial_addr_and_join(addr.clone());

@@ -5,6 +5,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, identify, kad, mdns};
 use starling_gossip::Input;
+use starling_gossip::trust_state::Refusal;
 use starling_trust::Did;
 use tokio::sync::mpsc;
 
@@ -28,7 +29,10 @@ pub const ACTIVE_MIN: usize = 2;
 pub const CLOSE_GRACE_MS: u64 = 300;
 
 impl Driver {
-    pub(super) fn rejoin(&mut self, now: u64) {
+    /// Joins again through a known peer outside the overlay's links; when
+    /// `alone` (below `ACTIVE_MIN`) and there is none, through an admitted
+    /// peer outside the active view, or a configured contact.
+    pub(super) fn rejoin(&mut self, now: u64, alone: bool) {
         let active = self.core.active_view().to_vec();
         let all_admitted: Vec<PeerId> = self.core.admitted().map(|(p, _)| *p).collect();
         let admitted: Vec<PeerId> = all_admitted
@@ -42,19 +46,39 @@ impl Driver {
             .addrs
             .keys()
             .copied()
-            .filter(|p| !all_admitted.contains(p) && !self.swarm.is_connected(p))
-            .filter(|p| Did::from_peer_id(p).is_ok_and(|d| trust.authority(&d, now_ms).is_ok()))
+            .filter(|p| !all_admitted.contains(p) && !self.connected.contains(p))
+            // Not one known to be revoked, terminated or denied; one whose
+            // record has not reached us is worth a try (an isolated node
+            // learns records only by joining), its handshake will tell.
+            .filter(|p| {
+                Did::from_peer_id(p).is_ok_and(|d| {
+                    matches!(
+                        trust.authority(&d, now_ms),
+                        Ok(_) | Err(Refusal::Unknown(_))
+                    )
+                })
+            })
             .collect();
         let turn = (now / REJOIN_MS) as usize;
         if !known.is_empty() {
             self.dial_and_join(known[turn % known.len()]);
-        } else if !admitted.is_empty() {
+            return;
+        }
+        if !alone {
+            return;
+        }
+        if !admitted.is_empty() {
             // The core's `Join` only takes effect on a fresh handshake: an
             // already-admitted contact adds us but we never add it (see the
             // closing note). Reconnecting makes the handshake fresh.
             let peer = admitted[turn % admitted.len()];
             let _ = self.swarm.disconnect_peer_id(peer);
             self.reconnect_at.insert(peer, now + CLOSE_GRACE_MS * 2);
+        } else if active.is_empty() && !self.bootstrap.is_empty() {
+            // Nobody known and admitted (a first handshake that timed out,
+            // say): start over from the configured contacts.
+            let addr = self.bootstrap[turn % self.bootstrap.len()].clone();
+            self.dial_addr_and_join(addr);
         }
     }
 
@@ -152,14 +176,12 @@ impl Driver {
                     // A new session: end the old one for the core first.
                     self.on_disconnected(peer_id);
                 }
-                self.ensure_connected(peer_id);
-                if self.join_dials.remove(&connection_id) {
-                    let _ = self.core.handle(
-                        self.now_ms,
-                        Input::Command(starling_gossip::Command::Join {
-                            contacts: vec![peer_id],
-                        }),
-                    );
+                match self.gossip_dials.remove(&connection_id) {
+                    Some(true) => self.join_through(peer_id),
+                    Some(false) => {
+                        self.ensure_connected(peer_id);
+                    }
+                    None => {}
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -178,7 +200,7 @@ impl Driver {
                 peer_id,
                 error,
             } => {
-                self.join_dials.remove(&connection_id);
+                self.gossip_dials.remove(&connection_id);
                 tracing::debug!(?peer_id, "dial failed: {error}");
                 if let Some(peer) = peer_id
                     && !self.swarm.is_connected(&peer)
@@ -230,8 +252,13 @@ impl Driver {
         }
     }
 
-    /// Dials `peer` and joins the overlay through it once connected.
+    /// Joins the overlay through `peer`, dialling it first unless a
+    /// connection (Kademlia's, say) is already up.
     pub(crate) fn dial_and_join(&mut self, peer: PeerId) {
+        if self.swarm.is_connected(&peer) {
+            self.join_through(peer);
+            return;
+        }
         let addrs = self.addrs.get(&peer).cloned().unwrap_or_default();
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
@@ -239,7 +266,19 @@ impl Driver {
             .build();
         let id = opts.connection_id();
         if self.swarm.dial(opts).is_ok() {
-            self.join_dials.insert(id);
+            self.gossip_dials.insert(id, true);
+        }
+    }
+
+    /// Makes the connection to `peer` a link of the core and joins through it.
+    fn join_through(&mut self, peer: PeerId) {
+        if self.ensure_connected(peer) {
+            let _ = self.core.handle(
+                self.now_ms,
+                Input::Command(starling_gossip::Command::Join {
+                    contacts: vec![peer],
+                }),
+            );
         }
     }
 
@@ -249,7 +288,7 @@ impl Driver {
         let id = opts.connection_id();
         match self.swarm.dial(opts) {
             Ok(()) => {
-                self.join_dials.insert(id);
+                self.gossip_dials.insert(id, true);
             }
             Err(e) => tracing::warn!(%addr, "cannot dial bootstrap address: {e}"),
         }
@@ -278,9 +317,15 @@ impl Driver {
             .addresses(addrs)
             .extend_addresses_through_behaviour()
             .build();
-        if let Err(e) = self.swarm.dial(opts) {
-            tracing::debug!(%peer, "cannot dial: {e}");
-            let _ = self.core.handle(self.now_ms, Input::Disconnected { peer });
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.gossip_dials.insert(id, false);
+            }
+            Err(e) => {
+                tracing::debug!(%peer, "cannot dial: {e}");
+                let _ = self.core.handle(self.now_ms, Input::Disconnected { peer });
+            }
         }
     }
 

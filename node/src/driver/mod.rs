@@ -82,7 +82,13 @@ pub struct Driver {
     /// session (which would hand a graylisted flooder a fresh link).
     pub(crate) cut: BTreeSet<PeerId>,
     pub(crate) addrs: BTreeMap<PeerId, Vec<Multiaddr>>,
-    pub(crate) join_dials: BTreeSet<ConnectionId>,
+    /// The configured contacts, dialled again when the node is alone.
+    pub(crate) bootstrap: Vec<Multiaddr>,
+    /// Connections dialled for the overlay, and whether to join through
+    /// the peer once connected. Only these (and inbound connections, by
+    /// their first gossip frame) become links of the core: a connection
+    /// Kademlia or identify opened stays theirs, and closes when idle.
+    pub(crate) gossip_dials: BTreeMap<ConnectionId, bool>,
     pub(crate) sessions_tx: mpsc::Sender<SessionEvent>,
     /// Bytes of received frames the loop has not handled yet.
     pub(crate) inbound: InboundBudget,
@@ -265,11 +271,12 @@ impl Driver {
         // outside the active view: the join's random walks reach the rest
         // of the mesh.
         let active = self.core.active_view().len();
-        let stranded = active < ACTIVE_MIN
-            || (active < self.core.config().active_size && self.core.passive_view().is_empty());
-        if stranded && now >= self.rejoin_at_ms {
+        let alone = active < ACTIVE_MIN;
+        let stranded =
+            active < self.core.config().active_size && self.core.passive_view().is_empty();
+        if (alone || stranded) && now >= self.rejoin_at_ms {
             self.rejoin_at_ms = now + REJOIN_MS;
-            self.rejoin(now);
+            self.rejoin(now, alone);
         }
         let closed: Vec<PeerId> = self
             .closing
