@@ -150,9 +150,15 @@ impl Sim {
     pub fn new(sc: Scenario) -> Self {
         let world = World::new(sc.seed);
         let memo = Memo::new(Arc::clone(&world.genesis));
+        let defaults = Config::default();
         let config = Config {
             score_refresh_ms: 5_000,
-            ..Config::default()
+            message_age_max_ms: sc
+                .attacks
+                .as_ref()
+                .and_then(|a| a.replay_window_s)
+                .map_or(defaults.message_age_max_ms, |s| (s * 1000.0) as u64),
+            ..defaults
         };
         let mut sim = Self {
             rng: SmallRng::seed_from_u64(sc.seed),

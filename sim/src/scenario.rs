@@ -245,6 +245,10 @@ pub struct Attacks {
     pub eclipse_attackers: u32,
     /// Agents with a bad record that leave and return under a fresh identity.
     pub whitewashers: u32,
+    /// Every node's replay window (the gossip core's `message_age_max_ms`,
+    /// 60 s by default), in seconds: shortened, stale replays happen
+    /// within a short run.
+    pub replay_window_s: Option<f64>,
 }
 
 impl Default for Attacks {
@@ -257,6 +261,7 @@ impl Default for Attacks {
             replayers: 0,
             eclipse_attackers: 0,
             whitewashers: 0,
+            replay_window_s: None,
         }
     }
 }
@@ -478,6 +483,7 @@ impl Scenario {
                     replayers: 3,
                     eclipse_attackers: 20,
                     whitewashers: 5,
+                    replay_window_s: Some(20.0),
                 }),
                 duration_s: 60.0,
                 ..base
@@ -624,6 +630,9 @@ impl Scenario {
             }
             if !(a.spam_rate_per_s > 0.0 && a.spam_rate_per_s <= 10_000.0) {
                 return err("attacks.spam_rate_per_s", "must be in (0, 10000]");
+            }
+            if a.replay_window_s.is_some_and(|w| !(w >= 1.0 && w <= 3_600.0)) {
+                return err("attacks.replay_window_s", "must be in [1, 3600]");
             }
             if u64::from(a.spammers) + u64::from(a.forgers) + u64::from(a.replayers) + 1
                 > u64::from(self.nodes)

@@ -75,10 +75,13 @@ fn attacks_get_nothing_forged_or_replayed_through() {
     for seed in [1u64, 2] {
         let mut s = small("attacks", seed);
         s.duration_s = 12.0;
+        if let Some(a) = s.attacks.as_mut() {
+            a.replay_window_s = Some(3.0);
+        }
         let (_, r) = starling_sim::run(s, &mut |_, _, _| {});
         let a = r.attacks.expect("the attacks scenario reports its figures");
         assert!(
-            a.forged_sent > 0 && a.replayed_sent > 0,
+            a.forged_sent > 0 && a.replayed_stale_sent > 0,
             "seed {seed}: {a:?}"
         );
         assert_eq!(a.forged_delivered, 0, "seed {seed}: {a:?}");
