@@ -74,6 +74,9 @@ pub struct AttackFigures {
     pub attackers_cut_off: f64,
     /// Highest share of the eclipse victim's active view held by attackers.
     pub eclipse_share_max: f64,
+    /// Most slots of the victim's active view the attackers held at once
+    /// (they share one principal, so the cap is `principal_active_max`).
+    pub eclipse_slots_max: u64,
     /// The whitewashers' highest tier before they changed identity.
     pub whitewash_tier_before: Option<String>,
     /// The highest tier their fresh identities reached.
@@ -279,6 +282,7 @@ pub(crate) fn eclipse(sim: &mut Sim) {
         let share = held as f64 / active.len() as f64;
         let f = &mut sim.adversaries.figures;
         f.eclipse_share_max = f.eclipse_share_max.max(share);
+        f.eclipse_slots_max = f.eclipse_slots_max.max(held as u64);
     }
     for attacker in sim.adversaries.eclipsers.clone() {
         if !active.contains(&attacker) {

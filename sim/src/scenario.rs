@@ -631,7 +631,9 @@ impl Scenario {
             if !(a.spam_rate_per_s > 0.0 && a.spam_rate_per_s <= 10_000.0) {
                 return err("attacks.spam_rate_per_s", "must be in (0, 10000]");
             }
-            if a.replay_window_s.is_some_and(|w| !(w >= 1.0 && w <= 3_600.0)) {
+            if a.replay_window_s
+                .is_some_and(|w| !(1.0..=3_600.0).contains(&w))
+            {
                 return err("attacks.replay_window_s", "must be in [1, 3600]");
             }
             if u64::from(a.spammers) + u64::from(a.forgers) + u64::from(a.replayers) + 1

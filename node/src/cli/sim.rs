@@ -175,9 +175,10 @@ fn text(r: &starling_sim::Report) -> String {
             a.attackers_cut_off * 100.0
         ));
         lines.push(format!(
-            "eclipse: attackers held at most {:.0}% of the victim's active view; \
-             whitewashing: highest tier before {}, after {}",
+            "eclipse: attackers held at most {:.0}% of the victim's active view \
+             ({} slots); whitewashing: highest tier before {}, after {}",
             a.eclipse_share_max * 100.0,
+            a.eclipse_slots_max,
             a.whitewash_tier_before.as_deref().unwrap_or("-"),
             a.whitewash_tier_after.as_deref().unwrap_or("-")
         ));
