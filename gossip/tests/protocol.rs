@@ -15,23 +15,38 @@ use starling_gossip::wire::{
     Announcement, Body, ForwardJoin, Frame, Gossip, Graft, Hello, IHave, ItemKind, Prune, Refuse,
 };
 use starling_gossip::{Command, Config, Event, Input, Node, Output, Timer};
-use starling_trust::{Keypair, Record};
+use starling_trust::{Keypair, Mandate, Record};
 
 type N = Node<u32, StdRng>;
 
+const SCOPE: [&str; 2] = ["publish:*", "subscribe:*"];
+
 fn node(mesh: &Mesh, i: u32) -> (N, Keypair, Arc<Record>) {
-    let (key, record) = mesh.agent(i, &["publish:*", "subscribe:*"]);
-    let n = Node::new(
+    let (key, record) = mesh.agent(i, &SCOPE);
+    (
+        start(mesh, key.clone(), Arc::clone(&record), i),
+        key,
+        record,
+    )
+}
+
+/// Agent `i` of another organisation (from `Mesh::other_org`).
+fn org_node(mesh: &Mesh, org: &(Keypair, Mandate), i: u32) -> N {
+    let (key, record) = mesh.agent_of(&org.0, &org.1, i, &SCOPE);
+    start(mesh, key, record, i)
+}
+
+fn start(mesh: &Mesh, key: Keypair, record: Arc<Record>, i: u32) -> N {
+    Node::new(
         Config::default(),
         Arc::clone(&mesh.genesis),
-        key.clone(),
+        key,
         i,
-        Arc::clone(&record),
+        record,
         StdRng::seed_from_u64(u64::from(i)),
         START_MS,
     )
-    .unwrap();
-    (n, key, record)
+    .unwrap()
 }
 
 /// Outputs other than timers.
@@ -650,24 +665,8 @@ fn a_flooding_peer_is_rate_limited_and_graylisted() {
 fn one_principal_cannot_fill_the_active_view() {
     let mesh = Mesh::new();
     let (mut hub, _, _) = node(&mesh, 1);
-    let (org2, org2_link) = mesh.other_org(40);
-    let mut peers: Vec<N> = Vec::new();
-    for i in 0..5u32 {
-        let (key, record) =
-            mesh.agent_of(&org2, &org2_link, 100 + i, &["publish:*", "subscribe:*"]);
-        peers.push(
-            Node::new(
-                Config::default(),
-                Arc::clone(&mesh.genesis),
-                key,
-                100 + i,
-                record,
-                StdRng::seed_from_u64(9),
-                START_MS,
-            )
-            .unwrap(),
-        );
-    }
+    let org2 = mesh.other_org(40);
+    let mut peers: Vec<N> = (100..105).map(|i| org_node(&mesh, &org2, i)).collect();
     for i in 0..3u32 {
         peers.push(node(&mesh, 10 + i).0);
     }
@@ -709,30 +708,12 @@ fn sybils_cannot_take_the_free_slots_of_a_view() {
     }
     assert_eq!(hub.passive_view(), &[2]);
     // Four Sybils of one rogue principal join while four slots are free.
-    let (rogue, rogue_link) = mesh.other_org(41);
-    for i in 0..4u32 {
-        let (key, record) =
-            mesh.agent_of(&rogue, &rogue_link, 100 + i, &["publish:*", "subscribe:*"]);
-        let mut sybil = Node::new(
-            Config::default(),
-            Arc::clone(&mesh.genesis),
-            key,
-            100 + i,
-            record,
-            StdRng::seed_from_u64(9),
-            START_MS,
-        )
-        .unwrap();
-        connect(&mut hub, &mut sybil, START_MS);
+    let rogue = mesh.other_org(41);
+    for i in 100..104 {
+        connect(&mut hub, &mut org_node(&mesh, &rogue, i), START_MS);
         let bytes = frame(Body::Join(starling_gossip::wire::Join {}));
-        hub.handle(
-            START_MS,
-            Input::Frame {
-                from: 100 + i,
-                bytes,
-            },
-        )
-        .unwrap();
+        hub.handle(START_MS, Input::Frame { from: i, bytes })
+            .unwrap();
     }
     // They hold their principal's cap and no more; the other slots stay
     // for peers of other principals (the hub asks the honest one back).

@@ -80,21 +80,14 @@ pub fn decode(path: &str, body: &[u8], now_ms: u64) -> Result<ApiRequest, ApiErr
         "/v1/direct" => direct(json(body)?),
         "/v1/evidence" => evidence(json(body)?),
         "/v1/vouch" => vouch(json(body)?, now_ms),
-        "/v1/revoke" => {
+        "/v1/revoke" | "/v1/terminate" => {
             let b: SubjectReason = json(body)?;
             let (subject, reason) = (did(&b.subject, "subject")?, b.reason);
-            Ok(evidence_request(
-                EvidenceInput::Revoke { subject, reason },
-                b.task,
-            ))
-        }
-        "/v1/terminate" => {
-            let b: SubjectReason = json(body)?;
-            let (subject, reason) = (did(&b.subject, "subject")?, b.reason);
-            Ok(evidence_request(
-                EvidenceInput::Terminate { subject, reason },
-                b.task,
-            ))
+            let input = match path {
+                "/v1/revoke" => EvidenceInput::Revoke { subject, reason },
+                _ => EvidenceInput::Terminate { subject, reason },
+            };
+            Ok(evidence_request(input, b.task))
         }
         "/v1/policy/decide" => decide(json(body)?),
         "/v1/policy/change" => policy_change(json(body)?),
