@@ -339,7 +339,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                     self.config.principal_active_max,
                 )
             } else {
-                self.own_principal_over_cap(&peer)
+                Vec::new()
             };
         if !competitors.is_empty() {
             let lowest = competitors
@@ -368,26 +368,6 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.broadcast.neighbor_up(peer, &active);
         self.event(Event::NeighborUp(peer));
         true
-    }
-
-    /// In a view with free slots, a newcomer whose principal already holds
-    /// its cap competes with that principal's peers, as long as the passive
-    /// view offers a peer of another principal to fill the slots with (so
-    /// Sybils dialling a node cannot take its free slots, while a mesh of a
-    /// single principal still fills its views).
-    fn own_principal_over_cap(&self, peer: &P) -> Vec<P> {
-        let Some(principal) = self.principal_of(peer) else {
-            return Vec::new();
-        };
-        let own: Vec<P> = (self.views.active.iter().copied())
-            .filter(|q| self.principal_of(q) == Some(principal))
-            .collect();
-        let alternative = (self.views.passive.iter())
-            .any(|q| self.principal_of(q).is_some_and(|pr| pr != principal));
-        if own.len() < self.config.principal_active_max || !alternative {
-            return Vec::new();
-        }
-        own
     }
 
     /// Which peers of a full `view` a newcomer of `principal` competes with.
