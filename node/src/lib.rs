@@ -27,6 +27,7 @@ pub mod seal;
 pub mod session;
 pub mod store;
 pub mod story;
+pub mod vs;
 
 pub use handle::{AgentEvent, ApiError, EvidenceInput, NodeHandle, PolicyInput, Query};
 pub use runtime::{NodeOptions, RunningNode, StartError, start};

@@ -66,6 +66,22 @@ pub struct Workload {
     pub drain_s: u64,
 }
 
+/// The defaults of `starling bench vs-gossipsub`.
+impl Default for Workload {
+    fn default() -> Self {
+        Self {
+            nodes: 16,
+            messages: 300,
+            size: 512,
+            seed: 1,
+            dials: 3,
+            pace_ms: 20,
+            settle_s: 10,
+            drain_s: 3,
+        }
+    }
+}
+
 impl Workload {
     /// Whom node `i` dials: up to `dials` distinct nodes among `0..i`.
     pub fn dials(&self) -> Vec<Vec<usize>> {
@@ -99,6 +115,63 @@ impl Workload {
     /// but its publisher.
     pub fn expected_deliveries(&self) -> usize {
         self.messages * (self.nodes - 1)
+    }
+}
+
+/// The goals of issue 6, beside the figures.
+const GOAL_RATIO_LATENCY_P99_MAX: f64 = 1.0;
+const GOAL_RATIO_WIRE_BYTES_MAX: f64 = 1.0 / 3.0;
+
+/// Both systems' figures on one workload, the ratios Starling / gossipsub
+/// and the goals.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// What both ran.
+    pub workload: Workload,
+    /// Starling's figures.
+    pub starling: SystemFigures,
+    /// gossipsub's figures.
+    pub gossipsub: SystemFigures,
+    /// Starling p99 / gossipsub p99.
+    pub ratio_latency_p99: f64,
+    /// Starling wire bytes per delivery / gossipsub's.
+    pub ratio_wire_bytes: f64,
+    /// The goal for `ratio_latency_p99` (at most).
+    pub goal_ratio_latency_p99_max: f64,
+    /// The goal for `ratio_wire_bytes` (at most).
+    pub goal_ratio_wire_bytes_max: f64,
+    /// Whether the latency goal is met.
+    pub goal_latency_met: bool,
+    /// Whether the wire bytes goal is met.
+    pub goal_wire_bytes_met: bool,
+}
+
+impl Comparison {
+    /// Compares `starling` with `gossipsub` (ratios to three decimals).
+    pub fn new(workload: &Workload, starling: SystemFigures, gossipsub: SystemFigures) -> Self {
+        let ratio = |a: f64, b: f64| {
+            if b > 0.0 {
+                (a / b * 1000.0).round() / 1000.0
+            } else {
+                0.0
+            }
+        };
+        let ratio_latency_p99 = ratio(starling.latency_ms_p99, gossipsub.latency_ms_p99);
+        let ratio_wire_bytes = ratio(
+            starling.wire_bytes_per_delivery,
+            gossipsub.wire_bytes_per_delivery,
+        );
+        Self {
+            workload: workload.clone(),
+            ratio_latency_p99,
+            ratio_wire_bytes,
+            goal_ratio_latency_p99_max: GOAL_RATIO_LATENCY_P99_MAX,
+            goal_ratio_wire_bytes_max: (GOAL_RATIO_WIRE_BYTES_MAX * 1000.0).round() / 1000.0,
+            goal_latency_met: ratio_latency_p99 <= GOAL_RATIO_LATENCY_P99_MAX,
+            goal_wire_bytes_met: ratio_wire_bytes <= GOAL_RATIO_WIRE_BYTES_MAX,
+            starling,
+            gossipsub,
+        }
     }
 }
 

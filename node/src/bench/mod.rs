@@ -6,6 +6,7 @@ mod vs_gossipsub;
 use anyhow::Result;
 use clap::Subcommand;
 
+use starling_benches::vs::Workload;
 use starling_node::files;
 
 #[derive(Debug, Subcommand)]
@@ -32,29 +33,29 @@ pub(crate) enum BenchCommand {
     /// run, seeded topology and workload; TCP + TLS + yamux on 127.0.0.1.
     VsGossipsub {
         /// Nodes in each system.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = Workload::default().nodes)]
         nodes: usize,
         /// Messages published (by the nodes other than node 0, in turn).
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = Workload::default().messages)]
         messages: usize,
         /// Payload bytes per message.
-        #[arg(long, default_value_t = 512)]
+        #[arg(long, default_value_t = Workload::default().size)]
         size: usize,
         /// Seed of the topology, identities and payloads.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = Workload::default().seed)]
         seed: u64,
         /// Peers each node dials.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = Workload::default().dials)]
         dials: usize,
         /// Time between publishes, in ms (kept under the probationary ring's
         /// publish rate, so Starling's rate limit never drops a message).
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = Workload::default().pace_ms)]
         pace_ms: u64,
         /// Warm-up after every node has a neighbour, before measuring.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = Workload::default().settle_s)]
         settle_s: u64,
         /// Time after the last publish before the window closes.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = Workload::default().drain_s)]
         drain_s: u64,
         /// Run one system in this process and print its figures (used by
         /// the parent run, which starts one child per system).
