@@ -7,7 +7,7 @@
 //! once per run rather than once per node.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -890,24 +890,28 @@ impl Sim {
         self.schedule(self.now + after_ms, ev);
     }
 
-    /// Counters summed over live nodes.
-    pub fn stats_total(&self) -> starling_gossip::Stats {
-        let mut t = starling_gossip::Stats::default();
-        for n in self.nodes.iter().flatten() {
-            let s = n.stats();
-            t.items_accepted += s.items_accepted;
-            t.items_duplicate += s.items_duplicate;
-            t.grafts_sent += s.grafts_sent;
-            t.dropped_refused += s.dropped_refused;
-            t.dropped_replayed += s.dropped_replayed;
-            t.dropped_not_admitted += s.dropped_not_admitted;
-            t.dropped_malformed += s.dropped_malformed;
-            t.dropped_rate_limited += s.dropped_rate_limited;
-            t.peers_refused += s.peers_refused;
-            t.violations_reported += s.violations_reported;
-            t.delivered += s.delivered;
+    /// The gossip cores' counters of what they turned away, summed over
+    /// live nodes (where a run loses traffic, and to whom).
+    pub(crate) fn drops(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for s in self.nodes.iter().flatten().map(|n| n.stats()) {
+            for (name, n) in [
+                ("items_duplicate", s.items_duplicate),
+                ("dropped_malformed", s.dropped_malformed),
+                ("dropped_oversize", s.dropped_oversize),
+                ("dropped_forged", s.dropped_forged),
+                ("dropped_replayed", s.dropped_replayed),
+                ("dropped_not_admitted", s.dropped_not_admitted),
+                ("dropped_refused", s.dropped_refused),
+                ("dropped_rate_limited", s.dropped_rate_limited),
+                ("peers_refused", s.peers_refused),
+                ("graylisted", s.graylisted),
+                ("violations_reported", s.violations_reported),
+            ] {
+                *out.entry(name.to_string()).or_default() += n;
+            }
         }
-        t
+        out
     }
 
     /// (item, nodes reached) of the timed items.

@@ -103,6 +103,8 @@ pub struct Report {
     pub killed_deliveries_after: u64,
     /// What the adversaries achieved, if the scenario has any.
     pub attacks: Option<crate::adversary::AttackFigures>,
+    /// What the live nodes' gossip cores turned away, by reason, summed.
+    pub drops: BTreeMap<String, u64>,
     /// Events processed.
     pub events: u64,
     /// Events per wall-clock second.

@@ -107,6 +107,7 @@ impl Sim {
             score_agreement: m.score_agreement,
             killed_deliveries_after: m.killed_deliveries_after,
             attacks,
+            drops: self.drops(),
             events: self.events,
             events_per_s: self.events as f64 / wall_s.max(1e-9),
             wall_s,
