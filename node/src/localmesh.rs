@@ -307,24 +307,21 @@ async fn views(handles: &[NodeHandle], view: &str) -> Result<Vec<Vec<usize>>, Ap
         .collect())
 }
 
-/// Whether the overlay has formed: the active views of `handles`, taken as
-/// undirected links, connect every node. (Every node having a neighbour is
-/// not enough: in a small mesh with small views a pair or a triangle can
-/// hold each other and nobody else for a while, and a message published
-/// then never reaches them, as Plumtree repairs loss only along links.)
-async fn connected(handles: &[NodeHandle]) -> bool {
-    let Ok(views) = views(handles, "active_view").await else {
-        return false;
-    };
-    let mut links = vec![Vec::new(); handles.len()];
+/// Whether active `views` (as from `views`), taken as undirected links,
+/// connect every node. (Every node having a neighbour is not enough: in a
+/// small mesh with small views a pair or a triangle can hold each other and
+/// nobody else for a while, and a message published then never reaches
+/// them, as Plumtree repairs loss only along links.)
+fn connected(views: &[Vec<usize>]) -> bool {
+    let mut links = vec![Vec::new(); views.len()];
     for (i, view) in views.iter().enumerate() {
         for &j in view {
             links[i].push(j);
             links[j].push(i);
         }
     }
-    let mut reached = vec![false; handles.len()];
-    let mut stack = if handles.is_empty() { vec![] } else { vec![0] };
+    let mut reached = vec![false; views.len()];
+    let mut stack = if views.is_empty() { vec![] } else { vec![0] };
     while let Some(i) = stack.pop() {
         if !std::mem::replace(&mut reached[i], true) {
             stack.extend(links[i].iter().copied());
@@ -334,19 +331,19 @@ async fn connected(handles: &[NodeHandle]) -> bool {
 }
 
 /// Waits up to `timeout_ms` for the mesh to be ready for a story: the
-/// overlay `connected`, every node holding at least `records` evidence
-/// records (each agent's record, spread by the evidence anti-entropy), and
-/// the active views unchanged for `SETTLE_MS`. Right after joining, nodes
-/// still fill their views and evict to make room, and Plumtree does not
-/// resend a message to a neighbour that arrives after it passed, so a
-/// story told on a moving overlay can miss a node.
+/// active views `connected`, every node holding at least `records`
+/// evidence records (each agent's record, spread by the evidence
+/// anti-entropy), and the active views unchanged for `SETTLE_MS`. Right
+/// after joining, nodes still fill their views and evict to make room, and
+/// Plumtree does not resend a message to a neighbour that arrives after it
+/// passed, so a story told on a moving overlay can miss a node.
 pub async fn settle(handles: &[NodeHandle], records: u64, timeout_ms: u64) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
     let mut last: Option<Vec<Vec<usize>>> = None;
     loop {
-        let ready = holding(handles, records).await && connected(handles).await;
         let now = views(handles, "active_view").await.ok();
-        if ready && now.is_some() && now == last {
+        let ready = holding(handles, records).await && now.as_deref().is_some_and(connected);
+        if ready && now == last {
             return true;
         }
         last = now.filter(|_| ready);

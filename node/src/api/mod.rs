@@ -1,10 +1,11 @@
 //! The local HTTP API (axum) on a loopback address.
 //!
 //! Every handler parses and validates its input completely (POST bodies in
-//! `request`) before it asks the event loop for anything, so a bad request gets a `400` with a JSON
-//! `{code, message}` and changes nothing. Refusals by the local mandate or
-//! policy are `403`, rate limits `429`. Requests that change state answer
-//! only after the change is durably committed.
+//! `request`) before it asks the event loop for anything, so a bad request
+//! gets a `400` with a JSON `{code, message}` and changes nothing.
+//! Refusals by the local mandate or policy are `403`, rate limits `429`.
+//! Requests that change state answer only after the change is durably
+//! committed.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,7 +22,6 @@ use axum::{Json, Router};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::Value;
-use starling_trust::Did;
 
 pub mod request;
 
@@ -95,13 +95,10 @@ async fn post_request(
     answer.map(Json)
 }
 
-fn did(text: &str, field: &str) -> Result<Did, ApiError> {
-    text.parse()
-        .map_err(|e| ApiError::bad(format!("{field}: {e}")))
-}
-
 async fn trust(State(node): State<NodeHandle>, Path(d): Path<String>) -> ApiResult {
-    node.query(Query::Trust(did(&d, "did")?)).await.map(Json)
+    node.query(Query::Trust(request::did(&d, "did")?))
+        .await
+        .map(Json)
 }
 
 async fn evidence_get(State(node): State<NodeHandle>, Path(id): Path<String>) -> ApiResult {

@@ -87,7 +87,10 @@ pub fn decode(path: &str, body: &[u8], now_ms: u64) -> Result<ApiRequest, ApiErr
                 "/v1/revoke" => EvidenceInput::Revoke { subject, reason },
                 _ => EvidenceInput::Terminate { subject, reason },
             };
-            Ok(evidence_request(input, b.task))
+            Ok(ApiRequest::Evidence {
+                input,
+                task: b.task,
+            })
         }
         "/v1/policy/decide" => decide(json(body)?),
         "/v1/policy/change" => policy_change(json(body)?),
@@ -99,13 +102,10 @@ fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("the JSON body: {e}")))
 }
 
-fn did(text: &str, field: &str) -> Result<Did, ApiError> {
+/// `text` as a DID, or a `400` naming `field`.
+pub(super) fn did(text: &str, field: &str) -> Result<Did, ApiError> {
     text.parse()
         .map_err(|e| ApiError::bad(format!("{field}: {e}")))
-}
-
-fn evidence_request(input: EvidenceInput, task: String) -> ApiRequest {
-    ApiRequest::Evidence { input, task }
 }
 
 /// Exactly one of `payload` (text) or `payload_hex`.
@@ -209,7 +209,10 @@ fn evidence(b: EvidenceBody) -> Result<ApiRequest, ApiError> {
             ));
         }
     };
-    Ok(evidence_request(input, b.task))
+    Ok(ApiRequest::Evidence {
+        input,
+        task: b.task,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,7 +238,10 @@ fn vouch(b: VouchBody, now_ms: u64) -> Result<ApiRequest, ApiError> {
         weight: b.weight,
         expires_ms,
     };
-    Ok(evidence_request(input, b.task))
+    Ok(ApiRequest::Evidence {
+        input,
+        task: b.task,
+    })
 }
 
 #[derive(Debug, Deserialize)]
