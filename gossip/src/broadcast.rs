@@ -7,12 +7,13 @@
 //! shared tree that suits no sender and keeps being regrafted. An item received
 //! twice prunes the second sender to *lazy*, so the eager links settle into
 //! a spanning tree and each node receives each item about once. Lazy
-//! neighbours get batched IHAVE digests instead; a node that hears of an
-//! item it lacks waits `graft_first_ms` for the tree to deliver it, then
-//! GRAFTs an announcer, which sends the item and makes the link eager
-//! again: loss and churn are repaired within a round trip. Every item is
-//! verified once, deduplicated by id, and every cache is bounded. (Leitão,
-//! Pereira, Rodrigues, "Epidemic Broadcast Trees", SRDS 2007.)
+//! neighbours get batched IHAVE digests instead (short ids only, see
+//! [`IHave`]); a node that hears of an item it lacks waits `graft_first_ms`
+//! for the tree to deliver it, then GRAFTs an announcer, which sends the
+//! item and makes the link eager again: loss and churn are repaired within
+//! a round trip. Every item is verified once, deduplicated by id, and every
+//! cache is bounded. (Leitão, Pereira, Rodrigues, "Epidemic Broadcast
+//! Trees", SRDS 2007.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use rand_core::Rng;
 use crate::message::MessageId;
 use crate::node::{Node, Timer};
 use crate::peer::Peer;
-use crate::wire::{Announcement, Body, Gossip, Graft, IHave, Prune};
+use crate::wire::{Body, Gossip, Graft, IHave, Prune};
 
 /// Most trees kept; the least recently used is forgotten (it starts again
 /// all-eager if its origin speaks again).
@@ -57,7 +58,6 @@ struct Cached {
 
 #[derive(Debug, Clone)]
 struct Missing<P> {
-    tree: TreeKey,
     announcers: VecDeque<P>,
     attempts: u8,
 }
@@ -73,8 +73,10 @@ pub struct Broadcast<P> {
     /// Ids seen, by their first 64 bits (see [`short_id`]).
     seen: HashSet<u64>,
     seen_order: VecDeque<(u64, u64)>,
-    missing: BTreeMap<MessageId, Missing<P>>,
-    ihave: BTreeMap<P, Vec<Announcement>>,
+    /// Announced items not received yet, by short id.
+    missing: BTreeMap<u64, Missing<P>>,
+    /// Short ids waiting for the next IHAVE flush, by peer.
+    ihave: BTreeMap<P, Vec<u64>>,
     flush_pending: bool,
 }
 
@@ -84,7 +86,7 @@ pub struct Broadcast<P> {
 /// other (2^32 work, and it only suppresses its own second item); matching
 /// someone else's item would take a 64-bit second preimage. A quarter of
 /// the memory of whole ids, which matters at a million nodes.
-fn short_id(id: &MessageId) -> u64 {
+pub(crate) fn short_id(id: &MessageId) -> u64 {
     let mut prefix = [0u8; 8];
     prefix.copy_from_slice(&id[..8]);
     u64::from_le_bytes(prefix)
@@ -167,7 +169,7 @@ impl<P: Peer> Broadcast<P> {
                 None => break,
             };
         }
-        self.missing.remove(&id);
+        self.missing.remove(&short_id(&id));
     }
 
     /// Forgets expired cache entries and ids.
@@ -282,17 +284,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.send_encoded(p, frame.clone());
         }
         for p in lazy {
-            let announcement = Announcement {
-                id: id.to_vec(),
-                tree: tree.0.clone(),
-                round: round + 1,
-                origin: tree.1.clone(),
-            };
             self.broadcast
                 .ihave
                 .entry(p)
                 .or_default()
-                .push(announcement);
+                .push(short_id(&id));
         }
         if !self.broadcast.ihave.is_empty() && !self.broadcast.flush_pending {
             self.broadcast.flush_pending = true;
@@ -318,17 +314,14 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 
+    /// Announcements: an item not seen yet starts the graft timer.
     pub(crate) fn on_ihave(&mut self, now_ms: u64, from: P, ihave: IHave) {
-        for a in ihave.items.into_iter().take(self.config.ihave_ids_max) {
-            let Ok(id) = <MessageId>::try_from(a.id.as_slice()) else {
-                continue;
-            };
-            if self.broadcast.is_seen(&id) {
+        for id in ihave.ids.into_iter().take(self.config.ihave_ids_max) {
+            if self.broadcast.seen.contains(&id) {
                 continue;
             }
             let fresh = !self.broadcast.missing.contains_key(&id);
             let missing = self.broadcast.missing.entry(id).or_insert_with(|| Missing {
-                tree: (a.tree.clone(), a.origin.clone()),
                 announcers: VecDeque::new(),
                 attempts: 0,
             });
@@ -341,8 +334,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 
-    pub(crate) fn on_graft_timer(&mut self, now_ms: u64, id: MessageId) {
-        if self.broadcast.is_seen(&id) {
+    /// An announced item did not come: graft the next announcer. Its link
+    /// turns eager when the item arrives through it.
+    pub(crate) fn on_graft_timer(&mut self, now_ms: u64, id: u64) {
+        if self.broadcast.seen.contains(&id) {
             self.broadcast.missing.remove(&id);
             return;
         }
@@ -355,60 +350,38 @@ impl<P: Peer, R: Rng> Node<P, R> {
         };
         missing.announcers.push_back(announcer);
         missing.attempts += 1;
-        let tree = missing.tree.clone();
-        let more = missing.attempts < GRAFT_ATTEMPTS_MAX;
-        let active = self.views.active().to_vec();
-        let t = self.broadcast.tree(&tree, &active, now_ms);
-        if active.contains(&announcer) {
-            t.lazy.remove(&announcer);
-            t.eager.insert(announcer);
-        }
-        self.stats.grafts_sent += 1;
-        self.send(
-            announcer,
-            Body::Graft(Graft {
-                id: id.to_vec(),
-                tree: tree.0,
-                origin: tree.1,
-            }),
-        );
-        match more {
+        match missing.attempts < GRAFT_ATTEMPTS_MAX {
             true => self.set_timer(now_ms + self.config.graft_next_ms, Timer::Graft(id)),
             false => {
                 self.broadcast.missing.remove(&id);
             }
         }
+        self.stats.grafts_sent += 1;
+        self.send(announcer, Body::Graft(Graft { id }));
     }
 
     /// A graft: send the item (to any admitted peer that asks), and make the
-    /// link eager if it is a neighbour's.
+    /// link eager in its tree if it is a neighbour's. An item no longer
+    /// cached is not answered; the grafter tries its next announcer.
     pub(crate) fn on_graft(&mut self, now_ms: u64, from: P, graft: Graft) {
+        let Some(c) = self.broadcast.cache.get(&graft.id).cloned() else {
+            return;
+        };
         let active = self.views.active().to_vec();
         if active.contains(&from) {
-            let t = self
-                .broadcast
-                .tree(&(graft.tree, graft.origin), &active, now_ms);
+            let t = self.broadcast.tree(&c.tree, &active, now_ms);
             t.lazy.remove(&from);
             t.eager.insert(from);
         }
-        let Ok(id) = <MessageId>::try_from(graft.id.as_slice()) else {
-            return;
+        self.stats.gossip_sent += 1;
+        let gossip = Gossip {
+            kind: c.kind,
+            round: c.round + 1,
+            item: c.item.as_ref().clone(),
+            tree: c.tree.0.clone(),
+            origin: c.tree.1.clone(),
         };
-        let cached = self.broadcast.cache.get(&short_id(&id));
-        if let Some(c) = cached
-            .filter(|c| starling_trust::wire::sha256(&c.item) == id)
-            .cloned()
-        {
-            self.stats.gossip_sent += 1;
-            let gossip = Gossip {
-                kind: c.kind,
-                round: c.round + 1,
-                item: c.item.as_ref().clone(),
-                tree: c.tree.0.clone(),
-                origin: c.tree.1.clone(),
-            };
-            self.send(from, Body::Gossip(gossip));
-        }
+        self.send(from, Body::Gossip(gossip));
     }
 
     pub(crate) fn on_prune(&mut self, from: P, prune: Prune) {
@@ -424,12 +397,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let pending = std::mem::take(&mut self.broadcast.ihave);
         for (peer, items) in pending {
             for chunk in items.chunks(self.config.ihave_ids_max.max(1)) {
-                self.send(
-                    peer,
-                    Body::IHave(IHave {
-                        items: chunk.to_vec(),
-                    }),
-                );
+                let ids = chunk.to_vec();
+                self.send(peer, Body::IHave(IHave { ids }));
             }
         }
     }

@@ -122,8 +122,8 @@ pub enum Timer {
     Tick,
     /// Send batched IHAVE digests.
     IHaveFlush,
-    /// An announced item has not arrived: graft.
-    Graft(MessageId),
+    /// An announced item (by short id) has not arrived: graft.
+    Graft(u64),
 }
 
 /// A message for the local agent.

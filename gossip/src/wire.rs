@@ -241,43 +241,23 @@ pub struct Gossip {
     pub origin: Vec<u8>,
 }
 
-/// One announced item.
-#[derive(Clone, PartialEq, Message)]
-pub struct Announcement {
-    /// The item's id.
-    #[prost(bytes = "vec", tag = "1")]
-    pub id: Vec<u8>,
-    /// The broadcast tree it travels on.
-    #[prost(string, tag = "2")]
-    pub tree: String,
-    /// Hops from the origin at the announcer.
-    #[prost(uint32, tag = "3")]
-    pub round: u32,
-    /// The item's origin (see [`Gossip::origin`]).
-    #[prost(bytes = "vec", tag = "4")]
-    pub origin: Vec<u8>,
-}
-
-/// Lazy push.
+/// Lazy push: items the sender holds, named by short id (the first 64 bits
+/// of the id, see `broadcast::short_id`). The tree is not named: a graft
+/// finds it in the announcer's cache, and the item names it when it comes.
+/// Eight bytes an announcement instead of a whole id, tree and origin.
 #[derive(Clone, PartialEq, Message)]
 pub struct IHave {
-    /// The announced items.
-    #[prost(message, repeated, tag = "1")]
-    pub items: Vec<Announcement>,
+    /// The announced items' short ids.
+    #[prost(fixed64, repeated, tag = "1")]
+    pub ids: Vec<u64>,
 }
 
-/// Graft.
+/// Graft: send an announced item, and make the link eager in its tree.
 #[derive(Clone, PartialEq, Message)]
 pub struct Graft {
-    /// The item wanted (may be empty: only repair the link).
-    #[prost(bytes = "vec", tag = "1")]
-    pub id: Vec<u8>,
-    /// The tree.
-    #[prost(string, tag = "2")]
-    pub tree: String,
-    /// The origin whose tree it is.
-    #[prost(bytes = "vec", tag = "3")]
-    pub origin: Vec<u8>,
+    /// The item's short id (see [`IHave`]).
+    #[prost(fixed64, tag = "1")]
+    pub id: u64,
 }
 
 /// Prune.
@@ -469,19 +449,9 @@ mod tests {
                     origin: vec![],
                 })
             }),
-            proptest::collection::vec((bytes(), ".{0,8}", any::<u32>()), 0..4).prop_map(|v| {
-                Body::IHave(IHave {
-                    items: v
-                        .into_iter()
-                        .map(|(id, tree, round)| Announcement {
-                            id,
-                            tree,
-                            round,
-                            origin: vec![],
-                        })
-                        .collect(),
-                })
-            }),
+            proptest::collection::vec(any::<u64>(), 0..4)
+                .prop_map(|ids| Body::IHave(IHave { ids })),
+            any::<u64>().prop_map(|id| Body::Graft(Graft { id })),
             (
                 any::<u64>(),
                 any::<u32>(),

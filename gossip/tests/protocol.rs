@@ -12,7 +12,7 @@ use harness::{Mesh, START_MS};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use starling_gossip::wire::{
-    Announcement, Body, ForwardJoin, Frame, Gossip, Graft, Hello, IHave, ItemKind, Prune, Refuse,
+    Body, ForwardJoin, Frame, Gossip, Graft, Hello, IHave, ItemKind, Prune, Refuse,
 };
 use starling_gossip::{Command, Config, Event, Input, Node, Output, Timer};
 use starling_trust::{Keypair, Mandate, Record};
@@ -493,15 +493,8 @@ fn duplicates_prune_and_missing_items_are_grafted() {
     assert_eq!(b.broadcast().trees(), 1);
 
     // An announcement of an unknown item sets a timer; when it fires, graft.
-    let id = [5u8; 32];
-    let ihave = IHave {
-        items: vec![Announcement {
-            id: id.to_vec(),
-            tree: "news".into(),
-            round: 3,
-            origin: origin.clone(),
-        }],
-    };
+    let id = u64::from_le_bytes([5; 8]);
+    let ihave = IHave { ids: vec![id] };
     b.handle(
         START_MS + 10,
         Input::Frame {
@@ -525,14 +518,111 @@ fn duplicates_prune_and_missing_items_are_grafted() {
         out,
         [Output::Send {
             to: 1,
-            frame: frame(Body::Graft(Graft {
-                id: id.to_vec(),
-                tree: "news".into(),
-                origin
-            }))
+            frame: frame(Body::Graft(Graft { id }))
         }]
     );
     assert_eq!(b.stats().grafts_sent, 1);
+}
+
+/// A node with neighbours 1, 3 and 4 whose tree for 3's messages on "news"
+/// has settled to eager {3, 4}, lazy {1}; with 3's key.
+fn settled_news_tree(mesh: &Mesh) -> (N, Keypair) {
+    let (mut a, _, _) = node(mesh, 1);
+    let (mut b, _, _) = node(mesh, 2);
+    let (mut c, c_key, _) = node(mesh, 3);
+    let (mut d, _, _) = node(mesh, 4);
+    for n in [&mut a, &mut c, &mut d] {
+        connect(n, &mut b, START_MS);
+        b.handle(
+            START_MS,
+            Input::Frame {
+                from: n.peer(),
+                bytes: frame(Body::Join(starling_gossip::wire::Join {})),
+            },
+        )
+        .unwrap();
+    }
+    drain(&mut b);
+    let from_c = news(mesh, &c_key, 1);
+    b.handle(START_MS, from_c.frame(3, 1)).unwrap();
+    b.handle(START_MS, from_c.frame(1, 2)).unwrap();
+    drain(&mut b);
+    assert_eq!(b.broadcast().links("news"), (2, 1));
+    (b, c_key)
+}
+
+/// A signed message on "news" and the gossip frames carrying it.
+struct News {
+    item: Vec<u8>,
+    origin: Vec<u8>,
+    id: u64,
+}
+
+fn news(mesh: &Mesh, key: &Keypair, seq: u64) -> News {
+    let m = starling_gossip::SignedMessage::sign(
+        key,
+        starling_trust::keys::Domain::Message,
+        &mesh.genesis.id(),
+        "news",
+        seq,
+        START_MS,
+        b"hi".to_vec(),
+    );
+    News {
+        id: u64::from_le_bytes(m.id[..8].try_into().unwrap()),
+        item: m.raw,
+        origin: key.did().as_bytes().to_vec(),
+    }
+}
+
+impl News {
+    fn gossip(&self, round: u32) -> Body {
+        Body::Gossip(Gossip {
+            kind: ItemKind::Message as i32,
+            round,
+            item: self.item.clone(),
+            tree: "news".into(),
+            origin: self.origin.clone(),
+        })
+    }
+
+    /// The frame as it arrives from `from` after `round` hops.
+    fn frame(&self, from: u32, round: u32) -> Input<u32> {
+        Input::Frame {
+            from,
+            bytes: frame(self.gossip(round)),
+        }
+    }
+}
+
+#[test]
+fn a_graft_is_answered_from_the_cache_and_makes_the_link_eager() {
+    let mesh = Mesh::new();
+    let (mut b, c_key) = settled_news_tree(&mesh);
+    let from_c = news(&mesh, &c_key, 1);
+    b.handle(
+        START_MS + 10,
+        Input::Frame {
+            from: 1,
+            bytes: frame(Body::Graft(Graft { id: from_c.id })),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        drain(&mut b).iter().map(body).collect::<Vec<_>>(),
+        [(1, from_c.gossip(2))]
+    );
+    assert_eq!(b.broadcast().links("news"), (3, 0));
+    // An id not in the cache: no answer.
+    b.handle(
+        START_MS + 10,
+        Input::Frame {
+            from: 1,
+            bytes: frame(Body::Graft(Graft { id: !from_c.id })),
+        },
+    )
+    .unwrap();
+    assert_eq!(drain(&mut b), []);
 }
 
 #[test]

@@ -244,6 +244,9 @@ pub struct SystemFigures {
     pub duplicates: u64,
     /// TCP sockets seen in the window (two per connection: both ends are ours).
     pub tcp_sockets: usize,
+    /// Of them, sockets opened inside the window (each costs a TCP and TLS
+    /// handshake on the wire).
+    pub tcp_sockets_opened: usize,
     /// Bytes the system itself says it wrote on its own protocol's streams
     /// in the window (Starling's `bytes_out`: gossip frames before TLS and
     /// yamux framing, without identify, ping and Kademlia); `None` where the
@@ -279,6 +282,7 @@ impl SystemFigures {
             wire_bytes: window.wire_bytes,
             duplicates: counted.duplicates,
             tcp_sockets: window.sockets,
+            tcp_sockets_opened: window.sockets_opened,
             protocol_bytes: counted.protocol_bytes,
             publish_errors: counted.publish_errors,
             setup_s: round2(setup_s),
@@ -374,6 +378,8 @@ pub struct WindowTotals {
     pub cpu_s: f64,
     /// Sockets seen.
     pub sockets: usize,
+    /// Sockets seen that the window's opening sample did not.
+    pub sockets_opened: usize,
 }
 
 /// A measurement window: socket bytes sampled on a thread of its own, CPU
@@ -435,6 +441,10 @@ impl Window {
             wire_bytes,
             cpu_s: cpu,
             sockets: seen.len(),
+            sockets_opened: seen
+                .keys()
+                .filter(|k| !self.baseline.contains_key(*k))
+                .count(),
         })
     }
 }
