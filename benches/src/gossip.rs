@@ -212,8 +212,6 @@ impl ForwardPath {
                     kind: ItemKind::Message as i32,
                     round: 1,
                     item: m.raw,
-                    tree: "bench".into(),
-                    origin: key.did().as_bytes().to_vec(),
                 }))
                 .encode();
                 (sent, 1 + (k % 5) as u32, frame)

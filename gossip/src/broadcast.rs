@@ -159,6 +159,11 @@ impl<P: Peer> Broadcast<P> {
         self.seen.contains(&short_id(id))
     }
 
+    /// The tree a cached item travelled.
+    pub(crate) fn tree_of(&self, id: &MessageId) -> Option<Arc<TreeKey>> {
+        self.cache.get(&short_id(id)).map(|c| Arc::clone(&c.tree))
+    }
+
     pub(crate) fn mark_seen(&mut self, id: MessageId, now_ms: u64, seen_ms: u64, seen_max: usize) {
         if self.seen.insert(short_id(&id)) {
             self.seen_order.push_back((now_ms + seen_ms, short_id(&id)));
@@ -275,8 +280,6 @@ impl<P: Peer, R: Rng> Node<P, R> {
             kind,
             round: round + 1,
             item: item.as_ref().clone(),
-            tree: tree.0.clone(),
-            origin: tree.1.clone(),
         }))
         .encode();
         for p in eager {
@@ -296,21 +299,20 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 
-    /// A second copy of `id` arrived from `from`: prune that link.
-    pub(crate) fn on_duplicate(&mut self, from: P, tree: &TreeKey) {
+    /// A second copy of an item arrived from `from`: prune that link in the
+    /// item's tree (known unless the item has left the cache).
+    pub(crate) fn on_duplicate(&mut self, from: P, tree: Option<&TreeKey>) {
         self.stats.items_duplicate += 1;
-        let Some(t) = self.broadcast.trees.get_mut(tree) else {
+        let Some(t) = tree.and_then(|tree| self.broadcast.trees.get_mut(tree)) else {
             return;
         };
         if t.eager.remove(&from) {
             t.lazy.insert(from);
-            self.send(
-                from,
-                Body::Prune(Prune {
-                    tree: tree.0.clone(),
-                    origin: tree.1.clone(),
-                }),
-            );
+            let prune = Prune {
+                tree: t.key.0.clone(),
+                origin: t.key.1.clone(),
+            };
+            self.send(from, Body::Prune(prune));
         }
     }
 
@@ -378,8 +380,6 @@ impl<P: Peer, R: Rng> Node<P, R> {
             kind: c.kind,
             round: c.round + 1,
             item: c.item.as_ref().clone(),
-            tree: c.tree.0.clone(),
-            origin: c.tree.1.clone(),
         };
         self.send(from, Body::Gossip(gossip));
     }

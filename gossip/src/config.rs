@@ -28,7 +28,11 @@ pub struct Config {
     pub graft_first_ms: u64,
     /// Wait before grafting each further announcer.
     pub graft_next_ms: u64,
-    /// Batching delay for IHAVE digests.
+    /// Batching delay for IHAVE digests. Every flush costs each lazy link a
+    /// frame (and its TLS record and yamux header), so a longer window
+    /// trades repair delay, which `graft_first_ms` already makes a quarter
+    /// second, for fewer frames: 50 ms cut wire bytes per delivery by 8% in
+    /// `bench vs-gossipsub` (a message every 20 ms) against 10 ms.
     pub ihave_flush_ms: u64,
     /// Most ids in one IHAVE frame.
     pub ihave_ids_max: usize,
@@ -81,7 +85,7 @@ impl Default for Config {
             principal_passive_max: 8,
             graft_first_ms: 250,
             graft_next_ms: 100,
-            ihave_flush_ms: 10,
+            ihave_flush_ms: 50,
             ihave_ids_max: 256,
             message_cache_ms: 30_000,
             message_cache_max: 4_096,

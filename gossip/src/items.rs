@@ -40,10 +40,10 @@ const REPORTED_MAX: usize = 4_096;
 
 /// What happened to an item.
 enum Verdict {
-    /// New and valid: forward it.
-    Accepted,
+    /// New and valid: forward it along this tree.
+    Accepted(TreeKey),
     /// Valid but already known (superseded evidence, an applied change).
-    Known,
+    Known(TreeKey),
     /// The forwarding peer sent something invalid.
     Bad(DropReason),
     /// Authentic, but its origin may not do this.
@@ -55,40 +55,40 @@ enum Verdict {
     },
     /// Authentic, but its origin's agent record has not reached this node
     /// yet: nobody's fault, and a later copy may be accepted.
-    Unknown,
+    Unknown(Did),
+}
+
+/// A system tree's key.
+fn system_tree(name: &str) -> TreeKey {
+    (name.to_string(), Vec::new())
 }
 
 impl<P: Peer, R: Rng> Node<P, R> {
     pub(crate) fn on_gossip(&mut self, now_ms: u64, from: P, g: Gossip) {
         let id = wire::sha256(&g.item);
-        let tree: TreeKey = (g.tree, g.origin);
         if self.broadcast.is_seen(&id) {
-            self.on_duplicate(from, &tree);
+            let tree = self.broadcast.tree_of(&id);
+            self.on_duplicate(from, tree.as_deref());
             return;
         }
-        let system = tree.1.is_empty();
         let verdict = match ItemKind::try_from(g.kind) {
-            Ok(ItemKind::Message) if !system => {
-                self.accept_message(now_ms, &tree, &g.item, g.round)
-            }
-            Ok(ItemKind::Evidence) if system && tree.0 == EVIDENCE_TREE => {
-                self.accept_evidence(now_ms, &g.item)
-            }
-            Ok(ItemKind::Policy) if system && tree.0 == POLICY_TREE => self.accept_policy(&g.item),
-            _ => Verdict::Bad(DropReason::Malformed("unknown item kind or tree".into())),
+            Ok(ItemKind::Message) => self.accept_message(now_ms, &g.item, g.round),
+            Ok(ItemKind::Evidence) => self.accept_evidence(now_ms, &g.item),
+            Ok(ItemKind::Policy) => self.accept_policy(&g.item),
+            _ => Verdict::Bad(DropReason::Malformed("unknown item kind".into())),
         };
-        if let Verdict::Unknown = verdict {
-            self.await_origin(from, tree, g.kind, g.round, g.item);
+        if let Verdict::Unknown(origin) = verdict {
+            self.await_origin(from, origin, g);
             return;
         }
         let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
         self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
         match verdict {
-            Verdict::Accepted => {
+            Verdict::Accepted(tree) => {
                 self.stats.items_accepted += 1;
                 self.push_item(now_ms, Some(from), &tree, g.kind, g.round, g.item, id);
             }
-            Verdict::Known => self.on_duplicate(from, &tree),
+            Verdict::Known(tree) => self.on_duplicate(from, Some(&tree)),
             Verdict::Bad(reason) => self.strike(now_ms, from, reason),
             Verdict::Refused {
                 origin,
@@ -99,17 +99,14 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 self.dropped(from, reason);
                 self.report_violation(now_ms, origin, rule, severity, &id);
             }
-            Verdict::Unknown => {}
+            Verdict::Unknown(_) => {}
         }
     }
 
     /// Holds a message whose origin's agent record has not arrived, and asks
     /// the peer that forwarded it (which had to check it, so holds the
     /// record) for the record. Bounded: excess messages are dropped.
-    fn await_origin(&mut self, from: P, tree: TreeKey, kind: i32, round: u32, item: Vec<u8>) {
-        let Ok(origin) = Did::from_bytes(&tree.1) else {
-            return;
-        };
+    fn await_origin(&mut self, from: P, origin: Did, gossip: Gossip) {
         let first = !self.awaiting.contains_key(&origin);
         if first && self.awaiting.len() >= AWAITING_ORIGINS_MAX {
             return self.dropped(
@@ -119,16 +116,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         let held = self.awaiting.entry(origin).or_default();
         if held.len() < AWAITING_PER_ORIGIN_MAX {
-            held.push((
-                from,
-                Gossip {
-                    kind,
-                    round,
-                    item,
-                    tree: tree.0,
-                    origin: tree.1,
-                },
-            ));
+            held.push((from, gossip));
         }
         if first {
             self.send(
@@ -162,7 +150,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 
-    fn accept_message(&mut self, now_ms: u64, tree: &TreeKey, item: &[u8], round: u32) -> Verdict {
+    fn accept_message(&mut self, now_ms: u64, item: &[u8], round: u32) -> Verdict {
         let message =
             match self
                 .trust
@@ -174,12 +162,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 }
                 Err(e) => return Verdict::Bad(DropReason::Malformed(e.to_string())),
             };
-        if message.topic != tree.0
-            || tree.1 != message.origin.as_bytes()
-            || message.topic.starts_with(SYSTEM_PREFIX)
-        {
+        if message.topic.starts_with(SYSTEM_PREFIX) {
             return Verdict::Bad(DropReason::Malformed(
-                "message topic does not match its tree".into(),
+                "a message on a reserved system topic".into(),
             ));
         }
         if message.sent_ms + self.config.message_age_max_ms < now_ms
@@ -190,7 +175,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let origin = message.origin;
         let authority = match self.trust.authority(&origin, now_ms) {
             Ok(a) => a,
-            Err(crate::trust_state::Refusal::Unknown(_)) => return Verdict::Unknown,
+            Err(crate::trust_state::Refusal::Unknown(_)) => return Verdict::Unknown(origin),
             Err(e) => {
                 let reason = DropReason::Refused(e.to_string());
                 return Verdict::Refused {
@@ -244,7 +229,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 payload: message.payload.clone(),
             }));
         }
-        Verdict::Accepted
+        Verdict::Accepted((message.topic.clone(), origin.as_bytes().to_vec()))
     }
 
     fn accept_evidence(&mut self, now_ms: u64, item: &[u8]) -> Verdict {
@@ -268,9 +253,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 };
             }
         }
+        let tree = system_tree(EVIDENCE_TREE);
         match self.apply_record(now_ms, record) {
-            true => Verdict::Accepted,
-            false => Verdict::Known,
+            true => Verdict::Accepted(tree),
+            false => Verdict::Known(tree),
         }
     }
 
@@ -311,9 +297,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
             }
             Err(e) => return Verdict::Bad(DropReason::Malformed(e.to_string())),
         };
+        let tree = system_tree(POLICY_TREE);
         match self.apply_policy(change) {
-            Ok(true) => Verdict::Accepted,
-            Ok(false) => Verdict::Known,
+            Ok(true) => Verdict::Accepted(tree),
+            Ok(false) => Verdict::Known(tree),
             Err(e) => Verdict::Bad(DropReason::Malformed(e.to_string())),
         }
     }
@@ -384,7 +371,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let id = record.id();
         let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
         self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
-        let tree = (EVIDENCE_TREE.to_string(), Vec::new());
+        let tree = system_tree(EVIDENCE_TREE);
         self.push_item(
             now_ms,
             None,
@@ -462,7 +449,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.push_item(
                 now_ms,
                 None,
-                &(POLICY_TREE.to_string(), Vec::new()),
+                &system_tree(POLICY_TREE),
                 ItemKind::Policy as i32,
                 0,
                 bytes,

@@ -229,16 +229,11 @@ pub struct Gossip {
     /// Hops from the origin.
     #[prost(uint32, tag = "2")]
     pub round: u32,
-    /// The signed item, exactly as its author signed it.
+    /// The signed item, exactly as its author signed it. Its tree is not
+    /// sent: a message's is its topic and origin, which it signs; evidence
+    /// and policy each have one.
     #[prost(bytes = "vec", tag = "3")]
     pub item: Vec<u8>,
-    /// The broadcast tree (the topic, or a system tree).
-    #[prost(string, tag = "4")]
-    pub tree: String,
-    /// For a message, its origin's DID key: each origin gets its own tree
-    /// per topic. Empty for evidence and policy.
-    #[prost(bytes = "vec", tag = "5")]
-    pub origin: Vec<u8>,
 }
 
 /// Lazy push: items the sender holds, named by short id (the first 64 bits
@@ -440,15 +435,11 @@ mod tests {
                     peers,
                 })
             }),
-            (0i32..3, any::<u32>(), bytes(), ".{0,8}").prop_map(|(kind, round, item, tree)| {
-                Body::Gossip(Gossip {
-                    kind,
-                    round,
-                    item,
-                    tree,
-                    origin: vec![],
-                })
-            }),
+            (0i32..3, any::<u32>(), bytes()).prop_map(|(kind, round, item)| Body::Gossip(Gossip {
+                kind,
+                round,
+                item
+            })),
             proptest::collection::vec(any::<u64>(), 0..4)
                 .prop_map(|ids| Body::IHave(IHave { ids })),
             any::<u64>().prop_map(|id| Body::Graft(Graft { id })),

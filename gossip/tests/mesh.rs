@@ -206,14 +206,10 @@ fn a_revocation_reaches_every_node_and_cuts_the_agent_off() {
 
 /// Injects a gossip frame into `to` as if `from` had sent it.
 fn inject(net: &mut Net, from: u32, to: u32, message: &SignedMessage) {
-    let item = message.raw.clone();
-    let origin = message.origin.as_bytes().to_vec();
     let gossip = Gossip {
         kind: ItemKind::Message as i32,
         round: 1,
-        item,
-        tree: message.topic.clone(),
-        origin,
+        item: message.raw.clone(),
     };
     net.input(
         to,

@@ -451,8 +451,6 @@ fn duplicates_prune_and_missing_items_are_grafted() {
         kind: ItemKind::Message as i32,
         round,
         item: message.raw.clone(),
-        tree: "news".into(),
-        origin: origin.clone(),
     };
     drain(&mut b);
     b.handle(
@@ -554,7 +552,6 @@ fn settled_news_tree(mesh: &Mesh) -> (N, Keypair) {
 /// A signed message on "news" and the gossip frames carrying it.
 struct News {
     item: Vec<u8>,
-    origin: Vec<u8>,
     id: u64,
 }
 
@@ -571,7 +568,6 @@ fn news(mesh: &Mesh, key: &Keypair, seq: u64) -> News {
     News {
         id: u64::from_le_bytes(m.id[..8].try_into().unwrap()),
         item: m.raw,
-        origin: key.did().as_bytes().to_vec(),
     }
 }
 
@@ -581,8 +577,6 @@ impl News {
             kind: ItemKind::Message as i32,
             round,
             item: self.item.clone(),
-            tree: "news".into(),
-            origin: self.origin.clone(),
         })
     }
 

@@ -42,7 +42,7 @@ pub(crate) struct Adversaries {
     /// Replayed ids, with the time of their first replay.
     replayed_ids: HashSet<[u8; 32]>,
     /// Messages replayers saw on their links: (when, item, origin).
-    captured: Vec<(u64, Vec<u8>, Vec<u8>)>,
+    captured: Vec<(u64, Vec<u8>)>,
     replays: usize,
     pub(crate) figures: AttackFigures,
 }
@@ -166,13 +166,11 @@ fn topic(sim: &Sim) -> String {
 
 /// Writes a gossip frame carrying `item` from `attacker` to every peer it
 /// is connected to.
-fn inject(sim: &mut Sim, attacker: u32, topic: &str, origin: Vec<u8>, item: Vec<u8>) {
+fn inject(sim: &mut Sim, attacker: u32, item: Vec<u8>) {
     let frame = Frame::new(Body::Gossip(Gossip {
         kind: 0,
         round: 0,
         item,
-        tree: topic.to_string(),
-        origin,
     }))
     .encode();
     let peers: Vec<u32> = match sim.nodes.get(attacker as usize).and_then(Option::as_ref) {
@@ -208,13 +206,11 @@ pub(crate) fn spam(sim: &mut Sim) {
     if sim.now + period < sim.attack_end() {
         sim.schedule_in(period, Ev::Spam);
     }
-    let topic = topic(sim);
     for attacker in sim.adversaries.spammers.clone() {
         let message = sign_as(sim, attacker, vec![0x5a; 64]);
         sim.adversaries.spam_ids.insert(message.id);
         sim.adversaries.figures.spam_sent += 1;
-        let origin = message.origin.as_bytes().to_vec();
-        inject(sim, attacker, &topic, origin, message.raw);
+        inject(sim, attacker, message.raw);
     }
 }
 
@@ -226,7 +222,6 @@ pub(crate) fn forge_and_replay(sim: &mut Sim) {
     if sim.now + 1000 / INJECTIONS_PER_S < sim.attack_end() {
         sim.schedule_in(1000 / INJECTIONS_PER_S, Ev::Inject);
     }
-    let topic = topic(sim);
     for attacker in sim.adversaries.forgers.clone() {
         let Some(&name) = sim.live_nodes().first() else {
             return;
@@ -239,15 +234,14 @@ pub(crate) fn forge_and_replay(sim: &mut Sim) {
             .forged_ids
             .insert(starling_trust::wire::sha256(&message.raw));
         sim.adversaries.figures.forged_sent += 1;
-        let origin = message.origin.as_bytes().to_vec();
-        inject(sim, attacker, &topic, origin, message.raw);
+        inject(sim, attacker, message.raw);
     }
     let window = sim.replay_window_ms();
     for attacker in sim.adversaries.replayers.clone() {
         let old = sim
             .adversaries
             .captured_before(sim.now.saturating_sub(1_000));
-        let Some((seen_ms, raw, origin)) = old else {
+        let Some((seen_ms, raw)) = old else {
             continue;
         };
         if sim.now - seen_ms > window {
@@ -257,7 +251,7 @@ pub(crate) fn forge_and_replay(sim: &mut Sim) {
             .replayed_ids
             .insert(starling_trust::wire::sha256(&raw));
         sim.adversaries.figures.replayed_sent += 1;
-        inject(sim, attacker, &topic, origin, raw);
+        inject(sim, attacker, raw);
     }
 }
 
@@ -319,15 +313,15 @@ impl Adversaries {
     /// Keeps a message a replayer saw on its link, to send it again later.
     pub(crate) fn capture(&mut self, at_ms: u64, frame: &[u8]) {
         if let Ok(Body::Gossip(g)) = Frame::decode_capped(frame, usize::MAX) {
-            self.captured.push((at_ms, g.item, g.origin));
+            self.captured.push((at_ms, g.item));
         }
     }
 
     /// The next captured message seen at or before `before_ms`.
-    fn captured_before(&mut self, before_ms: u64) -> Option<(u64, Vec<u8>, Vec<u8>)> {
+    fn captured_before(&mut self, before_ms: u64) -> Option<(u64, Vec<u8>)> {
         let old: Vec<_> = self.captured.iter().filter(|c| c.0 <= before_ms).collect();
-        let (at, item, origin) = old.get(self.replays % old.len().max(1))?;
-        let out = (*at, item.clone(), origin.clone());
+        let (at, item) = old.get(self.replays % old.len().max(1))?;
+        let out = (*at, item.clone());
         self.replays += 1;
         Some(out)
     }

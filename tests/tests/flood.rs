@@ -171,8 +171,6 @@ fn flood_frame(
         kind: ItemKind::Message as i32,
         round: 0,
         item: message.raw,
-        tree: topic.to_string(),
-        origin: key.did().as_bytes().to_vec(),
     }))
     .encode();
     encode_delimited(&frame)
