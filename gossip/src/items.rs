@@ -40,8 +40,10 @@ const REPORTED_MAX: usize = 4_096;
 
 /// What happened to an item.
 enum Verdict {
-    /// New and valid: forward it along this tree.
-    Accepted(TreeKey),
+    /// New and valid: forward it along this tree, then deliver it (if it
+    /// is a message on a subscribed topic) once the forwards are queued,
+    /// so that nothing the local agent does with it delays the next hop.
+    Accepted(TreeKey, Option<Delivery>),
     /// Valid but already known (superseded evidence, an applied change).
     Known(TreeKey),
     /// The forwarding peer sent something invalid.
@@ -84,9 +86,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
         self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
         match verdict {
-            Verdict::Accepted(tree) => {
+            Verdict::Accepted(tree, delivery) => {
                 self.stats.items_accepted += 1;
                 self.push_item(now_ms, Some(from), &tree, g.kind, g.round, g.item, id);
+                if let Some(d) = delivery {
+                    self.stats.delivered += 1;
+                    self.outbox.push_back(Output::Deliver(d));
+                }
             }
             Verdict::Known(tree) => self.on_duplicate(from, Some(&tree)),
             Verdict::Bad(reason) => self.strike(now_ms, from, reason),
@@ -218,18 +224,21 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 severity: 1,
             };
         }
-        if self.subscriptions.contains(&message.topic) {
-            self.stats.delivered += 1;
-            self.outbox.push_back(Output::Deliver(Delivery {
+        let delivery = self
+            .subscriptions
+            .contains(&message.topic)
+            .then(|| Delivery {
                 id: message.id,
                 topic: message.topic.clone(),
                 origin,
                 sent_ms: message.sent_ms,
                 hops: round,
                 payload: message.payload.clone(),
-            }));
-        }
-        Verdict::Accepted((message.topic.clone(), origin.as_bytes().to_vec()))
+            });
+        Verdict::Accepted(
+            (message.topic.clone(), origin.as_bytes().to_vec()),
+            delivery,
+        )
     }
 
     fn accept_evidence(&mut self, now_ms: u64, item: &[u8]) -> Verdict {
@@ -255,7 +264,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         let tree = system_tree(EVIDENCE_TREE);
         match self.apply_record(now_ms, record) {
-            true => Verdict::Accepted(tree),
+            true => Verdict::Accepted(tree, None),
             false => Verdict::Known(tree),
         }
     }
@@ -299,7 +308,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         };
         let tree = system_tree(POLICY_TREE);
         match self.apply_policy(change) {
-            Ok(true) => Verdict::Accepted(tree),
+            Ok(true) => Verdict::Accepted(tree, None),
             Ok(false) => Verdict::Known(tree),
             Err(e) => Verdict::Bad(DropReason::Malformed(e.to_string())),
         }

@@ -85,7 +85,9 @@ impl AuditLog {
         })
     }
 
-    /// Appends an entry to `batch` (it is in the log once the batch commits).
+    /// Appends an entry to `batch` (it is in the log once the batch is
+    /// sealed and commits). Signing the entry is the whole cost; the head
+    /// is signed once a batch, by [`AuditLog::seal`].
     pub fn append(&mut self, batch: &mut Batch, time_ms: u64, fact: Fact) -> u64 {
         let entry = Entry {
             seq: self.next_seq,
@@ -108,12 +110,21 @@ impl AuditLog {
         let hash: [u8; 32] = Sha256::digest(&stored).into();
         batch.audit.push((entry.seq, stored));
         batch.meta.retain(|(k, _)| *k != HEAD_KEY);
-        batch
-            .meta
-            .push((HEAD_KEY, signed_head(&self.key, entry.seq, &hash)));
         self.prev = hash;
         self.next_seq += 1;
         entry.seq
+    }
+
+    /// Signs the head (the newest entry's sequence and hash) into a batch
+    /// with entries, which the store requires before it commits them.
+    pub fn seal(&self, batch: &mut Batch) {
+        if batch.audit.is_empty() || batch.meta.iter().any(|(k, _)| *k == HEAD_KEY) {
+            return;
+        }
+        let seq = self.next_seq - 1;
+        batch
+            .meta
+            .push((HEAD_KEY, signed_head(&self.key, seq, &self.prev)));
     }
 
     /// How many entries the log has (committed or in a pending batch).
@@ -258,6 +269,11 @@ mod tests {
         for i in 0..n {
             let mut batch = Batch::default();
             log.append(&mut batch, 1_000 + i, fact(i));
+            assert!(matches!(
+                store.commit(&batch, false),
+                Err(StoreError::UnsealedAudit)
+            ));
+            log.seal(&mut batch);
             store.commit(&batch, false).unwrap();
         }
         (dir, store, did)
@@ -276,6 +292,7 @@ mod tests {
         let mut log = AuditLog::resume(Keypair::from_secret_bytes(&[5; 32]), &store).unwrap();
         let mut batch = Batch::default();
         assert_eq!(log.append(&mut batch, 9, fact(9)), 5);
+        log.seal(&mut batch);
         store.commit(&batch, true).unwrap();
         assert_eq!(verify(&store, &did).unwrap().first_bad, None);
     }

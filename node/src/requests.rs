@@ -117,6 +117,11 @@ impl Driver {
             Request::Evidence { input, task, reply } => self.evidence(input, task, reply),
             Request::Policy { input, reply } => self.policy(input, reply),
             Request::Query { query, reply } => {
+                // Reads of the store see every write made before them.
+                if let Err(e) = self.flush(false) {
+                    let _ = reply.send(Err(ApiError::unavailable(e.to_string())));
+                    return;
+                }
                 let _ = reply.send(self.query(query));
             }
             Request::Shutdown => {}

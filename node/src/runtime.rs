@@ -329,6 +329,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         persisted_policy,
         listen_addrs: listen_addrs.clone(),
         housekeeping_at_ms: 0,
+        committed_at_ms: 0,
         closing: BTreeMap::new(),
         reconnect_at: BTreeMap::new(),
         persisted_evidence,

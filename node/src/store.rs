@@ -51,6 +51,10 @@ pub enum StoreError {
     /// A read or write failed.
     #[error("store: {0}")]
     Io(String),
+    /// A batch with audit entries but no signed head for the last of them
+    /// (see `AuditLog::seal`): committing it would lose the chain's head.
+    #[error("store: audit entries without their signed head")]
+    UnsealedAudit,
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
@@ -218,6 +222,10 @@ impl Store {
 
     /// Commits a batch in one transaction; `durable` waits for the disk.
     pub fn commit(&self, batch: &Batch, durable: bool) -> Result<(), StoreError> {
+        let sealed = batch.meta.iter().any(|(k, _)| *k == crate::audit::HEAD_KEY);
+        if !batch.audit.is_empty() && !sealed {
+            return Err(StoreError::UnsealedAudit);
+        }
         let mut tx = self.db.begin_write().map_err(io)?;
         if !durable {
             tx.set_durability(Durability::None).map_err(io)?;
@@ -284,6 +292,7 @@ mod tests {
             batch.evidence.push(([9; 32], vec![4, 5]));
             batch.audit.push((0, vec![6]));
             batch.audit.push((1, vec![7]));
+            batch.meta.push((crate::audit::HEAD_KEY, vec![10]));
             batch.peers.push((
                 vec![8],
                 "/ip4/127.0.0.1/tcp/1\n/ip4/127.0.0.1/udp/2/quic-v1".into(),
