@@ -1,12 +1,14 @@
 //! Signed application messages: topic messages and direct messages.
 //!
-//! Each is signed by its origin agent over the exact bytes carried, names
-//! the mesh, and carries the origin's send time (checked against a window
-//! to refuse replays once the id has left the dedupe cache) and a sequence
-//! number that makes every message unique. Its id is the SHA-256 of the
-//! signed envelope.
+//! Each is signed by its origin agent over the mesh id followed by the
+//! exact body bytes carried, and carries the origin's send time (checked
+//! against a window to refuse replays once the id has left the dedupe
+//! cache) and a sequence number that makes every message unique. The mesh
+//! id is signed but not sent: every node knows it, so a message from
+//! another mesh fails its signature here, and each hop of each message is
+//! 34 bytes shorter. Its id is the SHA-256 of the signed envelope.
 
-use starling_trust::keys::{Domain, Keypair};
+use starling_trust::keys::{self, Domain, Keypair};
 use starling_trust::wire::{self, DecodeError, Hash, SignedProto};
 use starling_trust::{Did, MeshId};
 
@@ -21,8 +23,7 @@ pub type MessageId = Hash;
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct MessageBody {
-    #[prost(bytes = "vec", tag = "1")]
-    mesh: Vec<u8>,
+    // Tag 1 was the mesh id, now signed but not sent.
     #[prost(bytes = "vec", tag = "2")]
     origin: Vec<u8>,
     #[prost(string, tag = "3")]
@@ -66,14 +67,18 @@ impl SignedMessage {
         payload: Vec<u8>,
     ) -> Self {
         let body = MessageBody {
-            mesh: mesh.to_vec(),
             origin: origin.did().as_bytes().to_vec(),
             topic: topic.to_string(),
             seq,
             sent_ms,
             payload,
         };
-        let raw = SignedProto::seal(origin, domain, &body);
+        let encoded = prost::Message::encode_to_vec(&body);
+        let raw = prost::Message::encode_to_vec(&SignedProto {
+            version: wire::WIRE_VERSION,
+            signature: origin.sign(domain, &signed_bytes(mesh, &encoded)).to_vec(),
+            body: encoded,
+        });
         Self {
             id: wire::sha256(&raw),
             origin: origin.did(),
@@ -94,13 +99,6 @@ impl SignedMessage {
     ) -> Result<Self, DecodeError> {
         let envelope = SignedProto::open(bytes, max, WHAT)?;
         let body: MessageBody = envelope.body(WHAT)?;
-        if body.mesh != mesh.as_slice() {
-            return Err(DecodeError::Field {
-                what: WHAT,
-                field: "mesh",
-                reason: "is another mesh's".into(),
-            });
-        }
         if body.topic.is_empty() || body.topic.len() > TOPIC_BYTES_MAX {
             return Err(DecodeError::Field {
                 what: WHAT,
@@ -109,7 +107,9 @@ impl SignedMessage {
             });
         }
         let origin = wire::did_field(&body.origin, WHAT, "origin")?;
-        envelope.verify(&origin, domain, WHAT)?;
+        let signed = signed_bytes(mesh, &envelope.body);
+        keys::verify(&origin, domain, &signed, &envelope.signature)
+            .map_err(|source| DecodeError::Signature { what: WHAT, source })?;
         Ok(Self {
             id: wire::sha256(bytes),
             origin,
@@ -132,6 +132,11 @@ impl SignedMessage {
     }
 }
 
+/// What a message's signature covers: the mesh id, then the body.
+fn signed_bytes(mesh: &MeshId, body: &[u8]) -> Vec<u8> {
+    [mesh.as_slice(), body].concat()
+}
+
 /// Checks the body encodes back to what was signed (used by tests).
 #[cfg(test)]
 fn body_of(message: &SignedMessage) -> MessageBody {
@@ -152,7 +157,10 @@ mod tests {
         assert_eq!(opened, m);
         assert_eq!(body_of(&m).topic, "news");
         assert!(SignedMessage::open(&m.raw, 1024, Domain::Direct, &mesh).is_err());
-        assert!(SignedMessage::open(&m.raw, 1024, Domain::Message, &[2u8; 32]).is_err());
+        assert!(matches!(
+            SignedMessage::open(&m.raw, 1024, Domain::Message, &[2u8; 32]),
+            Err(DecodeError::Signature { .. })
+        ));
         let mut forged = m.raw.clone();
         let at = forged.len() - 70;
         forged[at] ^= 1;
