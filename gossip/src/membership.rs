@@ -145,14 +145,23 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     fn learn_ref(&mut self, r: &PeerRef) -> Option<P> {
         let p = P::from_wire(&r.peer)?;
-        if let Ok(did) = Did::from_bytes(&r.did)
-            && p != self.me
-        {
-            let hint = self.views.hints.entry(p).or_default();
-            hint.did.get_or_insert(did);
-            hint.principal = hint
-                .principal
-                .or_else(|| self.trust.authority_principal(&did));
+        if p == self.me {
+            return Some(p);
+        }
+        // The first DID heard for a peer is kept, so a known peer's is not
+        // parsed again: parsing checks the key is a curve point, the
+        // costliest step of a shuffle.
+        let did = match self.views.did(&p) {
+            Some(did) => did,
+            None => match Did::from_bytes(&r.did) {
+                Ok(did) => did,
+                Err(_) => return Some(p),
+            },
+        };
+        let hint = self.views.hints.entry(p).or_default();
+        hint.did = Some(did);
+        if hint.principal.is_none() {
+            hint.principal = self.trust.authority_principal(&did);
         }
         Some(p)
     }
