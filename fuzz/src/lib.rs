@@ -46,10 +46,16 @@ pub fn mesh() -> &'static (Keypair, Arc<Genesis>) {
 
 /// `body` in an envelope signed by the governor for `domain`.
 pub fn signed(domain: Domain, body: &[u8]) -> Vec<u8> {
+    signed_over(domain, body, body)
+}
+
+/// An envelope carrying `body` whose signature covers `covered` (a
+/// message's signature covers the mesh id, then its body).
+fn signed_over(domain: Domain, body: &[u8], covered: &[u8]) -> Vec<u8> {
     SignedProto {
         version: WIRE_VERSION,
         body: body.to_vec(),
-        signature: mesh().0.sign(domain, body).to_vec(),
+        signature: mesh().0.sign(domain, covered).to_vec(),
     }
     .encode_to_vec()
 }
@@ -96,7 +102,8 @@ pub fn gossip_message(data: &[u8]) {
     let mesh_id = mesh().1.id();
     for domain in [Domain::Message, Domain::Direct] {
         let _ = SignedMessage::open(data, FRAME_BYTES_MAX, domain, &mesh_id);
-        let _ = SignedMessage::open(&signed(domain, data), FRAME_BYTES_MAX, domain, &mesh_id);
+        let envelope = signed_over(domain, data, &[mesh_id.as_slice(), data].concat());
+        let _ = SignedMessage::open(&envelope, FRAME_BYTES_MAX, domain, &mesh_id);
     }
 }
 

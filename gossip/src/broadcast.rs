@@ -66,8 +66,8 @@ struct Missing<P> {
 #[derive(Debug, Clone)]
 pub struct Broadcast<P> {
     trees: BTreeMap<TreeKey, Tree<P>>,
-    /// Items by their first 64 bits (see [`short_id`]); a graft for an
-    /// id is answered only with the item of that exact id.
+    /// Items by their first 64 bits (see [`short_id`]); a graft, which
+    /// names only those, is answered with the item cached under them.
     cache: HashMap<u64, Cached>,
     cache_order: VecDeque<(u64, u64)>,
     /// Ids seen, by their first 64 bits (see [`short_id`]).
@@ -159,9 +159,14 @@ impl<P: Peer> Broadcast<P> {
         self.seen.contains(&short_id(id))
     }
 
-    /// The tree a cached item travelled.
-    pub(crate) fn tree_of(&self, id: &MessageId) -> Option<Arc<TreeKey>> {
-        self.cache.get(&short_id(id)).map(|c| Arc::clone(&c.tree))
+    /// The tree `item` travelled, if this very item is cached (not another
+    /// that shares its short id: a signer who ground two of its own items
+    /// to collide must not prune honest links in another tree).
+    pub(crate) fn tree_of(&self, id: &MessageId, item: &[u8]) -> Option<Arc<TreeKey>> {
+        self.cache
+            .get(&short_id(id))
+            .filter(|c| c.item.as_slice() == item)
+            .map(|c| Arc::clone(&c.tree))
     }
 
     pub(crate) fn mark_seen(&mut self, id: MessageId, now_ms: u64, seen_ms: u64, seen_max: usize) {
@@ -300,7 +305,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     /// A second copy of an item arrived from `from`: prune that link in the
-    /// item's tree (known unless the item has left the cache).
+    /// item's tree. The tree is unknown for an item no longer cached, or
+    /// never cached because it was refused; such a copy prunes nothing.
     pub(crate) fn on_duplicate(&mut self, from: P, tree: Option<&TreeKey>) {
         self.stats.items_duplicate += 1;
         let Some(t) = tree.and_then(|tree| self.broadcast.trees.get_mut(tree)) else {

@@ -69,7 +69,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     pub(crate) fn on_gossip(&mut self, now_ms: u64, from: P, g: Gossip) {
         let id = wire::sha256(&g.item);
         if self.broadcast.is_seen(&id) {
-            let tree = self.broadcast.tree_of(&id);
+            let tree = self.broadcast.tree_of(&id, &g.item);
             self.on_duplicate(from, tree.as_deref());
             return;
         }

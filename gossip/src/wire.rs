@@ -8,7 +8,7 @@
 use prost::Message;
 
 /// The wire version this build speaks.
-pub const FRAME_VERSION: u32 = 1;
+pub const FRAME_VERSION: u32 = 2;
 
 /// Why bytes are not a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum FrameError {
     #[error("malformed frame: {0}")]
     Malformed(String),
     /// Another wire version.
-    #[error("frame has wire version {0}; this node speaks version 1")]
+    #[error("frame has wire version {0}; this node speaks version {FRAME_VERSION}")]
     Version(u32),
     /// A frame with no body.
     #[error("frame has no body")]
@@ -495,12 +495,17 @@ mod tests {
                 max: 1
             })
         );
-        let v2 = Frame {
-            version: 2,
+        let v1 = Frame {
+            version: 1,
             body: Some(Body::Join(Join {})),
         }
         .encode();
-        assert_eq!(Frame::decode_capped(&v2, 100), Err(FrameError::Version(2)));
+        let refused = Frame::decode_capped(&v1, 100);
+        assert_eq!(refused, Err(FrameError::Version(1)));
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "frame has wire version 1; this node speaks version 2"
+        );
         assert_eq!(
             decode_delimited(&[0xff; 11], 100),
             Err(FrameError::BadLength)

@@ -7,7 +7,7 @@
 //! the wire). The behaviour only translates: identify and Kademlia find
 //! addresses, ping keeps links honest, mDNS (off by default) finds LAN
 //! peers, and `libp2p-stream` carries the gossip core's frames on
-//! `/starling/gossip/1`. Every decision stays in the sans-IO core.
+//! `/starling/gossip/2`. Every decision stays in the sans-IO core.
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use libp2p::{StreamProtocol, Swarm, identify, kad, mdns, ping};
 use starling_trust::{Keypair, MeshId};
 
 /// The gossip stream protocol.
-pub const GOSSIP_PROTOCOL: StreamProtocol = StreamProtocol::new("/starling/gossip/1");
+pub const GOSSIP_PROTOCOL: StreamProtocol = StreamProtocol::new("/starling/gossip/2");
 /// How long a connection with no open streams stays up.
 pub const IDLE_CONNECTION_MS: u64 = 60_000;
 
@@ -35,7 +35,7 @@ pub enum NetError {
 /// The node's network behaviour.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    /// Gossip frames on `/starling/gossip/1`.
+    /// Gossip frames on `/starling/gossip/2`.
     pub stream: libp2p_stream::Behaviour,
     /// Exchange of listen addresses and protocols.
     pub identify: identify::Behaviour,

@@ -41,7 +41,7 @@ pub(crate) struct Adversaries {
     forged_ids: HashSet<[u8; 32]>,
     /// Replayed ids, with the time of their first replay.
     replayed_ids: HashSet<[u8; 32]>,
-    /// Messages replayers saw on their links: (when, item, origin).
+    /// Messages replayers saw on their links: (when, item).
     captured: Vec<(u64, Vec<u8>)>,
     replays: usize,
     pub(crate) figures: AttackFigures,

@@ -3,7 +3,7 @@
 //! per-peer frame rate, while an honest node keeps publishing.
 //!
 //! The flooder is a real libp2p client (the node's own transport: TCP +
-//! TLS + yamux, `/starling/gossip/1`) with a real mandate, so it passes the
+//! TLS + yamux, `/starling/gossip/2`) with a real mandate, so it passes the
 //! handshake like any agent; after that it skips every courtesy the gossip
 //! core would observe and writes pre-signed frames back to back. The test
 //! shows, from the victim's `/metrics` and `/v1/peers`:

@@ -41,8 +41,9 @@ pub use outputs::{GRAYLIST_SHOWN_MAX, REASON_CHARS_MAX};
 
 /// Most queued requests handled under one durable commit.
 pub const REQUEST_BATCH_MAX: usize = 64;
-/// Most queued session events (received frames) handled before the loop
-/// looks at its timers again. Each is forwarded as soon as it is handled.
+/// Most queued session events (received frames) handled after the one that
+/// woke the loop, before it looks at its timers again. Each is forwarded
+/// as soon as it is handled.
 pub const SESSION_BATCH_MAX: usize = 64;
 /// Writes nobody waits for (audit entries of deliveries, records from the
 /// mesh) are committed at most this often, in one transaction. Such a
@@ -233,8 +234,9 @@ impl Driver {
         let _ = self.flush(true);
     }
 
-    /// Commits pending writes (durably if any request waits for it) and
-    /// then answers the waiting requests.
+    /// Commits pending writes and answers the requests waiting for them:
+    /// durably at once if any request waits, otherwise at most every
+    /// [`COMMIT_EVERY_MS`].
     fn commit_and_answer(&mut self) -> Result<(), crate::store::StoreError> {
         if self.acks.is_empty() {
             if self.now_ms < self.committed_at_ms + COMMIT_EVERY_MS {
@@ -242,24 +244,14 @@ impl Driver {
             }
             return self.flush(false);
         }
-        let acks = std::mem::take(&mut self.acks);
-        match self.flush(true) {
-            Ok(()) => {
-                for (reply, answer) in acks {
-                    let _ = reply.send(answer);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                for (reply, _) in acks {
-                    let _ = reply.send(Err(ApiError::unavailable(format!(
-                        "not stored, try again: {e}"
-                    ))));
-                }
-                // Stay up: the next request may succeed (a full disk freed).
-                Ok(())
+        // A failed commit has answered the waiting requests itself. Stay up:
+        // the next request may succeed (a full disk freed).
+        if self.flush(true).is_ok() {
+            for (reply, answer) in std::mem::take(&mut self.acks) {
+                let _ = reply.send(answer);
             }
         }
+        Ok(())
     }
 
     fn core_frame_max(&self) -> usize {
@@ -365,7 +357,10 @@ impl Driver {
         }
     }
 
-    /// Commits pending writes; `durable` waits for the disk.
+    /// Commits pending writes; `durable` waits for the disk. If the commit
+    /// fails, the records and policy changes it held are queued again,
+    /// the audit log resumes from what is on disk, and every request
+    /// waiting for a commit is told its write was not stored.
     pub(crate) fn flush(&mut self, durable: bool) -> Result<(), crate::store::StoreError> {
         if self.batch.is_empty() && !durable {
             return Ok(());
@@ -374,10 +369,24 @@ impl Driver {
         self.audit.seal(&mut self.batch);
         let batch = std::mem::take(&mut self.batch);
         let result = self.store.commit(&batch, durable);
-        if result.is_err() {
+        if let Err(e) = &result {
             // Keep the in-memory chain in step with what is on disk.
             if let Ok(log) = AuditLog::resume(self.key.clone(), &self.store) {
                 self.audit = log;
+            }
+            for (id, _) in &batch.evidence {
+                self.persisted_evidence.remove(id);
+            }
+            self.scanned_generation = u64::MAX;
+            for (hash, _) in &batch.policy {
+                if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
+                    self.persisted_policy.remove(&hash);
+                }
+            }
+            for (reply, _) in std::mem::take(&mut self.acks) {
+                let _ = reply.send(Err(ApiError::unavailable(format!(
+                    "not stored, try again: {e}"
+                ))));
             }
         }
         self.metrics.commits += 1;

@@ -440,7 +440,7 @@ impl EvidenceStore {
 
     /// The fingerprint sum of buckets `[first, first + n)`.
     pub(super) fn buckets(&self, first: usize, n: usize) -> Accumulator {
-        let mut acc = self.fingerprints.buckets(first, n);
+        let mut acc = self.fingerprints.buckets(first, n, self.base.is_none());
         if let Some(base) = &self.base {
             acc.absorb(&base.buckets(first, n));
         }
