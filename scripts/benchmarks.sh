@@ -11,6 +11,8 @@
 #   STARLING    a built `starling` binary (default: cargo build --release)
 #   FUZZ_RUNS   iterations per fuzz target (default 100000, QUICK 2000; 0 skips fuzzing)
 #   QUICK       1 for small sizes
+#   SKIP        an extended regex: runs whose label matches are listed as
+#               skipped, not run (e.g. SKIP='churn|million' for a shorter run)
 #
 # To add or change a run, edit the RUNS list: one line per run,
 #   label | starling arguments | goals (jq tests on the JSON, ';'-separated "text=test")
@@ -21,6 +23,7 @@ cd "$root"
 out="${OUT:-$root/BENCHMARKS.md}"
 quick="${QUICK:-0}"
 fuzz_runs="${FUZZ_RUNS:-$([ "$quick" = 1 ] && echo 2000 || echo 100000)}"
+skip="${SKIP:-}"
 
 if [ -z "${STARLING:-}" ]; then
     cargo build --release -q -p starling-node >&2
@@ -107,6 +110,10 @@ trap 'rm -f "$body"' EXIT
         echo "starling $args"
         echo '```'
         echo
+        if [ -n "$skip" ] && grep -Eq -- "$skip" <<<"$label"; then
+            echo "Skipped in this run (SKIP='$skip')."
+            continue
+        fi
         # shellcheck disable=SC2086 # the arguments are words on purpose
         if json="$("$STARLING" $args | tail -1)" && jq -e . >/dev/null 2>&1 <<<"$json"; then
             echo "| figure | value |"
