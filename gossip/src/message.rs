@@ -8,7 +8,7 @@
 //! another mesh fails its signature here, and each hop of each message is
 //! 34 bytes shorter. Its id is the SHA-256 of the signed envelope.
 
-use starling_trust::keys::{self, Domain, Keypair};
+use starling_trust::keys::{Domain, Keypair};
 use starling_trust::wire::{self, DecodeError, Hash, SignedProto};
 use starling_trust::{Did, MeshId};
 
@@ -73,12 +73,7 @@ impl SignedMessage {
             sent_ms,
             payload,
         };
-        let encoded = prost::Message::encode_to_vec(&body);
-        let raw = prost::Message::encode_to_vec(&SignedProto {
-            version: wire::WIRE_VERSION,
-            signature: origin.sign(domain, &signed_bytes(mesh, &encoded)).to_vec(),
-            body: encoded,
-        });
+        let raw = SignedProto::seal_bound(origin, domain, mesh, &body);
         Self {
             id: wire::sha256(&raw),
             origin: origin.did(),
@@ -107,9 +102,7 @@ impl SignedMessage {
             });
         }
         let origin = wire::did_field(&body.origin, WHAT, "origin")?;
-        let signed = signed_bytes(mesh, &envelope.body);
-        keys::verify(&origin, domain, &signed, &envelope.signature)
-            .map_err(|source| DecodeError::Signature { what: WHAT, source })?;
+        envelope.verify_bound(&origin, domain, mesh, WHAT)?;
         Ok(Self {
             id: wire::sha256(bytes),
             origin,
@@ -130,11 +123,6 @@ impl SignedMessage {
     pub fn is_empty(&self) -> bool {
         self.raw.is_empty()
     }
-}
-
-/// What a message's signature covers: the mesh id, then the body.
-fn signed_bytes(mesh: &MeshId, body: &[u8]) -> Vec<u8> {
-    [mesh.as_slice(), body].concat()
 }
 
 /// Checks the body encodes back to what was signed (used by tests).

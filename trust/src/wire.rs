@@ -153,8 +153,19 @@ pub struct SignedProto {
 impl SignedProto {
     /// Encodes `body`, signs it for `domain` and returns the envelope bytes.
     pub fn seal(key: &Keypair, domain: Domain, body: &impl Message) -> Vec<u8> {
+        Self::seal_bound(key, domain, &[], body)
+    }
+
+    /// As [`SignedProto::seal`], but the signature covers `context` (a mesh
+    /// id, say) before the body: bound to it without carrying it.
+    pub fn seal_bound(
+        key: &Keypair,
+        domain: Domain,
+        context: &[u8],
+        body: &impl Message,
+    ) -> Vec<u8> {
         let body = body.encode_to_vec();
-        let signature = key.sign(domain, &body).to_vec();
+        let signature = key.sign(domain, &bound(context, &body)).to_vec();
         Self {
             version: WIRE_VERSION,
             body,
@@ -190,8 +201,28 @@ impl SignedProto {
         domain: Domain,
         what: &'static str,
     ) -> Result<(), DecodeError> {
-        keys::verify(signer, domain, &self.body, &self.signature)
+        self.verify_bound(signer, domain, &[], what)
+    }
+
+    /// Checks a signature made by [`SignedProto::seal_bound`] for `context`.
+    pub fn verify_bound(
+        &self,
+        signer: &Did,
+        domain: Domain,
+        context: &[u8],
+        what: &'static str,
+    ) -> Result<(), DecodeError> {
+        keys::verify(signer, domain, &bound(context, &self.body), &self.signature)
             .map_err(|source| DecodeError::Signature { what, source })
+    }
+}
+
+/// What a signature covers: `context`, then the body (the body alone, not
+/// copied, without a context).
+fn bound<'a>(context: &[u8], body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    match context.is_empty() {
+        true => std::borrow::Cow::Borrowed(body),
+        false => std::borrow::Cow::Owned([context, body].concat()),
     }
 }
 
