@@ -118,7 +118,7 @@ impl AuditLog {
     /// Signs the head (the newest entry's sequence and hash) into a batch
     /// with entries, which the store requires before it commits them.
     pub fn seal(&self, batch: &mut Batch) {
-        if batch.audit.is_empty() || batch.meta.iter().any(|(k, _)| *k == HEAD_KEY) {
+        if batch.is_sealed() {
             return;
         }
         let seq = self.next_seq - 1;

@@ -88,6 +88,12 @@ impl Batch {
             && self.meta.is_empty()
             && self.peers.is_empty()
     }
+
+    /// Whether the batch may commit as far as the audit log goes: it has no
+    /// audit entries, or the signed head of the last (`AuditLog::seal`).
+    pub fn is_sealed(&self) -> bool {
+        self.audit.is_empty() || self.meta.iter().any(|(k, _)| *k == crate::audit::HEAD_KEY)
+    }
 }
 
 /// The node's database.
@@ -222,8 +228,7 @@ impl Store {
 
     /// Commits a batch in one transaction; `durable` waits for the disk.
     pub fn commit(&self, batch: &Batch, durable: bool) -> Result<(), StoreError> {
-        let sealed = batch.meta.iter().any(|(k, _)| *k == crate::audit::HEAD_KEY);
-        if !batch.audit.is_empty() && !sealed {
+        if !batch.is_sealed() {
             return Err(StoreError::UnsealedAudit);
         }
         let mut tx = self.db.begin_write().map_err(io)?;

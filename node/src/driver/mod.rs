@@ -155,7 +155,7 @@ impl Driver {
         loop {
             let commit_at = match self.batch.is_empty() {
                 true => u64::MAX,
-                false => self.committed_at_ms + COMMIT_EVERY_MS,
+                false => self.commit_due_ms(),
             };
             let next = self
                 .timers
@@ -239,7 +239,7 @@ impl Driver {
     /// [`COMMIT_EVERY_MS`].
     fn commit_and_answer(&mut self) -> Result<(), crate::store::StoreError> {
         if self.acks.is_empty() {
-            if self.now_ms < self.committed_at_ms + COMMIT_EVERY_MS {
+            if self.now_ms < self.commit_due_ms() {
                 return Ok(());
             }
             return self.flush(false);
@@ -252,6 +252,11 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// When writes nobody waits for are next committed.
+    fn commit_due_ms(&self) -> u64 {
+        self.committed_at_ms + COMMIT_EVERY_MS
     }
 
     fn core_frame_max(&self) -> usize {
