@@ -8,9 +8,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use starling_benches::vs::{
-    Deliveries, SystemCounts, SystemFigures, TOPIC, Window, Workload, now_us,
-};
+use starling_benches::vs::{Deliveries, SystemCounts, SystemFigures, TOPIC, Window, Workload};
 
 use crate::localmesh::{AGENT_SCOPE, LocalMesh, settle};
 use crate::{AgentEvent, NodeHandle, NodeOptions, Query, RunningNode, start};
@@ -106,20 +104,13 @@ pub async fn run(w: &Workload) -> Result<SystemFigures> {
     let duplicates_before = counter_sum(&handles, DUPLICATES).await;
     let bytes_before = counter_sum(&handles, BYTES_OUT).await;
     let window = Window::open()?;
-    let mut publish_errors = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(w.pace_ms));
-    for m in 0..w.messages {
-        tick.tick().await;
-        let payload = w.payload(m, now_us());
-        if handles[w.publisher(m)]
-            .publish(TOPIC, &payload, "bench")
-            .await
-            .is_err()
-        {
-            publish_errors += 1;
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(w.drain_s)).await;
+    let handles_ref = &handles;
+    let publish_errors = w
+        .publish_paced(|i, payload| async move {
+            let taken = handles_ref[i].publish(TOPIC, &payload, "bench").await;
+            taken.is_ok()
+        })
+        .await;
     let totals = window.close()?;
     let counted = SystemCounts {
         duplicates: counter_sum(&handles, DUPLICATES)

@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Deliveries, SystemCounts, SystemFigures, TOPIC, Window, Workload, now_us};
+use super::{Deliveries, SystemCounts, SystemFigures, TOPIC, Window, Workload};
 
 /// Commands a node's task takes.
 #[derive(Debug)]
@@ -176,20 +176,13 @@ pub async fn run(workload: &Workload) -> Result<SystemFigures> {
         duplicates_before += ask(n, Cmd::Duplicates).await.unwrap_or(0);
     }
     let window = Window::open()?;
-    let mut publish_errors = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(workload.pace_ms));
-    for m in 0..workload.messages {
-        tick.tick().await;
-        let payload = workload.payload(m, now_us());
-        let from = &nodes[workload.publisher(m)];
-        if !ask(from, |r| Cmd::Publish(payload, r))
-            .await
-            .unwrap_or(false)
-        {
-            publish_errors += 1;
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(workload.drain_s)).await;
+    let nodes_ref = &nodes;
+    let publish_errors = workload
+        .publish_paced(|i, payload| async move {
+            let taken = ask(&nodes_ref[i], |r| Cmd::Publish(payload, r)).await;
+            taken.unwrap_or(false)
+        })
+        .await;
     let totals = window.close()?;
     let mut duplicates_after = 0;
     for n in &nodes {

@@ -111,6 +111,27 @@ impl Workload {
         out
     }
 
+    /// The measured part of a run, the same for both systems: message `m`
+    /// goes to `publish(publisher(m), payload)` on the `pace_ms` tick, then
+    /// the drain passes. `publish` says whether the system took the
+    /// message; the number it refused is returned.
+    pub async fn publish_paced<F, Fut>(&self, mut publish: F) -> usize
+    where
+        F: FnMut(usize, Vec<u8>) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let mut refused = 0;
+        let mut tick = tokio::time::interval(Duration::from_millis(self.pace_ms));
+        for m in 0..self.messages {
+            tick.tick().await;
+            if !publish(self.publisher(m), self.payload(m, now_us())).await {
+                refused += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(self.drain_s)).await;
+        refused
+    }
+
     /// Deliveries a perfect system would make: every message at every node
     /// but its publisher.
     pub fn expected_deliveries(&self) -> usize {
