@@ -81,7 +81,6 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 let did = link.did;
                 let queued = std::mem::take(&mut link.queue);
                 self.trust.note_fresh(did);
-                self.views.learn(peer, did, Some(principal));
                 self.event(Event::PeerAdmitted { peer, did });
                 for frame in queued {
                     self.send_encoded(peer, frame);

@@ -148,7 +148,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             .dids
             .iter()
             .take(AWAITING_ORIGINS_MAX)
-            .filter_map(|d| Did::from_bytes(d).ok())
+            .filter_map(|d| self.trust.did(d).ok())
             .filter_map(|d| self.trust.store().agent(&d).map(|r| r.to_bytes().to_vec()))
             .collect();
         if !records.is_empty() {

@@ -119,7 +119,8 @@ impl<P: Peer> Views<P> {
 
 impl<P: Peer, R: Rng> Node<P, R> {
     fn tier_of(&self, p: &P) -> Tier {
-        match self.views.did(p) {
+        let did = self.links.get(p).map(|l| l.did);
+        match did.or_else(|| self.views.did(p)) {
             Some(did) => self.trust.tier(&did),
             None => Tier::Probationary,
         }
@@ -153,7 +154,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         // costliest step of a shuffle.
         let did = match self.views.did(&p) {
             Some(did) => did,
-            None => match Did::from_bytes(&r.did) {
+            None => match self.trust.did(&r.did) {
                 Ok(did) => did,
                 Err(_) => return Some(p),
             },
@@ -209,6 +210,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let Some(joiner) = fj.peer.as_ref().and_then(|r| self.learn_ref(r)) else {
             return;
         };
+        self.forward_join(now_ms, from, joiner, fj);
+        self.forget_unless_viewed(&joiner);
+    }
+
+    fn forward_join(&mut self, now_ms: u64, from: P, joiner: P, fj: ForwardJoin) {
         if joiner == self.me || self.views.is_active(&joiner) {
             return;
         }
@@ -372,6 +378,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         self.views.passive.retain(|q| *q != peer);
         self.views.cancel_pending(&peer);
+        self.remember_link(&peer);
         self.views.active.push(peer);
         let active = self.views.active.clone();
         self.broadcast.neighbor_up(peer, &active);
@@ -431,7 +438,26 @@ impl<P: Peer, R: Rng> Node<P, R> {
             let victim = crowded[below(&mut self.rng, crowded.len())];
             self.views.forget_passive(&victim);
         }
+        self.remember_link(&peer);
         self.views.passive.push(peer);
+    }
+
+    /// Keeps what the link to `peer` (if any) proved about it, for when the
+    /// link is gone and `peer` is still in a view.
+    fn remember_link(&mut self, peer: &P) {
+        if let Some(l) = self.links.get(peer) {
+            self.views.learn(*peer, l.did, l.principal);
+        }
+    }
+
+    /// Forgets what was heard of `peer` unless it is in a view or a request
+    /// to it is in flight: peers merely passed along by a walk or offered
+    /// in a shuffle that did not make it into a view are not kept.
+    fn forget_unless_viewed(&mut self, peer: &P) {
+        let v = &self.views;
+        if !v.is_active(peer) && !v.passive.contains(peer) && !v.is_pending(peer) {
+            self.views.hints.remove(peer);
+        }
     }
 
     /// Gives up on neighbour and join requests unanswered for twice the
@@ -485,6 +511,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let Some(origin) = s.origin.as_ref().and_then(|r| self.learn_ref(r)) else {
             return;
         };
+        self.answer_shuffle(from, origin, s);
+        self.forget_unless_viewed(&origin);
+    }
+
+    fn answer_shuffle(&mut self, from: P, origin: P, s: Shuffle) {
         let limit = self.config.shuffle_active + self.config.shuffle_passive + 1;
         let ttl = s
             .ttl
@@ -525,6 +556,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         for r in refs {
             if let Some(p) = self.learn_ref(r) {
                 self.add_passive(p);
+                self.forget_unless_viewed(&p);
             }
         }
     }

@@ -9,14 +9,15 @@
 //! and without a copy. Entries are held weakly, so memory is freed once no
 //! node holds a result. A node without a memo computes everything itself.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
 use automerge::ChangeHash;
+use starling_trust::did::DidError;
 use starling_trust::keys::Domain;
 use starling_trust::policy::Policy;
 use starling_trust::wire::{DecodeError, Hash};
-use starling_trust::{EvidenceError, EvidenceStore, Genesis, Record, ScoreTable};
+use starling_trust::{Did, EvidenceError, EvidenceStore, Genesis, Record, ScoreTable};
 
 use crate::message::SignedMessage;
 
@@ -27,6 +28,10 @@ type ScoreKey = (u64, [u8; 16], u64);
 /// kind: a message is received by every node over a second or so, long
 /// after the node that first decoded it may have let go of it.
 const RECENT: usize = 4_096;
+
+/// Most DIDs remembered as checked; past it the set starts again (a
+/// million nodes' keys take about 50 MB).
+const DIDS_MAX: usize = 4 * 1024 * 1024;
 
 /// One kind of shared result: weak by key, and the most recent strong.
 #[derive(Debug)]
@@ -55,6 +60,9 @@ pub struct Memo {
     policies: Mutex<Shared<PolicyKey, Policy>>,
     scores: Mutex<Shared<ScoreKey, ScoreTable>>,
     items: Mutex<Shared<Hash, Vec<u8>>>,
+    /// Keys already checked to be valid DIDs (a curve-point
+    /// decompression each, the costliest step of learning a peer).
+    dids: Mutex<HashSet<Did>>,
 }
 
 /// Looks `key` up, or computes, stores and returns the value.
@@ -116,6 +124,7 @@ impl Memo {
             policies: Mutex::default(),
             scores: Mutex::default(),
             items: Mutex::default(),
+            dids: Mutex::default(),
         })
     }
 
@@ -127,6 +136,24 @@ impl Memo {
     /// A new node's evidence store: an overlay of the shared snapshot, if any.
     pub(crate) fn evidence(&self) -> Option<EvidenceStore> {
         self.evidence.clone().map(EvidenceStore::overlay)
+    }
+
+    /// `bytes` as a DID, checked once per process.
+    pub(crate) fn did(&self, bytes: &[u8]) -> Result<Did, DidError> {
+        let known = <&[u8; 32]>::try_from(bytes)
+            .ok()
+            .and_then(|key| self.dids.lock().ok()?.get(key).copied());
+        if let Some(did) = known {
+            return Ok(did);
+        }
+        let did = Did::from_bytes(bytes)?;
+        if let Ok(mut dids) = self.dids.lock() {
+            if dids.len() >= DIDS_MAX {
+                dids.clear();
+            }
+            dids.insert(did);
+        }
+        Ok(did)
     }
 
     pub(crate) fn genesis_policy(&self) -> Arc<Policy> {

@@ -96,6 +96,14 @@ impl TrustState {
         }
     }
 
+    /// `bytes` as a DID (checked once per process with a memo).
+    pub fn did(&self, bytes: &[u8]) -> Result<Did, starling_trust::DidError> {
+        match &self.memo {
+            Some(m) => m.did(bytes),
+            None => Did::from_bytes(bytes),
+        }
+    }
+
     /// Decodes and verifies a signed message (once per process with a memo).
     pub fn open_message(
         &self,
@@ -173,9 +181,15 @@ impl TrustState {
         true
     }
 
-    /// Marks a just-admitted agent as a newcomer until scores are refreshed.
+    /// Marks a just-admitted agent as a newcomer until scores are
+    /// refreshed, if the table is stale at all: a table computed from the
+    /// store as it is already scores the agent as it should (and a set
+    /// that only a refresh empties would otherwise collect every agent
+    /// admitted while evidence is quiet).
     pub fn note_fresh(&mut self, did: Did) {
-        self.fresh.insert(did);
+        if self.store.generation() != self.scored_generation {
+            self.fresh.insert(did);
+        }
     }
 
     /// The tier of an identity. An agent admitted here, or whose agent

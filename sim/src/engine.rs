@@ -6,8 +6,7 @@
 //! versions, score tables) through one [`Memo`], so a signature is verified
 //! once per run rather than once per node.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +15,7 @@ use rand::{RngExt, SeedableRng};
 use starling_gossip::{Command, Config, Event, Input, Memo, Node, Output, Timer};
 use starling_trust::{Did, EvidenceStore};
 
+use crate::calendar::Calendar;
 use crate::metrics::{Metrics, Published, Spread};
 use crate::scenario::{Latency, Scenario, Sessions};
 use crate::world::{Agent, START_MS, World};
@@ -53,30 +53,6 @@ pub(crate) enum Ev {
     Sample,
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// Whether a frame is a Gossip frame carrying an application message, read
 /// from its first bytes: version field, the Gossip body tag (11, length
 /// delimited: 0x5a), the body's varint length, then the body, whose `kind`
@@ -99,9 +75,10 @@ pub struct Sim {
     pub(crate) world: World,
     rng: SmallRng,
     pub(crate) now: u64,
-    seq: u64,
-    queue: BinaryHeap<Reverse<Scheduled>>,
-    pub(crate) nodes: Vec<Option<SimNode>>,
+    queue: Calendar<Ev>,
+    /// Boxed: a departed node's slot costs a pointer, and the vector grows
+    /// without copying node state.
+    pub(crate) nodes: Vec<Option<Box<SimNode>>>,
     pub(crate) agents: Vec<Agent>,
     live: Vec<u32>,
     live_at: HashMap<u32, usize>,
@@ -164,8 +141,7 @@ impl Sim {
             rng: SmallRng::seed_from_u64(sc.seed),
             world,
             now: START_MS,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: Calendar::default(),
             nodes: Vec::new(),
             agents: Vec::new(),
             live: Vec::new(),
@@ -203,12 +179,7 @@ impl Sim {
     }
 
     fn schedule(&mut self, at: u64, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            at: at.max(self.now),
-            seq: self.seq,
-            ev,
-        }));
+        self.queue.push(at, ev);
     }
 
     fn plan(&mut self) {
@@ -389,7 +360,7 @@ impl Sim {
             ));
             self.side.push(false);
         }
-        self.nodes[i as usize] = Some(node);
+        self.nodes[i as usize] = Some(Box::new(node));
         self.live_at.insert(i, self.live.len());
         self.live.push(i);
         for topic in self.topics.clone() {
@@ -591,7 +562,7 @@ impl Sim {
         let end = self.at(self.sc.duration_s);
         let wall = Instant::now();
         let mut next_check = 0u64;
-        while let Some(Reverse(Scheduled { at, ev, .. })) = self.queue.pop() {
+        while let Some((at, ev)) = self.queue.pop() {
             if at > end {
                 break;
             }

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod adversary;
+mod calendar;
 mod engine;
 mod metrics;
 mod report;

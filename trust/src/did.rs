@@ -59,6 +59,14 @@ pub enum DidError {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Did([u8; DID_KEY_BYTES]);
 
+/// A `Did` is its key bytes (equality, order and hash agree), so sets of
+/// DIDs can be searched by bytes without first checking them as a key.
+impl std::borrow::Borrow<[u8; DID_KEY_BYTES]> for Did {
+    fn borrow(&self) -> &[u8; DID_KEY_BYTES] {
+        &self.0
+    }
+}
+
 impl Did {
     /// The DID of a raw 32-byte Ed25519 public key.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DidError> {
@@ -70,6 +78,12 @@ impl Did {
             return Err(DidError::InvalidKey);
         }
         Ok(Self(key))
+    }
+
+    /// The DID of a signing key's own public key, which is a valid point of
+    /// large order by construction: no decompression to check it.
+    pub(crate) fn of_signing_key(key: &ed25519_dalek::SigningKey) -> Self {
+        Self(key.verifying_key().to_bytes())
     }
 
     /// The raw 32 key bytes.

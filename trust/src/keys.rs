@@ -101,8 +101,7 @@ impl Keypair {
 
     /// This key's identity.
     pub fn did(&self) -> Did {
-        Did::from_bytes(self.0.verifying_key().as_bytes())
-            .unwrap_or_else(|_| unreachable!("a signing key's public key is valid"))
+        Did::of_signing_key(&self.0)
     }
 
     /// Signs `domain || body`.
