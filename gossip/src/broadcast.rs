@@ -15,7 +15,7 @@
 //! cache is bounded. (Leitão, Pereira, Rodrigues, "Epidemic Broadcast
 //! Trees", SRDS 2007.)
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use rand_core::Rng;
@@ -38,13 +38,28 @@ const GRAFT_ATTEMPTS_MAX: u8 = 6;
 /// shared tree).
 pub(crate) type TreeKey = (String, Vec<u8>);
 
+/// A tree's links: every active neighbour is in every tree, eager unless
+/// listed here as lazy. (Neighbours join all trees eager and leave all of
+/// them at once, so a tree needs to hold only its exceptions: a handful
+/// of ids, where two sets would cost a few hundred bytes a tree.)
 #[derive(Debug, Clone, Default)]
 struct Tree<P> {
-    /// Its key, shared with the items cached from it.
-    key: Arc<TreeKey>,
-    eager: BTreeSet<P>,
-    lazy: BTreeSet<P>,
+    lazy: Vec<P>,
     used_ms: u64,
+}
+
+impl<P: Peer> Tree<P> {
+    fn is_eager(&self, p: &P, active: &[P]) -> bool {
+        active.contains(p) && !self.lazy.contains(p)
+    }
+    fn make_eager(&mut self, p: &P) {
+        self.lazy.retain(|q| q != p);
+    }
+    fn make_lazy(&mut self, p: P) {
+        if !self.lazy.contains(&p) {
+            self.lazy.push(p);
+        }
+    }
 }
 
 /// An item kept to answer grafts.
@@ -65,7 +80,9 @@ struct Missing<P> {
 /// Per-tree link sets, the item cache and the repair state.
 #[derive(Debug, Clone)]
 pub struct Broadcast<P> {
-    trees: BTreeMap<TreeKey, Tree<P>>,
+    /// Trees by key; the key is shared with the items cached from the tree
+    /// (and, with a memo, with every node of the process).
+    trees: BTreeMap<Arc<TreeKey>, Tree<P>>,
     /// Items by their first 64 bits (see [`short_id`]); a graft, which
     /// names only those, is answered with the item cached under them.
     cache: HashMap<u64, Cached>,
@@ -108,17 +125,11 @@ impl<P> Default for Broadcast<P> {
 }
 
 impl<P: Peer> Broadcast<P> {
-    pub(crate) fn neighbor_up(&mut self, peer: P, _active: &[P]) {
-        for tree in self.trees.values_mut() {
-            tree.lazy.remove(&peer);
-            tree.eager.insert(peer);
-        }
-    }
-
+    /// A neighbour left the active view. (One that joins it needs nothing:
+    /// it is eager in every tree, as it is in none's lazy list.)
     pub(crate) fn neighbor_down(&mut self, peer: &P) {
         for tree in self.trees.values_mut() {
-            tree.eager.remove(peer);
-            tree.lazy.remove(peer);
+            tree.make_eager(peer);
         }
         self.ihave.remove(peer);
         for missing in self.missing.values_mut() {
@@ -126,32 +137,39 @@ impl<P: Peer> Broadcast<P> {
         }
     }
 
-    fn tree(&mut self, key: &TreeKey, active: &[P], now_ms: u64) -> &mut Tree<P> {
+    /// The tree `key`, made (all eager) if new; `shared` gives the key to
+    /// keep for a new tree.
+    fn tree(
+        &mut self,
+        key: &TreeKey,
+        shared: impl FnOnce() -> Arc<TreeKey>,
+        now_ms: u64,
+    ) -> (Arc<TreeKey>, &mut Tree<P>) {
         if !self.trees.contains_key(key) {
             if self.trees.len() >= TREES_MAX {
                 let stalest = self
                     .trees
                     .iter()
                     .min_by_key(|(_, t)| t.used_ms)
-                    .map(|(k, _)| k.clone());
+                    .map(|(k, _)| Arc::clone(k));
                 if let Some(k) = stalest {
                     self.trees.remove(&k);
                 }
             }
             let tree = Tree {
-                key: Arc::new(key.clone()),
-                eager: active.iter().copied().collect(),
-                lazy: BTreeSet::new(),
+                lazy: Vec::new(),
                 used_ms: now_ms,
             };
-            self.trees.insert(key.clone(), tree);
+            self.trees.insert(shared(), tree);
         }
-        let tree = self
+        let (key, tree) = self
             .trees
-            .get_mut(key)
+            .get_key_value(key)
+            .map(|(k, _)| Arc::clone(k))
+            .and_then(|k| self.trees.get_mut(&k).map(|t| (k, t)))
             .unwrap_or_else(|| unreachable!("inserted above"));
         tree.used_ms = tree.used_ms.max(now_ms);
-        tree
+        (key, tree)
     }
 
     /// Whether an item id has been seen (accepted or refused).
@@ -210,13 +228,14 @@ impl<P: Peer> Broadcast<P> {
         self.seen.len()
     }
 
-    /// Eager and lazy link counts summed over the trees named `tree`.
-    pub fn links(&self, tree: &str) -> (usize, usize) {
+    /// Eager and lazy link counts summed over the trees named `tree`, for
+    /// a node whose active view is `active`.
+    pub fn links(&self, tree: &str, active: &[P]) -> (usize, usize) {
         self.trees
             .iter()
-            .filter(|((name, _), _)| name == tree)
+            .filter(|(key, _)| key.0 == tree)
             .fold((0, 0), |(e, l), (_, t)| {
-                (e + t.eager.len(), l + t.lazy.len())
+                (e + active.len() - t.lazy.len(), l + t.lazy.len())
             })
     }
 
@@ -249,9 +268,16 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let (cache_ms, cache_max) = (self.config.message_cache_ms, self.config.message_cache_max);
         let active = self.views.active().to_vec();
         let b = &mut self.broadcast;
-        let t = b.tree(tree, &active, now_ms);
+        let (key, t) = b.tree(tree, || self.trust.shared_tree_key(tree), now_ms);
+        if let Some(f) = from.filter(|f| active.contains(f)) {
+            t.make_eager(&f);
+        }
+        let (eager, lazy): (Vec<P>, Vec<P>) = active
+            .iter()
+            .filter(|p| Some(**p) != from)
+            .partition(|p| !t.lazy.contains(p));
         let cached = Cached {
-            tree: Arc::clone(&t.key),
+            tree: key,
             kind,
             round,
             item: Arc::clone(&item),
@@ -264,23 +290,6 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 None => break,
             };
         }
-        let t = b.tree(tree, &active, now_ms);
-        if let Some(f) = from.filter(|f| active.contains(f)) {
-            t.lazy.remove(&f);
-            t.eager.insert(f);
-        }
-        let eager: Vec<P> = t
-            .eager
-            .iter()
-            .copied()
-            .filter(|p| Some(*p) != from)
-            .collect();
-        let lazy: Vec<P> = t
-            .lazy
-            .iter()
-            .copied()
-            .filter(|p| Some(*p) != from)
-            .collect();
         let frame = crate::wire::Frame::new(Body::Gossip(Gossip {
             kind,
             round: round + 1,
@@ -312,11 +321,12 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let Some(t) = tree.and_then(|tree| self.broadcast.trees.get_mut(tree)) else {
             return;
         };
-        if t.eager.remove(&from) {
-            t.lazy.insert(from);
+        if t.is_eager(&from, self.views.active()) {
+            t.make_lazy(from);
+            let Some(tree) = tree.cloned() else { return };
             let prune = Prune {
-                tree: t.key.0.clone(),
-                origin: t.key.1.clone(),
+                tree: tree.0,
+                origin: tree.1,
             };
             self.send(from, Body::Prune(prune));
         }
@@ -375,11 +385,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let Some(c) = self.broadcast.cache.get(&graft.id).cloned() else {
             return;
         };
-        let active = self.views.active().to_vec();
-        if active.contains(&from) {
-            let t = self.broadcast.tree(&c.tree, &active, now_ms);
-            t.lazy.remove(&from);
-            t.eager.insert(from);
+        if self.views.is_active(&from) {
+            let shared = || Arc::clone(&c.tree);
+            self.broadcast.tree(&c.tree, shared, now_ms).1.make_eager(&from);
         }
         self.stats.gossip_sent += 1;
         let gossip = Gossip {
@@ -392,9 +400,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     pub(crate) fn on_prune(&mut self, from: P, prune: Prune) {
         if let Some(t) = self.broadcast.trees.get_mut(&(prune.tree, prune.origin))
-            && t.eager.remove(&from)
+            && t.is_eager(&from, self.views.active())
         {
-            t.lazy.insert(from);
+            t.make_lazy(from);
         }
     }
 

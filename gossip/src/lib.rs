@@ -27,6 +27,7 @@ pub mod peer;
 pub mod stats;
 pub mod sync;
 pub mod trust_state;
+mod vec_map;
 pub mod wire;
 
 pub use config::Config;

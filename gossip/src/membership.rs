@@ -380,8 +380,6 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.views.cancel_pending(&peer);
         self.remember_link(&peer);
         self.views.active.push(peer);
-        let active = self.views.active.clone();
-        self.broadcast.neighbor_up(peer, &active);
         self.event(Event::NeighborUp(peer));
         true
     }

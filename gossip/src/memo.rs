@@ -19,6 +19,7 @@ use starling_trust::policy::Policy;
 use starling_trust::wire::{DecodeError, Hash};
 use starling_trust::{Did, EvidenceError, EvidenceStore, Genesis, Record, ScoreTable};
 
+use crate::broadcast::TreeKey;
 use crate::message::SignedMessage;
 
 type PolicyKey = (Vec<ChangeHash>, ChangeHash);
@@ -60,6 +61,7 @@ pub struct Memo {
     policies: Mutex<Shared<PolicyKey, Policy>>,
     scores: Mutex<Shared<ScoreKey, ScoreTable>>,
     items: Mutex<Shared<Hash, Vec<u8>>>,
+    tree_keys: Mutex<Shared<TreeKey, TreeKey>>,
     /// Keys already checked to be valid DIDs (a curve-point
     /// decompression each, the costliest step of learning a peer).
     dids: Mutex<HashSet<Did>>,
@@ -124,6 +126,7 @@ impl Memo {
             policies: Mutex::default(),
             scores: Mutex::default(),
             items: Mutex::default(),
+            tree_keys: Mutex::default(),
             dids: Mutex::default(),
         })
     }
@@ -192,6 +195,14 @@ impl Memo {
     pub(crate) fn item(&self, id: Hash, bytes: Vec<u8>) -> Arc<Vec<u8>> {
         memoised(&self.items, id, || Ok::<_, std::convert::Infallible>(bytes))
             .unwrap_or_else(|e| match e {})
+    }
+
+    /// One copy of a tree's key (topic and origin) for every node.
+    pub(crate) fn tree_key(&self, key: &TreeKey) -> Arc<TreeKey> {
+        memoised(&self.tree_keys, key.clone(), || {
+            Ok::<_, std::convert::Infallible>(key.clone())
+        })
+        .unwrap_or_else(|e| match e {})
     }
 
     pub(crate) fn scores(

@@ -296,7 +296,7 @@ pub struct Node<P: Peer, R: Rng> {
     pub(crate) record: Arc<Record>,
     pub(crate) trust: TrustState,
     /// Transport connections, admitted or handshaking.
-    pub(crate) links: BTreeMap<P, Link>,
+    pub(crate) links: crate::vec_map::VecMap<P, Link>,
     /// Peers we are dialling: since when, and frames to send once admitted.
     pub(crate) dialing: BTreeMap<P, (u64, Vec<Vec<u8>>)>,
     /// The time of the input being handled.
@@ -371,7 +371,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             me,
             record,
             trust,
-            links: BTreeMap::new(),
+            links: crate::vec_map::VecMap::default(),
             dialing: BTreeMap::new(),
             now_ms,
             subscriptions: BTreeSet::new(),

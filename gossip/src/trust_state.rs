@@ -12,6 +12,7 @@ use starling_trust::{
     Authority, Did, Evidence, EvidenceError, EvidenceStore, Genesis, Record, ScoreTable, Tier,
 };
 
+use crate::broadcast::TreeKey;
 use crate::memo::Memo;
 use crate::message::SignedMessage;
 
@@ -145,6 +146,14 @@ impl TrustState {
         match &self.memo {
             Some(m) => m.item(id, bytes),
             None => Arc::new(bytes),
+        }
+    }
+
+    /// One copy of a tree's key for every node that keeps the tree.
+    pub(crate) fn shared_tree_key(&self, key: &TreeKey) -> Arc<TreeKey> {
+        match &self.memo {
+            Some(m) => m.tree_key(key),
+            None => Arc::new(key.clone()),
         }
     }
 

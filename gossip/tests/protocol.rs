@@ -487,7 +487,7 @@ fn duplicates_prune_and_missing_items_are_grafted() {
             }))
         }]
     );
-    assert_eq!(b.broadcast().links("news"), (1, 1));
+    assert_eq!(b.broadcast().links("news", b.active_view()), (1, 1));
     assert_eq!(b.broadcast().trees(), 1);
 
     // An announcement of an unknown item sets a timer; when it fires, graft.
@@ -545,7 +545,7 @@ fn settled_news_tree(mesh: &Mesh) -> (N, Keypair) {
     b.handle(START_MS, from_c.frame(3, 1)).unwrap();
     b.handle(START_MS, from_c.frame(1, 2)).unwrap();
     drain(&mut b);
-    assert_eq!(b.broadcast().links("news"), (2, 1));
+    assert_eq!(b.broadcast().links("news", b.active_view()), (2, 1));
     (b, c_key)
 }
 
@@ -606,7 +606,7 @@ fn a_graft_is_answered_from_the_cache_and_makes_the_link_eager() {
         drain(&mut b).iter().map(body).collect::<Vec<_>>(),
         [(1, from_c.gossip(2))]
     );
-    assert_eq!(b.broadcast().links("news"), (3, 0));
+    assert_eq!(b.broadcast().links("news", b.active_view()), (3, 0));
     // An id not in the cache: no answer.
     b.handle(
         START_MS + 10,
