@@ -387,7 +387,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
         };
         if self.views.is_active(&from) {
             let shared = || Arc::clone(&c.tree);
-            self.broadcast.tree(&c.tree, shared, now_ms).1.make_eager(&from);
+            self.broadcast
+                .tree(&c.tree, shared, now_ms)
+                .1
+                .make_eager(&from);
         }
         self.stats.gossip_sent += 1;
         let gossip = Gossip {

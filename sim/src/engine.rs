@@ -6,12 +6,13 @@
 //! versions, score tables) through one [`Memo`], so a signature is verified
 //! once per run rather than once per node.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
+use rustc_hash::{FxHashMap, FxHashSet};
 use starling_gossip::{Command, Config, Event, Input, Memo, Node, Output, Timer};
 use starling_trust::{Did, EvidenceStore};
 
@@ -69,6 +70,11 @@ fn link_key(a: u32, b: u32) -> u64 {
     (u64::from(a.min(b)) << 32) | u64::from(a.max(b))
 }
 
+/// One direction of a link, for its FIFO order.
+fn direction(from: u32, to: u32) -> u64 {
+    (u64::from(from) << 32) | u64::from(to)
+}
+
 /// A simulation in progress.
 pub struct Sim {
     pub(crate) sc: Scenario,
@@ -81,13 +87,13 @@ pub struct Sim {
     pub(crate) nodes: Vec<Option<Box<SimNode>>>,
     pub(crate) agents: Vec<Agent>,
     live: Vec<u32>,
-    live_at: HashMap<u32, usize>,
+    live_at: FxHashMap<u32, usize>,
     /// Open connections: link key to connection epoch.
-    links: HashMap<u64, u64>,
+    links: FxHashMap<u64, u64>,
     /// Links with a close in flight.
-    closing: HashSet<u64>,
+    closing: FxHashSet<u64>,
     next_epoch: u64,
-    fifo: HashMap<u64, u64>,
+    fifo: FxHashMap<u64, u64>,
     coords: Vec<(f32, f32)>,
     side: Vec<bool>,
     partitioned: bool,
@@ -98,7 +104,7 @@ pub struct Sim {
     pub(crate) events: u64,
     pub(crate) workload_ms: u64,
     topics: Vec<String>,
-    outcome_counts: HashMap<(u32, u32), (u64, u64)>,
+    outcome_counts: FxHashMap<(u32, u32), (u64, u64)>,
     killed: Option<u32>,
     spread_ids: HashMap<[u8; 32], &'static str>,
     policy_started: bool,
@@ -145,11 +151,11 @@ impl Sim {
             nodes: Vec::new(),
             agents: Vec::new(),
             live: Vec::new(),
-            live_at: HashMap::new(),
-            links: HashMap::new(),
-            closing: HashSet::new(),
+            live_at: FxHashMap::default(),
+            links: FxHashMap::default(),
+            closing: FxHashSet::default(),
             next_epoch: 0,
-            fifo: HashMap::new(),
+            fifo: FxHashMap::default(),
             coords: Vec::new(),
             side: Vec::new(),
             partitioned: false,
@@ -160,7 +166,7 @@ impl Sim {
             events: 0,
             workload_ms: 0,
             topics: sc.publishers.iter().map(|p| p.topic.clone()).collect(),
-            outcome_counts: HashMap::new(),
+            outcome_counts: FxHashMap::default(),
             killed: None,
             spread_ids: HashMap::new(),
             policy_started: false,
@@ -418,11 +424,7 @@ impl Sim {
                     let key = link_key(node, to);
                     if let Some(&epoch) = self.links.get(&key) {
                         self.closing.insert(key);
-                        let fifo = self
-                            .fifo
-                            .get(&((u64::from(node) << 32) | u64::from(to)))
-                            .copied()
-                            .unwrap_or(0);
+                        let fifo = self.fifo.get(&direction(node, to)).copied().unwrap_or(0);
                         let at = (self.now + self.latency_ms(node, to)).max(fifo);
                         self.schedule(at, Ev::Close(node, to, epoch));
                     }
@@ -476,7 +478,7 @@ impl Sim {
         }
         self.metrics.frames += 1;
         self.metrics.bytes += frame.len() as u64;
-        let key = (u64::from(from) << 32) | u64::from(to);
+        let key = direction(from, to);
         let arrival =
             (self.now + self.latency_ms(from, to)).max(self.fifo.get(&key).copied().unwrap_or(0));
         self.fifo.insert(key, arrival);
@@ -638,8 +640,7 @@ impl Sim {
                 if self.links.get(&key) != Some(&epoch) {
                     return;
                 }
-                self.links.remove(&key);
-                self.closing.remove(&key);
+                self.unlink(from, to);
                 if self.alive(to) {
                     let now = self.now;
                     if let Some(n) = self.nodes[to as usize].as_mut() {
@@ -797,6 +798,15 @@ impl Sim {
         self.schedule(self.now + gap, Ev::Arrive);
     }
 
+    /// Forgets a connection, and the order of frames on it (which only
+    /// frames of the same connection need).
+    fn unlink(&mut self, a: u32, b: u32) {
+        self.links.remove(&link_key(a, b));
+        self.closing.remove(&link_key(a, b));
+        self.fifo.remove(&direction(a, b));
+        self.fifo.remove(&direction(b, a));
+    }
+
     fn depart(&mut self, i: u32) {
         let Some(node) = self.nodes.get(i as usize).and_then(Option::as_ref) else {
             return;
@@ -805,8 +815,7 @@ impl Sim {
         self.crash(i);
         self.departed.push(i);
         for p in peers {
-            self.links.remove(&link_key(i, p));
-            self.closing.remove(&link_key(i, p));
+            self.unlink(i, p);
             let at = self.now + self.latency_ms(i, p);
             self.schedule(at, Ev::Input(p, Input::Disconnected { peer: i }));
         }
@@ -930,7 +939,7 @@ impl Sim {
         self.killed
     }
 
-    pub(crate) fn outcome_counts(&mut self) -> &mut HashMap<(u32, u32), (u64, u64)> {
+    pub(crate) fn outcome_counts(&mut self) -> &mut FxHashMap<(u32, u32), (u64, u64)> {
         &mut self.outcome_counts
     }
 
