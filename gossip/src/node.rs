@@ -289,7 +289,8 @@ pub(crate) struct Link {
 /// calling contract.
 #[derive(Debug)]
 pub struct Node<P: Peer, R: Rng> {
-    pub(crate) config: Config,
+    /// Shared by the nodes of a process that use the same one.
+    pub(crate) config: Arc<Config>,
     pub(crate) rng: R,
     pub(crate) key: Keypair,
     pub(crate) me: P,
@@ -319,7 +320,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// A node for the agent `key`, known to its driver as `me`, holding its
     /// own signed agent record. Sets its periodic timers.
     pub fn new(
-        config: Config,
+        config: impl Into<Arc<Config>>,
         genesis: Arc<Genesis>,
         key: Keypair,
         me: P,
@@ -334,7 +335,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// process through `memo` (see [`crate::memo`]).
     #[allow(clippy::too_many_arguments)]
     pub fn with_memo(
-        config: Config,
+        config: impl Into<Arc<Config>>,
         genesis: Arc<Genesis>,
         key: Keypair,
         me: P,
@@ -343,6 +344,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         now_ms: u64,
         memo: Option<Arc<crate::memo::Memo>>,
     ) -> Result<Self, NodeError> {
+        let config: Arc<Config> = config.into();
         let Evidence::Agent(agent) = record.evidence() else {
             return Err(NodeError::NotOwnRecord);
         };

@@ -98,7 +98,7 @@ pub struct Sim {
     side: Vec<bool>,
     partitioned: bool,
     memo: Arc<Memo>,
-    config: Config,
+    config: Arc<Config>,
     pub(crate) metrics: Metrics,
     pub(crate) trace: u64,
     pub(crate) events: u64,
@@ -160,7 +160,7 @@ impl Sim {
             side: Vec::new(),
             partitioned: false,
             memo,
-            config,
+            config: Arc::new(config),
             metrics: Metrics::default(),
             trace: 0xcbf2_9ce4_8422_2325,
             events: 0,
@@ -348,7 +348,7 @@ impl Sim {
                     .wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );
         let node = Node::with_memo(
-            self.config.clone(),
+            Arc::clone(&self.config),
             Arc::clone(&self.world.genesis),
             agent.key.clone(),
             i,
