@@ -80,7 +80,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 link.principal = Some(principal);
                 let did = link.did;
                 let queued = std::mem::take(&mut link.queue);
-                self.trust.note_fresh(did);
+                // A peer already in a view now has its DID and principal
+                // proved: they replace what shuffles said of it.
+                if self.views.knows(&peer) {
+                    self.remember_link(&peer);
+                }
                 self.event(Event::PeerAdmitted { peer, did });
                 for frame in queued {
                     self.send_encoded(peer, frame);
@@ -184,7 +188,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 return Err(refusal.to_string());
             }
         };
-        self.trust.note_fresh(did);
+        self.trust.note_fresh(did, now_ms);
         self.trust
             .decide(&authority, Action::Join, "*")
             .map_err(|e| e.to_string())?;

@@ -77,7 +77,7 @@ struct Missing<P> {
     attempts: u8,
 }
 
-/// Per-tree link sets, the item cache and the repair state.
+/// Per-tree lazy links, the item cache and the repair state.
 #[derive(Debug, Clone)]
 pub struct Broadcast<P> {
     /// Trees by key; the key is shared with the items cached from the tree
@@ -318,15 +318,16 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// never cached because it was refused; such a copy prunes nothing.
     pub(crate) fn on_duplicate(&mut self, from: P, tree: Option<&TreeKey>) {
         self.stats.items_duplicate += 1;
-        let Some(t) = tree.and_then(|tree| self.broadcast.trees.get_mut(tree)) else {
+        let Some((tree, t)) =
+            tree.and_then(|tree| Some((tree, self.broadcast.trees.get_mut(tree)?)))
+        else {
             return;
         };
         if t.is_eager(&from, self.views.active()) {
             t.make_lazy(from);
-            let Some(tree) = tree.cloned() else { return };
             let prune = Prune {
-                tree: tree.0,
-                origin: tree.1,
+                tree: tree.0.clone(),
+                origin: tree.1.clone(),
             };
             self.send(from, Body::Prune(prune));
         }

@@ -102,12 +102,21 @@ impl<P: Peer> Views<P> {
             .map(|(p, _)| *p)
             .collect()
     }
+    /// Records `p`'s DID and, if known, principal (a principal learnt for
+    /// another DID is dropped).
     pub(crate) fn learn(&mut self, p: P, did: Did, principal: Option<Did>) {
         let hint = self.hints.entry(p).or_default();
+        if hint.did != Some(did) {
+            hint.principal = None;
+        }
         hint.did = Some(did);
         if principal.is_some() {
             hint.principal = principal;
         }
+    }
+    /// Whether anything is known of `p` (it is in a view or asked).
+    pub(crate) fn knows(&self, p: &P) -> bool {
+        self.hints.contains_key(p)
     }
     fn principal(&self, p: &P) -> Option<Did> {
         self.hints.get(p).and_then(|h| h.principal)
@@ -149,9 +158,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
         if p == self.me {
             return Some(p);
         }
-        // The first DID heard for a peer is kept, so a known peer's is not
-        // parsed again: parsing checks the key is a curve point, the
-        // costliest step of a shuffle.
+        // What a link proved beats what the wire claims.
+        if self.links.contains_key(&p) {
+            self.remember_link(&p);
+            return Some(p);
+        }
+        // Otherwise the first DID heard for a peer is kept, so a known
+        // peer's is not parsed (a curve-point check) again.
         let did = match self.views.did(&p) {
             Some(did) => did,
             None => match self.trust.did(&r.did) {
@@ -159,11 +172,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 Err(_) => return Some(p),
             },
         };
-        let hint = self.views.hints.entry(p).or_default();
-        hint.did = Some(did);
-        if hint.principal.is_none() {
-            hint.principal = self.trust.authority_principal(&did);
-        }
+        let principal = self
+            .views
+            .principal(&p)
+            .or_else(|| self.trust.authority_principal(&did));
+        self.views.learn(p, did, principal);
         Some(p)
     }
 
@@ -255,6 +268,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         if reply.accepted {
             if !self.add_active(from, false) {
                 self.send(from, Body::Disconnect(Disconnect { alive: true }));
+                self.forget_unless_viewed(&from);
             }
         } else {
             self.add_passive(from);
@@ -268,8 +282,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.broadcast.neighbor_down(&from);
             self.event(Event::NeighborDown(from));
         }
-        if d.alive {
-            self.add_passive(from);
+        match d.alive {
+            true => self.add_passive(from),
+            false => self.forget_unless_viewed(&from),
         }
         self.refill_active(now_ms);
     }
@@ -442,7 +457,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     /// Keeps what the link to `peer` (if any) proved about it, for when the
     /// link is gone and `peer` is still in a view.
-    fn remember_link(&mut self, peer: &P) {
+    pub(crate) fn remember_link(&mut self, peer: &P) {
         if let Some(l) = self.links.get(peer) {
             self.views.learn(*peer, l.did, l.principal);
         }

@@ -30,8 +30,8 @@ type ScoreKey = (u64, [u8; 16], u64);
 /// after the node that first decoded it may have let go of it.
 const RECENT: usize = 4_096;
 
-/// Most DIDs remembered as checked; past it the set starts again (a
-/// million nodes' keys take about 50 MB).
+/// Most DIDs remembered as checked; past it the set starts again (a full
+/// set is about 200 MB; a million nodes' keys take a quarter of it).
 const DIDS_MAX: usize = 4 * 1024 * 1024;
 
 /// One kind of shared result: weak by key, and the most recent strong.

@@ -58,7 +58,8 @@ pub struct TrustState {
     policy: Arc<Policy>,
     scores: Arc<ScoreTable>,
     scored_generation: u64,
-    /// Agents admitted since the last score refresh: newcomers until then.
+    /// Agents admitted while the table was stale: newcomers until the next
+    /// refresh.
     fresh: BTreeSet<Did>,
     memo: Option<Arc<Memo>>,
 }
@@ -191,18 +192,21 @@ impl TrustState {
     }
 
     /// Marks a just-admitted agent as a newcomer until scores are
-    /// refreshed, if the table is stale at all: a table computed from the
-    /// store as it is already scores the agent as it should (and a set
-    /// that only a refresh empties would otherwise collect every agent
-    /// admitted while evidence is quiet).
-    pub fn note_fresh(&mut self, did: Did) {
-        if self.store.generation() != self.scored_generation {
+    /// refreshed, if the table is stale at all (evidence changed or the
+    /// epoch turned since): a current table already scores the agent as it
+    /// should, and a set that only a refresh empties would otherwise
+    /// collect every agent admitted while evidence is quiet.
+    pub fn note_fresh(&mut self, did: Did, now_ms: u64) {
+        let stale = self.store.generation() != self.scored_generation
+            || self.scores.epoch() != self.genesis.epoch_at(now_ms);
+        if stale {
             self.fresh.insert(did);
         }
     }
 
-    /// The tier of an identity. An agent admitted here, or whose agent
-    /// record arrived after the last score refresh, counts as a newcomer
+    /// The tier of an identity. An agent admitted here while the table was
+    /// stale, or whose agent record arrived after the last score refresh,
+    /// counts as a newcomer
     /// until scores catch up, rather than as the stranger the stale table
     /// would make it.
     pub fn tier(&self, did: &Did) -> Tier {
