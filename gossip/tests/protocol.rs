@@ -418,6 +418,69 @@ fn a_join_is_forwarded_to_the_contacts_neighbours() {
     assert_eq!(b.active_view(), [3, 1]);
 }
 
+/// Joins `peer` to `n`'s active view (after a handshake).
+fn join(n: &mut N, peer: &mut N) {
+    connect(n, peer, START_MS);
+    n.handle(
+        START_MS,
+        Input::Frame {
+            from: peer.peer(),
+            bytes: frame(Body::Join(starling_gossip::wire::Join {})),
+        },
+    )
+    .unwrap();
+    drain(n);
+}
+
+#[test]
+fn a_handshake_corrects_what_a_walk_claimed_of_a_peer() {
+    let mesh = Mesh::new();
+    let (mut b, _, _) = node(&mesh, 2);
+    let (mut c, _, _) = node(&mesh, 3);
+    let (mut d, _, _) = node(&mesh, 4);
+    let (mut e, _, _) = node(&mesh, 5);
+    let (liar, _, _) = node(&mesh, 6);
+    join(&mut b, &mut c);
+    join(&mut b, &mut d);
+    // A walk passing through b claims peer 5 has agent 6's DID; at the
+    // passive walk length b keeps 5 in its passive view.
+    let claim = starling_gossip::wire::PeerRef {
+        peer: 5u32.to_le_bytes().to_vec(),
+        did: liar.did().as_bytes().to_vec(),
+    };
+    b.handle(
+        START_MS,
+        Input::Frame {
+            from: 3,
+            bytes: frame(Body::ForwardJoin(ForwardJoin {
+                peer: Some(claim),
+                ttl: 3,
+            })),
+        },
+    )
+    .unwrap();
+    drain(&mut b);
+    assert_eq!(b.passive_view(), [5]);
+    // The handshake proves 5's own DID; after the link is gone, b's shuffle
+    // passes on the proved one, not the claim.
+    connect(&mut b, &mut e, START_MS);
+    b.handle(START_MS, Input::Disconnected { peer: 5 }).unwrap();
+    drain(&mut b);
+    b.handle(START_MS + 1, Input::Timer(Timer::Shuffle))
+        .unwrap();
+    let refs: Vec<_> = drain(&mut b)
+        .iter()
+        .filter_map(|o| match body(o).1 {
+            Body::Shuffle(s) => Some(s.peers),
+            _ => None,
+        })
+        .flatten()
+        .filter(|r| r.peer == 5u32.to_le_bytes())
+        .collect();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].did, e.did().as_bytes().to_vec());
+}
+
 #[test]
 fn duplicates_prune_and_missing_items_are_grafted() {
     let mesh = Mesh::new();
