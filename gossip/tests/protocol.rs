@@ -374,32 +374,28 @@ fn wrong_genesis_missing_mandates_and_borrowed_records_are_refused() {
     assert_eq!(a.stats().peers_refused, 6);
 }
 
+/// `peer` connects to `n` and joins through it; `n`'s outputs.
+fn join(n: &mut N, peer: &mut N) -> Vec<Output<u32>> {
+    connect(n, peer, START_MS);
+    n.handle(
+        START_MS,
+        Input::Frame {
+            from: peer.peer(),
+            bytes: frame(Body::Join(starling_gossip::wire::Join {})),
+        },
+    )
+    .unwrap();
+    drain(n)
+}
+
 #[test]
 fn a_join_is_forwarded_to_the_contacts_neighbours() {
     let mesh = Mesh::new();
     let (mut a, _, _) = node(&mesh, 1);
     let (mut b, _, _) = node(&mesh, 2);
     let (mut c, _, _) = node(&mesh, 3);
-    connect(&mut b, &mut c, START_MS);
-    b.handle(
-        START_MS,
-        Input::Frame {
-            from: 3,
-            bytes: frame(Body::Join(starling_gossip::wire::Join {})),
-        },
-    )
-    .unwrap();
-    assert_eq!(drain(&mut b), [Output::Event(Event::NeighborUp(3))]);
-    connect(&mut a, &mut b, START_MS);
-    b.handle(
-        START_MS,
-        Input::Frame {
-            from: 1,
-            bytes: frame(Body::Join(starling_gossip::wire::Join {})),
-        },
-    )
-    .unwrap();
-    let out = drain(&mut b);
+    assert_eq!(join(&mut b, &mut c), [Output::Event(Event::NeighborUp(3))]);
+    let out = join(&mut b, &mut a);
     assert_eq!(out[0], Output::Event(Event::NeighborUp(1)));
     let (to, fj) = body(&out[1]);
     assert_eq!(to, 3);
@@ -416,20 +412,6 @@ fn a_join_is_forwarded_to_the_contacts_neighbours() {
     );
     assert_eq!(peer.did, a.did().as_bytes().to_vec());
     assert_eq!(b.active_view(), [3, 1]);
-}
-
-/// Joins `peer` to `n`'s active view (after a handshake).
-fn join(n: &mut N, peer: &mut N) {
-    connect(n, peer, START_MS);
-    n.handle(
-        START_MS,
-        Input::Frame {
-            from: peer.peer(),
-            bytes: frame(Body::Join(starling_gossip::wire::Join {})),
-        },
-    )
-    .unwrap();
-    drain(n);
 }
 
 #[test]
