@@ -94,6 +94,16 @@ fn memoised<K: std::hash::Hash + Eq, V, E>(
     Ok(value)
 }
 
+/// [`memoised`] for a computation that cannot fail.
+fn memoised_total<K: std::hash::Hash + Eq, V>(
+    shared: &Mutex<Shared<K, V>>,
+    key: K,
+    compute: impl FnOnce() -> V,
+) -> Arc<V> {
+    memoised(shared, key, || Ok::<_, std::convert::Infallible>(compute()))
+        .unwrap_or_else(|e| match e {})
+}
+
 impl Memo {
     /// A memo for the nodes of one mesh.
     pub fn new(genesis: Arc<Genesis>) -> Arc<Self> {
@@ -193,16 +203,12 @@ impl Memo {
     /// One copy of an item's bytes (`id` is their hash) for every node
     /// that caches it to answer grafts.
     pub(crate) fn item(&self, id: Hash, bytes: Vec<u8>) -> Arc<Vec<u8>> {
-        memoised(&self.items, id, || Ok::<_, std::convert::Infallible>(bytes))
-            .unwrap_or_else(|e| match e {})
+        memoised_total(&self.items, id, || bytes)
     }
 
     /// One copy of a tree's key (topic and origin) for every node.
     pub(crate) fn tree_key(&self, key: &TreeKey) -> Arc<TreeKey> {
-        memoised(&self.tree_keys, key.clone(), || {
-            Ok::<_, std::convert::Infallible>(key.clone())
-        })
-        .unwrap_or_else(|e| match e {})
+        memoised_total(&self.tree_keys, key.clone(), || key.clone())
     }
 
     pub(crate) fn scores(
@@ -210,9 +216,6 @@ impl Memo {
         key: ScoreKey,
         compute: impl FnOnce() -> ScoreTable,
     ) -> Arc<ScoreTable> {
-        memoised(&self.scores, key, || {
-            Ok::<_, std::convert::Infallible>(compute())
-        })
-        .unwrap_or_else(|e| match e {})
+        memoised_total(&self.scores, key, compute)
     }
 }
