@@ -126,9 +126,11 @@ pub struct EvidenceStore {
     base: Option<Arc<EvidenceStore>>,
     /// Records added here (never also visible in the base).
     records: BTreeMap<RecordId, Arc<Record>>,
-    /// Base records displaced here.
+    /// Base records not held here: displaced here, or never received
+    /// (see [`EvidenceStore::rebased`]).
     shadowed: BTreeSet<RecordId>,
-    /// Slots changed here, whole; the others are the base's.
+    /// Slots changed here, whole (possibly emptied); the others are the
+    /// base's.
     slots: BTreeMap<Slot, Kept>,
     /// Identities first seen here, numbered after the base's, in order of
     /// first sight. Numbers are local (they differ between replicas) and
@@ -219,6 +221,100 @@ impl EvidenceStore {
         }
     }
 
+    /// This store's exact state expressed as an overlay on `base`: the same
+    /// records, slots, revocations, terminations and generation, holding
+    /// only what differs from `base` (records it adds, base records it
+    /// lacks, and the slots where the two differ). Simulated nodes that
+    /// have all caught up with a later snapshot share it again, instead of
+    /// each holding its own copy of everything that spread since the
+    /// snapshot they started from. Any store of the mesh can be expressed
+    /// on any base of the same mesh; the closer the two, the smaller the
+    /// result (see [`EvidenceStore::difference_len`]).
+    ///
+    /// # Panics
+    /// If `base` belongs to another mesh.
+    pub fn rebased(&self, base: Arc<EvidenceStore>) -> Self {
+        assert_eq!(
+            self.genesis.id(),
+            base.genesis.id(),
+            "rebasing onto a store of another mesh"
+        );
+        let slots = self.differing_slots(&base);
+        let mut out = Self::overlay(base);
+        for slot in slots {
+            let mine = self.kept(&slot).map_or(&[][..], |k| &k.records[..]);
+            let theirs = out.kept(&slot).map_or(&[][..], |k| &k.records[..]);
+            let same = |a: &[(Rank, Arc<Record>)], b: &[(Rank, Arc<Record>)]| {
+                a.iter().map(|(r, _)| r.id).eq(b.iter().map(|(r, _)| r.id))
+            };
+            if same(mine, theirs) {
+                continue;
+            }
+            let Some((_, any)) = mine.first().or(theirs.first()) else {
+                continue;
+            };
+            let ends = (any.author(), any.evidence().subject());
+            let lacked: Vec<RecordId> = theirs
+                .iter()
+                .filter(|(r, _)| !mine.iter().any(|(m, _)| m.id == r.id))
+                .map(|(r, _)| r.id)
+                .collect();
+            let added: Vec<(RecordId, Arc<Record>)> = mine
+                .iter()
+                .filter(|(r, _)| !theirs.iter().any(|(t, _)| t.id == r.id))
+                .map(|(r, record)| (r.id, Arc::clone(record)))
+                .collect();
+            let kept = Kept {
+                ends: (out.intern(ends.0), out.intern(ends.1)),
+                records: mine.to_vec(),
+            };
+            for id in lacked {
+                out.fingerprints.toggle(&id, false);
+                out.shadowed.insert(id);
+            }
+            for (id, record) in added {
+                out.fingerprints.toggle(&id, true);
+                out.records.insert(id, record);
+            }
+            out.slots.insert(slot, kept);
+        }
+        for did in &self.terminated {
+            out.intern(*did);
+        }
+        out.revoked = self.revoked.clone();
+        out.terminated = self.terminated.clone();
+        out.generation = self.generation;
+        out
+    }
+
+    /// Entries this store holds itself rather than reads from its base:
+    /// what [`EvidenceStore::rebased`] makes small.
+    pub fn difference_len(&self) -> usize {
+        self.records.len() + self.shadowed.len() + self.slots.len()
+    }
+
+    /// This store and the stores it reads through, itself first.
+    fn chain(&self) -> impl Iterator<Item = &EvidenceStore> {
+        std::iter::successors(Some(self), |s| s.base.as_deref())
+    }
+
+    /// Slots in which this store and `other` may differ: those changed in
+    /// either chain above the nearest store both read through, or every
+    /// slot of both if they share none.
+    fn differing_slots(&self, other: &EvidenceStore) -> BTreeSet<Slot> {
+        let common = self
+            .chain()
+            .find(|s| other.chain().any(|o| std::ptr::eq(*s, o)));
+        let above = |store: &EvidenceStore| -> Vec<Slot> {
+            store
+                .chain()
+                .take_while(|s| !common.is_some_and(|c| std::ptr::eq(*s, c)))
+                .flat_map(|s| s.slots.keys().copied())
+                .collect()
+        };
+        above(self).into_iter().chain(above(other)).collect()
+    }
+
     /// The mesh's genesis.
     pub fn genesis(&self) -> &Arc<Genesis> {
         &self.genesis
@@ -276,7 +372,11 @@ impl EvidenceStore {
             _ => {}
         }
         self.fingerprints.toggle(&id, true);
-        self.records.insert(id, record);
+        // A base record this store lacked (see `rebased`) is the base's
+        // again once it arrives.
+        if !self.shadowed.remove(&id) {
+            self.records.insert(id, record);
+        }
         self.generation += 1;
         Inserted::Added { displaced }
     }
@@ -375,6 +475,7 @@ impl EvidenceStore {
     /// The records kept in each slot, best first, in slot order.
     pub fn slots(&self) -> impl Iterator<Item = (&Slot, impl Iterator<Item = &Arc<Record>>)> {
         self.all_slots()
+            .filter(|(_, kept)| !kept.records.is_empty())
             .map(|(slot, kept)| (slot, kept.records.iter().map(|(_, r)| r)))
     }
 

@@ -106,6 +106,45 @@ fn store_of(indices: &[usize]) -> EvidenceStore {
     store
 }
 
+/// Whether two stores give the same answers: records, slots, counts,
+/// fingerprints, reconciliation with `other`'s store, scores, terminations.
+fn indistinguishable(
+    a: &EvidenceStore,
+    b: &EvidenceStore,
+    other: &[usize],
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(a, b);
+    prop_assert_eq!(a.len(), b.len());
+    prop_assert_eq!(a.digest(), b.digest());
+    let slots = |s: &EvidenceStore| -> Vec<(super::store::Slot, Vec<RecordId>)> {
+        s.slots()
+            .map(|(slot, kept)| (*slot, kept.map(|r| r.id()).collect()))
+            .collect()
+    };
+    prop_assert_eq!(slots(a), slots(b));
+    let other = store_of(other);
+    prop_assert_eq!(
+        a.reconcile(&other.reconcile_start()),
+        b.reconcile(&other.reconcile_start())
+    );
+    for epoch in [0, 1_000] {
+        prop_assert_eq!(
+            crate::ScoreTable::compute(a, epoch),
+            crate::ScoreTable::compute(b, epoch)
+        );
+    }
+    prop_assert_eq!(a.terminated(), b.terminated());
+    let (_, records) = pool();
+    for r in records.iter() {
+        prop_assert_eq!(a.contains(&r.id()), b.contains(&r.id()));
+        prop_assert_eq!(
+            a.get(&r.id()).map(|r| r.id()),
+            b.get(&r.id()).map(|r| r.id())
+        );
+    }
+    Ok(())
+}
+
 fn merged(a: &EvidenceStore, b: &EvidenceStore) -> EvidenceStore {
     let mut out = a.clone();
     out.merge(b);
@@ -172,8 +211,7 @@ proptest! {
     }
 
     /// An overlay is indistinguishable from a store that holds its base's
-    /// records and then its own: same records, slots, counts, fingerprints,
-    /// reconciliation answers and scores.
+    /// records and then its own.
     #[test]
     fn an_overlay_behaves_as_the_store_it_stands_for(base in subset(), more in subset(), other in subset()) {
         let shared = Arc::new(store_of(&base));
@@ -184,24 +222,47 @@ proptest! {
             let r = &records[i % records.len()];
             prop_assert_eq!(overlay.insert(Arc::clone(r)), whole.insert(Arc::clone(r)));
         }
-        prop_assert_eq!(&overlay, &whole);
-        prop_assert_eq!(overlay.len(), whole.len());
-        prop_assert_eq!(overlay.digest(), whole.digest());
-        let slots = |s: &EvidenceStore| -> Vec<(super::store::Slot, Vec<RecordId>)> {
-            s.slots().map(|(slot, kept)| (*slot, kept.map(|r| r.id()).collect())).collect()
+        indistinguishable(&overlay, &whole, &other)?;
+    }
+
+    /// A store rebased onto another of the mesh (a snapshot grown from the
+    /// same base, or an unrelated store) is the store it was: the same
+    /// answers, and the same answers to the same later inserts, also after
+    /// a second rebase onto a later snapshot.
+    #[test]
+    fn a_rebased_store_is_the_store_it_was(
+        root in subset(),
+        mine in subset(),
+        theirs in subset(),
+        later in subset(),
+        same_root in any::<bool>(),
+    ) {
+        let root = Arc::new(store_of(&root));
+        let grown = |extra: &[usize]| {
+            let mut store = EvidenceStore::overlay(Arc::clone(&root));
+            for &i in extra {
+                let (_, records) = pool();
+                store.insert(Arc::clone(&records[i % records.len()]));
+            }
+            store
         };
-        prop_assert_eq!(slots(&overlay), slots(&whole));
-        let other = store_of(&other);
-        prop_assert_eq!(overlay.reconcile(&other.reconcile_start()), whole.reconcile(&other.reconcile_start()));
-        let epoch = 0;
-        prop_assert_eq!(
-            crate::ScoreTable::compute(&overlay, epoch).digest(),
-            crate::ScoreTable::compute(&whole, epoch).digest()
-        );
-        prop_assert_eq!(overlay.terminated(), whole.terminated());
-        for r in records.iter() {
-            prop_assert_eq!(overlay.contains(&r.id()), whole.contains(&r.id()));
+        let mut node = grown(&mine);
+        let snapshot = match same_root {
+            true => grown(&theirs),
+            false => store_of(&theirs),
+        };
+        let mut rebased = node.rebased(Arc::new(snapshot));
+        indistinguishable(&rebased, &node, &theirs)?;
+        prop_assert_eq!(rebased.generation(), node.generation());
+        let (_, records) = pool();
+        for &i in &later {
+            let r = &records[i % records.len()];
+            prop_assert_eq!(rebased.insert(Arc::clone(r)), node.insert(Arc::clone(r)));
         }
+        indistinguishable(&rebased, &node, &mine)?;
+        let again = rebased.rebased(Arc::new(grown(&later)));
+        indistinguishable(&again, &node, &later)?;
+        prop_assert_eq!(node.rebased(Arc::new(node.clone())).difference_len(), 0);
     }
 
     #[test]

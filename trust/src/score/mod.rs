@@ -221,6 +221,11 @@ enum Standing {
 struct Graph<'a> {
     params: &'a Params,
     dids: Vec<Did>,
+    /// Whether an identity appears in what the store holds (a slot's
+    /// author or subject, a termination, a governor): only those are
+    /// scored, so the table is a function of the evidence alone and not of
+    /// which identities a replica happened to number on the way.
+    held: Vec<bool>,
     standing: Vec<Standing>,
     /// (reporter, subject, successes·decay, failure_severity·decay)
     outcomes: Vec<(u32, u32, u64, u64)>,
@@ -241,6 +246,7 @@ impl<'a> Graph<'a> {
             .filter_map(|n| store.identity(n).copied())
             .collect();
         let mut standing = vec![Standing::Unanchored; dids.len()];
+        let mut held = vec![false; dids.len()];
         let mut outcomes = Vec::new();
         let mut vouches = Vec::new();
         let mut violations = Vec::new();
@@ -248,6 +254,8 @@ impl<'a> Graph<'a> {
             let Some((_, best)) = kept.first() else {
                 continue;
             };
+            held[from as usize] = true;
+            held[to as usize] = true;
             match (slot, best.evidence()) {
                 (Slot::Agent(_), Evidence::Agent(a))
                     if check_current(a.chain.links(), epoch_last_ms, store).is_ok() =>
@@ -289,13 +297,16 @@ impl<'a> Graph<'a> {
         };
         for did in store.terminated() {
             standing[number(did) as usize] = Standing::Terminated;
+            held[number(did) as usize] = true;
         }
         for did in genesis.governors() {
             standing[number(did) as usize] = Standing::Governor;
+            held[number(did) as usize] = true;
         }
         Self {
             params,
             dids,
+            held,
             standing,
             outcomes,
             vouches,
@@ -376,6 +387,8 @@ impl<'a> Graph<'a> {
             .dids
             .into_iter()
             .zip(scores.into_iter().map(|s| s as u16))
+            .zip(self.held)
+            .filter_map(|(entry, held)| held.then_some(entry))
             .collect();
         table.sort_unstable_by_key(|entry| entry.0);
         let (dids, scores) = table.into_iter().unzip();
