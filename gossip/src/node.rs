@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use rand_core::Rng;
 use starling_trust::keys::Keypair;
-use starling_trust::{Did, Evidence, Genesis, Record};
+use starling_trust::{Did, Evidence, EvidenceStore, Genesis, Record};
 
 use crate::broadcast::Broadcast;
 use crate::config::Config;
@@ -429,6 +429,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// Genesis, evidence, policy and scores.
     pub fn trust(&self) -> &TrustState {
         &self.trust
+    }
+    /// Re-expresses the evidence on a shared snapshot (see
+    /// [`TrustState::rebase_evidence`]); nothing the node does changes.
+    pub fn rebase_evidence(&mut self, base: &Arc<EvidenceStore>) {
+        self.trust.rebase_evidence(base);
     }
     /// Counters.
     pub fn stats(&self) -> &Stats {

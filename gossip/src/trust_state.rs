@@ -166,6 +166,16 @@ impl TrustState {
     pub fn store(&self) -> &EvidenceStore {
         &self.store
     }
+    /// Re-expresses the evidence as an overlay on `base` if that leaves
+    /// less held here (see [`EvidenceStore::rebased`]): nothing the node
+    /// answers or computes changes, not even the store's generation.
+    pub fn rebase_evidence(&mut self, base: &Arc<EvidenceStore>) {
+        let rebased = self.store.rebased(Arc::clone(base));
+        if rebased.difference_len() < self.store.difference_len() {
+            self.store = rebased;
+        }
+    }
+
     /// The evidence store, for inserting.
     pub fn store_mut(&mut self) -> &mut EvidenceStore {
         &mut self.store

@@ -19,6 +19,7 @@ use starling_trust::{Did, EvidenceStore};
 use crate::calendar::Calendar;
 use crate::metrics::{Metrics, Published, Spread};
 use crate::scenario::{Latency, Scenario, Sessions};
+use crate::snapshots::{RESHARE_MS, Snapshots};
 use crate::world::{Agent, START_MS, World};
 
 pub(crate) type SimNode = Node<u32, SmallRng>;
@@ -98,6 +99,7 @@ pub struct Sim {
     side: Vec<bool>,
     partitioned: bool,
     memo: Arc<Memo>,
+    pub(crate) snapshots: Snapshots,
     config: Arc<Config>,
     pub(crate) metrics: Metrics,
     pub(crate) trace: u64,
@@ -133,6 +135,7 @@ impl Sim {
     pub fn new(sc: Scenario) -> Self {
         let world = World::new(sc.seed);
         let memo = Memo::new(Arc::clone(&world.genesis));
+        let root = Arc::new(EvidenceStore::new(Arc::clone(&world.genesis)));
         let defaults = Config::default();
         let config = Config {
             score_refresh_ms: 5_000,
@@ -160,6 +163,7 @@ impl Sim {
             side: Vec::new(),
             partitioned: false,
             memo,
+            snapshots: Snapshots::new(root),
             config: Arc::new(config),
             metrics: Metrics::default(),
             trace: 0xcbf2_9ce4_8422_2325,
@@ -216,7 +220,9 @@ impl Sim {
             for agent in &self.agents {
                 roster.insert(Arc::clone(&agent.record));
             }
-            self.memo = Memo::with_evidence(genesis, Some(Arc::new(roster)));
+            let roster = Arc::new(roster);
+            self.snapshots = Snapshots::new(Arc::clone(&roster));
+            self.memo = Memo::with_evidence(genesis, Some(roster));
         }
         self.workload_ms =
             START_MS + u64::from(n) * self.sc.join_interval_ms + (self.sc.settle_s * 1000.0) as u64;
@@ -703,6 +709,11 @@ impl Sim {
                     self.live.len() as u32,
                     delivered,
                 ));
+                if (self.now - START_MS).is_multiple_of(RESHARE_MS) {
+                    let live = self.nodes.iter_mut().enumerate();
+                    let live = live.filter_map(|(i, n)| Some((i as u32, n.as_deref_mut()?)));
+                    self.snapshots.reshare(live);
+                }
                 self.schedule(self.now + 1_000, Ev::Sample);
             }
         }

@@ -12,6 +12,7 @@ mod engine;
 mod metrics;
 mod report;
 pub mod scenario;
+mod snapshots;
 pub mod sweep;
 mod trust_figures;
 mod workload;

@@ -1,0 +1,97 @@
+//! Evidence snapshots that simulated nodes share.
+//!
+//! Every node starts from one shared roster and holds only what it adds
+//! (see `EvidenceStore::overlay`). Evidence created during a run (new
+//! agents, outcomes) would otherwise be held once per node for the rest of
+//! the run. So every few simulated seconds each live node's store is
+//! re-expressed on the snapshot taken the time before, by when everything
+//! in it has spread, and a new snapshot is taken from a live node. The
+//! re-expression is exact (`EvidenceStore::rebased`): no node answers,
+//! scores or sends anything differently, and the trace is unchanged; only
+//! what each node holds by itself shrinks to what it learnt since.
+
+use std::sync::Arc;
+
+use starling_trust::EvidenceStore;
+
+use crate::engine::SimNode;
+
+/// Simulated time between re-expressions.
+pub(crate) const RESHARE_MS: u64 = 5_000;
+
+/// The root every snapshot is taken over, and the snapshot nodes move to
+/// next.
+#[derive(Debug)]
+pub(crate) struct Snapshots {
+    root: Arc<EvidenceStore>,
+    next: Option<Arc<EvidenceStore>>,
+    /// Off only to show that resharing changes nothing.
+    on: bool,
+}
+
+impl Snapshots {
+    /// Snapshots over `root`, the store new nodes start from.
+    pub(crate) fn new(root: Arc<EvidenceStore>) -> Self {
+        Self {
+            root,
+            next: None,
+            on: true,
+        }
+    }
+
+    /// Moves every node in `live` onto the pending snapshot where that
+    /// leaves it holding less, then takes the next snapshot from the live
+    /// node holding the most records (the lowest index among equals).
+    pub(crate) fn reshare<'a>(&mut self, live: impl Iterator<Item = (u32, &'a mut SimNode)>) {
+        if !self.on {
+            return;
+        }
+        let mut model: Option<(usize, u32, &SimNode)> = None;
+        for (i, node) in live {
+            if let Some(snapshot) = &self.next {
+                node.rebase_evidence(snapshot);
+            }
+            let len = node.trust().store().len();
+            if model.is_none_or(|(best, at, _)| {
+                (len, std::cmp::Reverse(i)) > (best, std::cmp::Reverse(at))
+            }) {
+                model = Some((len, i, node));
+            }
+        }
+        self.next = model
+            .map(|(_, _, node)| Arc::new(node.trust().store().rebased(Arc::clone(&self.root))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Scenario, Sim};
+
+    /// Held by live nodes themselves, summed.
+    fn held(sim: &Sim) -> usize {
+        let nodes = sim.nodes.iter().flatten();
+        nodes.map(|n| n.trust().store().difference_len()).sum()
+    }
+
+    #[test]
+    fn resharing_changes_nothing_but_what_nodes_hold() {
+        let sets = [
+            "nodes=120",
+            "duration_s=25",
+            "settle_s=3",
+            "join_interval_ms=20",
+            "churn.arrivals_per_s=4",
+        ]
+        .map(String::from);
+        let scenario = Scenario::built_in_with("churn", &sets).unwrap();
+        let mut shared = Sim::new(scenario.clone());
+        let mut own = Sim::new(scenario);
+        own.snapshots.on = false;
+        assert_eq!(shared.run(&mut |_, _, _| {}), None);
+        assert_eq!(own.run(&mut |_, _, _| {}), None);
+        assert_eq!(shared.trace, own.trace);
+        assert_eq!(shared.events, own.events);
+        let (shared, own) = (held(&shared), held(&own));
+        assert!(shared * 4 < own, "held {shared} with resharing, {own} without");
+    }
+}
