@@ -34,18 +34,33 @@ const RECENT: usize = 4_096;
 /// set is about 200 MB; a million nodes' keys take a quarter of it).
 const DIDS_MAX: usize = 4 * 1024 * 1024;
 
+/// Score tables held strongly beyond their users: none is needed, as the
+/// node that computed a table holds it until its next refresh, when nodes
+/// with the same evidence compute theirs. (Tables are large: 34 bytes an
+/// identity, so [`RECENT`] of them held 1.5 GB in a churn run.)
+const RECENT_SCORES: usize = 0;
+
 /// One kind of shared result: weak by key, and the most recent strong.
 #[derive(Debug)]
 struct Shared<K, V> {
     by_key: HashMap<K, Weak<V>>,
     recent: VecDeque<Arc<V>>,
+    recent_max: usize,
 }
 
 impl<K, V> Default for Shared<K, V> {
     fn default() -> Self {
+        Self::keeping(RECENT)
+    }
+}
+
+impl<K, V> Shared<K, V> {
+    /// Holding the `recent_max` most recent results strongly.
+    fn keeping(recent_max: usize) -> Self {
         Self {
             by_key: HashMap::new(),
             recent: VecDeque::new(),
+            recent_max,
         }
     }
 }
@@ -86,10 +101,12 @@ fn memoised<K: std::hash::Hash + Eq, V, E>(
             m.by_key.retain(|_, w| w.strong_count() > 0);
         }
         m.by_key.insert(key, Arc::downgrade(&value));
-        if m.recent.len() == RECENT {
-            m.recent.pop_front();
+        if m.recent_max > 0 {
+            if m.recent.len() == m.recent_max {
+                m.recent.pop_front();
+            }
+            m.recent.push_back(Arc::clone(&value));
         }
-        m.recent.push_back(Arc::clone(&value));
     }
     Ok(value)
 }
@@ -134,7 +151,7 @@ impl Memo {
             records: Mutex::new(records),
             messages: Mutex::default(),
             policies: Mutex::default(),
-            scores: Mutex::default(),
+            scores: Mutex::new(Shared::keeping(RECENT_SCORES)),
             items: Mutex::default(),
             tree_keys: Mutex::default(),
             dids: Mutex::default(),

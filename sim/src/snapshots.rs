@@ -92,6 +92,9 @@ mod tests {
         assert_eq!(shared.trace, own.trace);
         assert_eq!(shared.events, own.events);
         let (shared, own) = (held(&shared), held(&own));
-        assert!(shared * 4 < own, "held {shared} with resharing, {own} without");
+        assert!(
+            shared * 4 < own,
+            "held {shared} with resharing, {own} without"
+        );
     }
 }

@@ -14,7 +14,7 @@
 //! end, so once a mandate is revoked or an agent terminated it stays so.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::did::Did;
 use crate::genesis::Genesis;
@@ -144,6 +144,9 @@ pub struct EvidenceStore {
     /// Fingerprints of the difference from the base.
     fingerprints: Fingerprints,
     generation: u64,
+    /// Every identity numbered here, sorted, once asked for (by the score
+    /// tables of the stores over this one; emptied on a change).
+    sorted_identities: OnceLock<Arc<[Did]>>,
 }
 
 impl PartialEq for EvidenceStore {
@@ -200,6 +203,7 @@ impl EvidenceStore {
             terminated: BTreeSet::new(),
             fingerprints: Fingerprints::default(),
             generation: 0,
+            sorted_identities: OnceLock::new(),
         }
     }
 
@@ -217,6 +221,7 @@ impl EvidenceStore {
             terminated: base.terminated.clone(),
             fingerprints: Fingerprints::default(),
             generation: base.generation,
+            sorted_identities: OnceLock::new(),
             base: Some(base),
         }
     }
@@ -489,12 +494,12 @@ impl EvidenceStore {
 
     /// How many identities have been seen: they are numbered `0..count`.
     pub fn identity_count(&self) -> u32 {
-        self.base_identities() + self.dids.len() as u32
+        self.base_identity_count() + self.dids.len() as u32
     }
 
     /// The identity of a local number (see `slots_interned`).
     pub fn identity(&self, number: u32) -> Option<&Did> {
-        let base = self.base_identities();
+        let base = self.base_identity_count();
         match (number.checked_sub(base), &self.base) {
             (Some(own), _) => self.dids.get(own as usize),
             (None, Some(b)) => b.identity(number),
@@ -510,7 +515,22 @@ impl EvidenceStore {
         }
     }
 
-    fn base_identities(&self) -> u32 {
+    /// The identities of this store's base, sorted and shared by every
+    /// store over it (empty without a base).
+    pub fn base_identities(&self) -> Arc<[Did]> {
+        match &self.base {
+            None => Arc::from([]),
+            Some(base) => Arc::clone(base.sorted_identities.get_or_init(|| {
+                let mut dids: Vec<Did> = (0..base.identity_count())
+                    .filter_map(|n| base.identity(n).copied())
+                    .collect();
+                dids.sort_unstable();
+                dids.into()
+            })),
+        }
+    }
+
+    fn base_identity_count(&self) -> u32 {
         self.base.as_ref().map_or(0, |b| b.identity_count())
     }
 
@@ -519,6 +539,7 @@ impl EvidenceStore {
             return number;
         }
         let number = self.identity_count();
+        self.sorted_identities = OnceLock::new();
         self.index.insert(did, number);
         self.dids.push(did);
         number

@@ -127,14 +127,22 @@ fn indistinguishable(
         a.reconcile(&other.reconcile_start()),
         b.reconcile(&other.reconcile_start())
     );
+    let (w, records) = pool();
     for epoch in [0, 1_000] {
-        prop_assert_eq!(
+        let (ta, tb) = (
             crate::ScoreTable::compute(a, epoch),
-            crate::ScoreTable::compute(b, epoch)
+            crate::ScoreTable::compute(b, epoch),
         );
+        prop_assert_eq!(ta.digest(), tb.digest());
+        for did in [&w.governor, &w.org, &w.agent, &w.sub].map(|k| k.did()) {
+            prop_assert_eq!(
+                (ta.score(&did), ta.contains(&did)),
+                (tb.score(&did), tb.contains(&did))
+            );
+        }
+        prop_assert_eq!(ta, tb);
     }
     prop_assert_eq!(a.terminated(), b.terminated());
-    let (_, records) = pool();
     for r in records.iter() {
         prop_assert_eq!(a.contains(&r.id()), b.contains(&r.id()));
         prop_assert_eq!(

@@ -45,6 +45,7 @@
 //! numbered as records arrive, then O(edges + agents) per round.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::did::Did;
 use crate::evidence::record::Evidence;
@@ -142,13 +143,37 @@ impl fmt::Display for Tier {
 }
 
 /// Every known identity's score at one epoch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Identities are looked up in two sorted lists: one shared with every
+/// table computed over the same base store (see
+/// [`EvidenceStore::overlay`]), with this table's scores beside it, and
+/// this table's own for identities beyond it. A simulated node's table
+/// then costs two bytes an identity, not 34; a real node's store has no
+/// base, and its table only its own list.
+#[derive(Debug, Clone)]
 pub struct ScoreTable {
     epoch: u64,
-    dids: Vec<Did>,
-    scores: Vec<u16>,
+    shared: Arc<[Did]>,
+    /// Scores of `shared`, [`NOT_SCORED`] for identities this table lacks.
+    shared_scores: Vec<u16>,
+    own: Vec<Did>,
+    own_scores: Vec<u16>,
+    len: usize,
     unknown: u16,
 }
+
+/// In `shared_scores`: an identity of the shared list that this table
+/// does not score (scores are at most [`SCORE_MAX`]).
+const NOT_SCORED: u16 = u16::MAX;
+
+impl PartialEq for ScoreTable {
+    fn eq(&self, other: &Self) -> bool {
+        (self.epoch, self.unknown, self.len) == (other.epoch, other.unknown, other.len)
+            && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ScoreTable {}
 
 impl ScoreTable {
     /// The epoch the table is for.
@@ -156,17 +181,25 @@ impl ScoreTable {
         self.epoch
     }
 
+    fn lookup(&self, did: &Did) -> Option<u16> {
+        let shared = self.shared.binary_search(did).ok();
+        match shared.map(|i| self.shared_scores[i]) {
+            Some(NOT_SCORED) | None => {
+                let own = self.own.binary_search(did).ok()?;
+                Some(self.own_scores[own])
+            }
+            scored => scored,
+        }
+    }
+
     /// A score; identities with no evidence get the unanchored score.
     pub fn score(&self, did: &Did) -> u32 {
-        match self.dids.binary_search(did) {
-            Ok(i) => u32::from(self.scores[i]),
-            Err(_) => u32::from(self.unknown),
-        }
+        u32::from(self.lookup(did).unwrap_or(self.unknown))
     }
 
     /// Whether the identity was scored (appeared in the evidence).
     pub fn contains(&self, did: &Did) -> bool {
-        self.dids.binary_search(did).is_ok()
+        self.lookup(did).is_some()
     }
 
     /// A tier.
@@ -176,28 +209,37 @@ impl ScoreTable {
 
     /// (identity, score) in DID order.
     pub fn iter(&self) -> impl Iterator<Item = (&Did, u32)> {
-        self.dids
-            .iter()
-            .zip(self.scores.iter().map(|s| u32::from(*s)))
+        let mut shared = (self.shared.iter().zip(&self.shared_scores))
+            .filter(|(_, s)| **s != NOT_SCORED)
+            .peekable();
+        let mut own = self.own.iter().zip(&self.own_scores).peekable();
+        std::iter::from_fn(move || {
+            let next = match (shared.peek(), own.peek()) {
+                (Some((a, _)), Some((b, _))) if a < b => shared.next(),
+                (Some(_), None) => shared.next(),
+                _ => own.next(),
+            };
+            next.map(|(did, score)| (did, u32::from(*score)))
+        })
     }
 
     /// Number of identities scored.
     pub fn len(&self) -> usize {
-        self.dids.len()
+        self.len
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.dids.is_empty()
+        self.len == 0
     }
 
     /// A digest of the whole table: equal digests mean equal tables.
     pub fn digest(&self) -> Hash {
-        let mut bytes = Vec::with_capacity(8 + self.dids.len() * 34);
+        let mut bytes = Vec::with_capacity(8 + self.len * 34);
         bytes.extend_from_slice(&self.epoch.to_le_bytes());
-        for (did, score) in self.dids.iter().zip(&self.scores) {
+        for (did, score) in self.iter() {
             bytes.extend_from_slice(did.as_bytes());
-            bytes.extend_from_slice(&score.to_le_bytes());
+            bytes.extend_from_slice(&(score as u16).to_le_bytes());
         }
         sha256(&bytes)
     }
@@ -226,6 +268,8 @@ struct Graph<'a> {
     /// scored, so the table is a function of the evidence alone and not of
     /// which identities a replica happened to number on the way.
     held: Vec<bool>,
+    /// The sorted identities of the store's base, shared by its tables.
+    shared: Arc<[Did]>,
     standing: Vec<Standing>,
     /// (reporter, subject, successes·decay, failure_severity·decay)
     outcomes: Vec<(u32, u32, u64, u64)>,
@@ -307,6 +351,7 @@ impl<'a> Graph<'a> {
             params,
             dids,
             held,
+            shared: store.base_identities(),
             standing,
             outcomes,
             vouches,
@@ -383,19 +428,28 @@ impl<'a> Graph<'a> {
                 scores[j] = score.clamp(0, i128::from(SCORE_MAX)) as i64;
             }
         }
-        let mut table: Vec<(Did, u16)> = self
-            .dids
-            .into_iter()
-            .zip(scores.into_iter().map(|s| s as u16))
-            .zip(self.held)
-            .filter_map(|(entry, held)| held.then_some(entry))
-            .collect();
-        table.sort_unstable_by_key(|entry| entry.0);
-        let (dids, scores) = table.into_iter().unzip();
+        let shared = self.shared;
+        let mut shared_scores = vec![NOT_SCORED; shared.len()];
+        let mut own: Vec<(Did, u16)> = Vec::new();
+        let held = (self.dids.into_iter().zip(scores).zip(self.held))
+            .filter_map(|(entry, held)| held.then_some(entry));
+        let mut len = 0;
+        for (did, score) in held {
+            len += 1;
+            match shared.binary_search(&did) {
+                Ok(i) => shared_scores[i] = score as u16,
+                Err(_) => own.push((did, score as u16)),
+            }
+        }
+        own.sort_unstable_by_key(|entry| entry.0);
+        let (own, own_scores) = own.into_iter().unzip();
         ScoreTable {
             epoch,
-            dids,
-            scores,
+            shared,
+            shared_scores,
+            own,
+            own_scores,
+            len,
             unknown: p.unanchored_score as u16,
         }
     }
