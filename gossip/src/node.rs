@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use rand_core::Rng;
 use starling_trust::keys::Keypair;
-use starling_trust::{Did, Evidence, EvidenceStore, Genesis, Record};
+use starling_trust::{Did, Evidence, Genesis, Record, Succession};
 
 use crate::broadcast::Broadcast;
 use crate::config::Config;
@@ -432,8 +432,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
     /// Re-expresses the evidence on a shared snapshot (see
     /// [`TrustState::rebase_evidence`]); nothing the node does changes.
-    pub fn rebase_evidence(&mut self, base: &Arc<EvidenceStore>) {
-        self.trust.rebase_evidence(base);
+    pub fn rebase_evidence(&mut self, succession: &Succession) {
+        self.trust.rebase_evidence(succession);
     }
     /// Counters.
     pub fn stats(&self) -> &Stats {

@@ -9,7 +9,8 @@ use starling_trust::mandate::MandateError;
 use starling_trust::policy::{Action, Actor, Applied, Policy, PolicyChange, PolicyError, Ring};
 use starling_trust::wire::DecodeError;
 use starling_trust::{
-    Authority, Did, Evidence, EvidenceError, EvidenceStore, Genesis, Record, ScoreTable, Tier,
+    Authority, Did, Evidence, EvidenceError, EvidenceStore, Genesis, Record, ScoreTable,
+    Succession, Tier,
 };
 
 use crate::broadcast::TreeKey;
@@ -166,11 +167,12 @@ impl TrustState {
     pub fn store(&self) -> &EvidenceStore {
         &self.store
     }
-    /// Re-expresses the evidence as an overlay on `base` if that leaves
-    /// less held here (see [`EvidenceStore::rebased`]): nothing the node
-    /// answers or computes changes, not even the store's generation.
-    pub fn rebase_evidence(&mut self, base: &Arc<EvidenceStore>) {
-        let rebased = self.store.rebased(Arc::clone(base));
+    /// Re-expresses the evidence as an overlay on the later snapshot of
+    /// `succession` if that leaves less held here (see
+    /// [`EvidenceStore::rebased_along`]): nothing the node answers or
+    /// computes changes, not even the store's generation.
+    pub fn rebase_evidence(&mut self, succession: &Succession) {
+        let rebased = self.store.rebased_along(succession);
         if rebased.difference_len() < self.store.difference_len() {
             self.store = rebased;
         }

@@ -10,20 +10,22 @@
 //! scores or sends anything differently, and the trace is unchanged; only
 //! what each node holds by itself shrinks to what it learnt since.
 
+use std::cmp::Reverse;
 use std::sync::Arc;
 
-use starling_trust::EvidenceStore;
+use starling_trust::{EvidenceStore, Succession};
 
 use crate::engine::SimNode;
 
 /// Simulated time between re-expressions.
 pub(crate) const RESHARE_MS: u64 = 5_000;
 
-/// The root every snapshot is taken over, and the snapshot nodes move to
-/// next.
+/// The root every snapshot is taken over, the snapshot nodes last moved
+/// to, and the one they move to next.
 #[derive(Debug)]
 pub(crate) struct Snapshots {
     root: Arc<EvidenceStore>,
+    current: Arc<EvidenceStore>,
     next: Option<Arc<EvidenceStore>>,
     /// Off only to show that resharing changes nothing.
     on: bool,
@@ -33,6 +35,7 @@ impl Snapshots {
     /// Snapshots over `root`, the store new nodes start from.
     pub(crate) fn new(root: Arc<EvidenceStore>) -> Self {
         Self {
+            current: Arc::clone(&root),
             root,
             next: None,
             on: true,
@@ -46,15 +49,17 @@ impl Snapshots {
         if !self.on {
             return;
         }
+        let succession = (self.next.take()).map(|next| {
+            let from = std::mem::replace(&mut self.current, Arc::clone(&next));
+            Succession::new(from, next)
+        });
         let mut model: Option<(usize, u32, &SimNode)> = None;
         for (i, node) in live {
-            if let Some(snapshot) = &self.next {
-                node.rebase_evidence(snapshot);
+            if let Some(succession) = &succession {
+                node.rebase_evidence(succession);
             }
             let len = node.trust().store().len();
-            if model.is_none_or(|(best, at, _)| {
-                (len, std::cmp::Reverse(i)) > (best, std::cmp::Reverse(at))
-            }) {
+            if model.is_none_or(|(best, at, _)| (len, Reverse(i)) > (best, Reverse(at))) {
                 model = Some((len, i, node));
             }
         }

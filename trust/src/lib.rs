@@ -29,7 +29,7 @@ pub mod wire;
 
 pub use did::{Did, DidError};
 pub use evidence::record::{Evidence, EvidenceError, Record, RecordId};
-pub use evidence::store::{EvidenceStore, Inserted};
+pub use evidence::store::{EvidenceStore, Inserted, Succession};
 pub use genesis::{Genesis, GenesisSpec, MeshId, Params};
 pub use keys::{Domain, Keypair};
 pub use mandate::{Authority, Mandate, MandateChain, MandateError, MandateSpec};

@@ -161,6 +161,37 @@ pub type InternedSlot<'a> = (&'a Slot, (u32, u32), &'a [(Rank, Arc<Record>)]);
 type Entries<'a> = Box<dyn Iterator<Item = (&'a RecordId, &'a Arc<Record>)> + 'a>;
 type SlotEntries<'a> = Box<dyn Iterator<Item = (&'a Slot, &'a Kept)> + 'a>;
 
+/// Whether two slots keep the same records.
+fn same_records(a: &[(Rank, Arc<Record>)], b: &[(Rank, Arc<Record>)]) -> bool {
+    a.iter().map(|(r, _)| r.id).eq(b.iter().map(|(r, _)| r.id))
+}
+
+/// One snapshot followed by another, with the slots in which they differ
+/// found once: every store over the first moves to the second at the cost
+/// of its own difference (see [`EvidenceStore::rebased_along`]), not of
+/// everything either snapshot holds beyond their common base.
+#[derive(Debug, Clone)]
+pub struct Succession {
+    from: Arc<EvidenceStore>,
+    to: Arc<EvidenceStore>,
+    slots: BTreeSet<Slot>,
+}
+
+impl Succession {
+    /// `from` followed by `to`.
+    pub fn new(from: Arc<EvidenceStore>, to: Arc<EvidenceStore>) -> Self {
+        let slots = (from.differing_slots(&to).into_iter())
+            .filter(|slot| !same_records(from.kept_records(slot), to.kept_records(slot)))
+            .collect();
+        Self { from, to, slots }
+    }
+
+    /// The later snapshot.
+    pub fn to(&self) -> &Arc<EvidenceStore> {
+        &self.to
+    }
+}
+
 /// Merges two key-ordered iterators; on equal keys the second wins.
 fn merge_by_key<'a, K: Ord + 'a, V: 'a>(
     first: impl Iterator<Item = (&'a K, &'a V)> + 'a,
@@ -245,14 +276,37 @@ impl EvidenceStore {
             "rebasing onto a store of another mesh"
         );
         let slots = self.differing_slots(&base);
+        self.rebased_over(base, slots)
+    }
+
+    /// [`EvidenceStore::rebased`] onto `succession.to()`, for a store over
+    /// `succession.from()` at the cost of the slots it changed itself and
+    /// those in which the two snapshots differ (any other store is rebased
+    /// in full).
+    pub fn rebased_along(&self, succession: &Succession) -> Self {
+        let to = Arc::clone(&succession.to);
+        match self.base.as_ref() {
+            Some(base) if Arc::ptr_eq(base, &succession.from) => {
+                let own = self.slots.keys().copied();
+                let slots = own.chain(succession.slots.iter().copied()).collect();
+                self.rebased_over(to, slots)
+            }
+            _ => self.rebased(to),
+        }
+    }
+
+    /// `rebased`, given every slot in which this store and `base` may
+    /// differ.
+    fn rebased_over(&self, base: Arc<EvidenceStore>, slots: BTreeSet<Slot>) -> Self {
+        assert_eq!(
+            self.genesis.id(),
+            base.genesis.id(),
+            "rebasing onto a store of another mesh"
+        );
         let mut out = Self::overlay(base);
         for slot in slots {
-            let mine = self.kept(&slot).map_or(&[][..], |k| &k.records[..]);
-            let theirs = out.kept(&slot).map_or(&[][..], |k| &k.records[..]);
-            let same = |a: &[(Rank, Arc<Record>)], b: &[(Rank, Arc<Record>)]| {
-                a.iter().map(|(r, _)| r.id).eq(b.iter().map(|(r, _)| r.id))
-            };
-            if same(mine, theirs) {
+            let (mine, theirs) = (self.kept_records(&slot), out.kept_records(&slot));
+            if same_records(mine, theirs) {
                 continue;
             }
             let Some((_, any)) = mine.first().or(theirs.first()) else {
@@ -468,6 +522,10 @@ impl EvidenceStore {
             Some(kept) => Some(kept),
             None => self.base.as_ref()?.kept(slot),
         }
+    }
+
+    fn kept_records(&self, slot: &Slot) -> &[(Rank, Arc<Record>)] {
+        self.kept(slot).map_or(&[], |k| &k.records)
     }
 
     fn all_slots(&self) -> SlotEntries<'_> {

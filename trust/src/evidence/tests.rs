@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::reconcile::Part;
 use super::record::*;
-use super::store::{EvidenceStore, Inserted};
+use super::store::{EvidenceStore, Inserted, Succession};
 use crate::keys::Keypair;
 use crate::mandate::tests::{World, chain, world};
 use crate::mandate::{MandateChain, RevocationCheck};
@@ -234,42 +234,53 @@ proptest! {
     }
 
     /// A store rebased onto another of the mesh (a snapshot grown from the
-    /// same base, or an unrelated store) is the store it was: the same
-    /// answers, and the same answers to the same later inserts, also after
-    /// a second rebase onto a later snapshot.
+    /// same base, one itself rebased as the simulator makes them, or an
+    /// unrelated store), in full or along a succession of snapshots, is
+    /// the store it was: the same answers, and the same answers to the
+    /// same later inserts, also after a second rebase.
     #[test]
     fn a_rebased_store_is_the_store_it_was(
         root in subset(),
+        first in subset(),
         mine in subset(),
         theirs in subset(),
         later in subset(),
-        same_root in any::<bool>(),
+        shape in 0..3u8,
     ) {
-        let root = Arc::new(store_of(&root));
-        let grown = |extra: &[usize]| {
-            let mut store = EvidenceStore::overlay(Arc::clone(&root));
+        let (_, records) = pool();
+        let grown = |base: &Arc<EvidenceStore>, extra: &[usize]| {
+            let mut store = EvidenceStore::overlay(Arc::clone(base));
             for &i in extra {
-                let (_, records) = pool();
                 store.insert(Arc::clone(&records[i % records.len()]));
             }
             store
         };
-        let mut node = grown(&mine);
-        let snapshot = match same_root {
-            true => grown(&theirs),
-            false => store_of(&theirs),
-        };
-        let mut rebased = node.rebased(Arc::new(snapshot));
+        let root = Arc::new(store_of(&root));
+        let first = Arc::new(grown(&root, &first).rebased(Arc::clone(&root)));
+        let mut node = grown(&first, &mine);
+        let snapshot = Arc::new(match shape {
+            0 => grown(&root, &theirs),
+            1 => grown(&root, &theirs).rebased(Arc::clone(&root)),
+            _ => store_of(&theirs),
+        });
+        let mut rebased = node.rebased(Arc::clone(&snapshot));
+        let along = node.rebased_along(&Succession::new(Arc::clone(&first), Arc::clone(&snapshot)));
         indistinguishable(&rebased, &node, &theirs)?;
+        indistinguishable(&along, &node, &theirs)?;
+        prop_assert_eq!(along.difference_len(), rebased.difference_len());
         prop_assert_eq!(rebased.generation(), node.generation());
-        let (_, records) = pool();
         for &i in &later {
             let r = &records[i % records.len()];
             prop_assert_eq!(rebased.insert(Arc::clone(r)), node.insert(Arc::clone(r)));
         }
         indistinguishable(&rebased, &node, &mine)?;
-        let again = rebased.rebased(Arc::new(grown(&later)));
+        let mut again = rebased.rebased(Arc::new(grown(&root, &later)));
+        for &i in &mine {
+            let r = &records[i % records.len()];
+            prop_assert_eq!(again.insert(Arc::clone(r)), node.insert(Arc::clone(r)));
+        }
         indistinguishable(&again, &node, &later)?;
+        prop_assert_eq!(again.generation(), node.generation());
         prop_assert_eq!(node.rebased(Arc::new(node.clone())).difference_len(), 0);
     }
 
