@@ -132,10 +132,12 @@ pub struct EvidenceStore {
     /// Slots changed here, whole (possibly emptied); the others are the
     /// base's.
     slots: BTreeMap<Slot, Kept>,
-    /// Identities first seen here, numbered after the base's, in order of
-    /// first sight. Numbers are local (they differ between replicas) and
+    /// Identities numbered here, after the base's. Numbers are local:
+    /// they differ between replicas, and between a store and its rebased
+    /// form, whose base may number identities the store never saw. They
     /// never affect an output: they only make the score function's passes
-    /// array-indexed. Lookups only, never iterated.
+    /// array-indexed (scores cover only identities the evidence holds).
+    /// Lookups only, never iterated.
     index: HashMap<Did, u32>,
     dids: Vec<Did>,
     /// Revoked mandates and terminated agents, the base's included.
@@ -565,7 +567,8 @@ impl EvidenceStore {
         }
     }
 
-    /// The local number of an identity, if seen.
+    /// The local number of an identity, if numbered (seen here or in the
+    /// base).
     pub fn identity_number(&self, did: &Did) -> Option<u32> {
         match self.base.as_ref().and_then(|b| b.identity_number(did)) {
             Some(number) => Some(number),
