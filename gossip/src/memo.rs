@@ -16,7 +16,7 @@ use automerge::ChangeHash;
 use starling_trust::did::DidError;
 use starling_trust::keys::Domain;
 use starling_trust::policy::Policy;
-use starling_trust::wire::{DecodeError, Hash};
+use starling_trust::wire::{DecodeError, Hash, sha256};
 use starling_trust::{Did, EvidenceError, EvidenceStore, Genesis, Record, ScoreTable};
 
 use crate::broadcast::TreeKey;
@@ -75,6 +75,9 @@ pub struct Memo {
     messages: Mutex<Shared<(Hash, bool), SignedMessage>>,
     policies: Mutex<Shared<PolicyKey, Policy>>,
     scores: Mutex<Shared<ScoreKey, ScoreTable>>,
+    /// The scores tables give their base's identities, by content (see
+    /// [`ScoreTable::share_scores`]).
+    score_vectors: Mutex<Shared<(usize, Hash), Vec<u16>>>,
     items: Mutex<Shared<Hash, Vec<u8>>>,
     tree_keys: Mutex<Shared<TreeKey, TreeKey>>,
     /// Keys already checked to be valid DIDs (a curve-point
@@ -152,6 +155,7 @@ impl Memo {
             messages: Mutex::default(),
             policies: Mutex::default(),
             scores: Mutex::new(Shared::keeping(RECENT_SCORES)),
+            score_vectors: Mutex::new(Shared::keeping(RECENT_SCORES)),
             items: Mutex::default(),
             tree_keys: Mutex::default(),
             dids: Mutex::default(),
@@ -233,6 +237,14 @@ impl Memo {
         key: ScoreKey,
         compute: impl FnOnce() -> ScoreTable,
     ) -> Arc<ScoreTable> {
-        memoised_total(&self.scores, key, compute)
+        memoised_total(&self.scores, key, || {
+            let mut table = compute();
+            table.share_scores(|scores| {
+                let bytes: Vec<u8> = scores.iter().flat_map(|s| s.to_le_bytes()).collect();
+                let key = (scores.len(), sha256(&bytes));
+                memoised_total(&self.score_vectors, key, || scores.as_ref().clone())
+            });
+            table
+        })
     }
 }

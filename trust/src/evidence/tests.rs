@@ -407,3 +407,21 @@ fn reconciling_equal_stores_is_one_message() {
         Part::Fingerprint { count: 0, .. }
     ));
 }
+
+#[test]
+fn a_table_takes_shared_scores_only_of_equal_content() {
+    let all: Vec<usize> = (0..pool().1.len()).collect();
+    let store = EvidenceStore::overlay(Arc::new(store_of(&all)));
+    let table = crate::ScoreTable::compute(&store, 0);
+    let mut offered = 0;
+    let mut wrong = table.clone();
+    wrong.share_scores(|scores| {
+        offered = scores.len();
+        Arc::new(vec![7; scores.len()])
+    });
+    assert!(offered > 0, "the shared identities' scores are offered");
+    assert_eq!(wrong, table);
+    let mut right = table.clone();
+    right.share_scores(|scores| Arc::new(scores.as_ref().clone()));
+    assert_eq!(right, table);
+}

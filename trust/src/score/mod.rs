@@ -154,8 +154,9 @@ impl fmt::Display for Tier {
 pub struct ScoreTable {
     epoch: u64,
     shared: Arc<[Did]>,
-    /// Scores of `shared`, [`NOT_SCORED`] for identities this table lacks.
-    shared_scores: Vec<u16>,
+    /// Scores of `shared`, [`NOT_SCORED`] for identities this table lacks
+    /// (shareable too, see [`ScoreTable::share_scores`]).
+    shared_scores: Arc<Vec<u16>>,
     own: Vec<Did>,
     own_scores: Vec<u16>,
     len: usize,
@@ -209,7 +210,7 @@ impl ScoreTable {
 
     /// (identity, score) in DID order.
     pub fn iter(&self) -> impl Iterator<Item = (&Did, u32)> {
-        let mut shared = (self.shared.iter().zip(&self.shared_scores))
+        let mut shared = (self.shared.iter().zip(self.shared_scores.iter()))
             .filter(|(_, s)| **s != NOT_SCORED)
             .peekable();
         let mut own = self.own.iter().zip(&self.own_scores).peekable();
@@ -221,6 +222,17 @@ impl ScoreTable {
             };
             next.map(|(did, score)| (did, u32::from(*score)))
         })
+    }
+
+    /// Hands the scores of the shared identities to `intern`, which may
+    /// give back an equal copy already held: the tables of replicas that
+    /// agree on every shared identity's score (all but the few whose
+    /// evidence is still spreading) then hold one copy between them.
+    pub fn share_scores(&mut self, intern: impl FnOnce(&Arc<Vec<u16>>) -> Arc<Vec<u16>>) {
+        let shared = intern(&self.shared_scores);
+        if shared == self.shared_scores {
+            self.shared_scores = shared;
+        }
     }
 
     /// Number of identities scored.
@@ -446,7 +458,7 @@ impl<'a> Graph<'a> {
         ScoreTable {
             epoch,
             shared,
-            shared_scores,
+            shared_scores: Arc::new(shared_scores),
             own,
             own_scores,
             len,
