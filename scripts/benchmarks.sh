@@ -10,6 +10,9 @@
 #   OUT         output file (default BENCHMARKS.md at the repository root)
 #   STARLING    a built `starling` binary (default: cargo build --release)
 #   FUZZ_RUNS   iterations per fuzz target (default 100000, QUICK 2000; 0 skips fuzzing)
+#   FUZZ_RESULTS  a file of `scripts/fuzz.sh` output lines to report instead of
+#               fuzzing again (fuzzing takes most of an hour; the lines carry
+#               their own iteration counts)
 #   QUICK       1 for small sizes
 #   SKIP        an extended regex: runs whose label matches are listed as
 #               skipped, not run (e.g. SKIP='churn|million' for a shorter run)
@@ -127,18 +130,29 @@ trap 'rm -f "$body"' EXIT
     echo
     echo "## Fuzzing"
     echo
-    if [ "$fuzz_runs" = 0 ]; then
+    fuzz_table() {
+        echo "Goal: no decoder panics on any input."
+        echo
+        echo "| target | runs | seconds | result |"
+        echo "|---|---|---|---|"
+        jq -r '"| \(.target) | \(.runs) | \(.seconds) | \(.result) |"'
+    }
+    if [ -n "${FUZZ_RESULTS:-}" ]; then
+        echo '```'
+        echo "scripts/fuzz.sh RUNS"
+        echo '```'
+        echo
+        echo "Reported from an earlier run's output (\`FUZZ_RESULTS\`), not fuzzed again here."
+        echo
+        fuzz_table <"$FUZZ_RESULTS"
+    elif [ "$fuzz_runs" = 0 ]; then
         echo "Skipped (FUZZ_RUNS=0)."
     else
         echo '```'
         echo "scripts/fuzz.sh $fuzz_runs"
         echo '```'
         echo
-        echo "Goal: no decoder panics on any input."
-        echo
-        echo "| target | runs | seconds | result |"
-        echo "|---|---|---|---|"
-        "$root/scripts/fuzz.sh" "$fuzz_runs" | jq -r '"| \(.target) | \(.runs) | \(.seconds) | \(.result) |"' || true
+        "$root/scripts/fuzz.sh" "$fuzz_runs" | fuzz_table || true
     fi
 } >"$body"
 
