@@ -2,7 +2,8 @@
 # Runs every cargo-fuzz target for a fixed number of iterations and prints
 # one JSON line per target: {"target", "runs", "seconds", "result"}.
 #
-#   scripts/fuzz.sh [RUNS]        (default 100000 per target; needs nightly and cargo-fuzz)
+#   scripts/fuzz.sh [RUNS [TARGET...]]   (default 100000 per target, every target;
+#                                        needs nightly and cargo-fuzz)
 #
 # The corpus of each target lives in fuzz/corpus/<target> and grows across
 # runs; a crash leaves its input in fuzz/artifacts/<target>/ and makes this
@@ -10,8 +11,9 @@
 set -uo pipefail
 
 runs="${1:-100000}"
+shift || true
 cd "$(dirname "$0")/../fuzz"
-targets=$(cargo +nightly fuzz list)
+targets="${*:-$(cargo +nightly fuzz list)}"
 cargo +nightly fuzz build -O >&2 || exit 2
 
 status=0
