@@ -78,28 +78,35 @@ mod tests {
         nodes.map(|n| n.trust().store().difference_len()).sum()
     }
 
+    /// Churn (new agents) and the Sybil ring (outcome evidence), each run
+    /// with and without resharing.
     #[test]
     fn resharing_changes_nothing_but_what_nodes_hold() {
-        let sets = [
-            "nodes=120",
-            "duration_s=25",
-            "settle_s=3",
-            "join_interval_ms=20",
-            "churn.arrivals_per_s=4",
-        ]
-        .map(String::from);
-        let scenario = Scenario::built_in_with("churn", &sets).unwrap();
-        let mut shared = Sim::new(scenario.clone());
-        let mut own = Sim::new(scenario);
-        own.snapshots.on = false;
-        assert_eq!(shared.run(&mut |_, _, _| {}), None);
-        assert_eq!(own.run(&mut |_, _, _| {}), None);
-        assert_eq!(shared.trace, own.trace);
-        assert_eq!(shared.events, own.events);
-        let (shared, own) = (held(&shared), held(&own));
-        assert!(
-            shared * 4 < own,
-            "held {shared} with resharing, {own} without"
-        );
+        for (name, extra) in [
+            ("churn", "churn.arrivals_per_s=4"),
+            ("sybil-ring", "outcomes.rate_per_s=20"),
+        ] {
+            let sets = [
+                "nodes=120",
+                "duration_s=25",
+                "settle_s=3",
+                "join_interval_ms=20",
+                extra,
+            ]
+            .map(String::from);
+            let scenario = Scenario::built_in_with(name, &sets).unwrap();
+            let mut shared = Sim::new(scenario.clone());
+            let mut own = Sim::new(scenario);
+            own.snapshots.on = false;
+            assert_eq!(shared.run(&mut |_, _, _| {}), None, "{name}");
+            assert_eq!(own.run(&mut |_, _, _| {}), None, "{name}");
+            assert_eq!(shared.trace, own.trace, "{name}");
+            assert_eq!(shared.events, own.events, "{name}");
+            let (shared, own) = (held(&shared), held(&own));
+            assert!(
+                shared * 4 < own,
+                "{name}: held {shared} with resharing, {own} without"
+            );
+        }
     }
 }
