@@ -187,11 +187,6 @@ impl Succession {
             .collect();
         Self { from, to, slots }
     }
-
-    /// The later snapshot.
-    pub fn to(&self) -> &Arc<EvidenceStore> {
-        &self.to
-    }
 }
 
 /// Merges two key-ordered iterators; on equal keys the second wins.
@@ -272,19 +267,14 @@ impl EvidenceStore {
     /// # Panics
     /// If `base` belongs to another mesh.
     pub fn rebased(&self, base: Arc<EvidenceStore>) -> Self {
-        assert_eq!(
-            self.genesis.id(),
-            base.genesis.id(),
-            "rebasing onto a store of another mesh"
-        );
         let slots = self.differing_slots(&base);
         self.rebased_over(base, slots)
     }
 
-    /// [`EvidenceStore::rebased`] onto `succession.to()`, for a store over
-    /// `succession.from()` at the cost of the slots it changed itself and
-    /// those in which the two snapshots differ (any other store is rebased
-    /// in full).
+    /// [`EvidenceStore::rebased`] onto the succession's later snapshot,
+    /// for a store over its earlier one at the cost of the slots it changed
+    /// itself and those in which the two snapshots differ (any other store
+    /// is rebased in full).
     pub fn rebased_along(&self, succession: &Succession) -> Self {
         let to = Arc::clone(&succession.to);
         match self.base.as_ref() {
