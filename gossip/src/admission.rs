@@ -176,9 +176,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             return Err("the agent record is not the connected peer's".into());
         }
         let fresh = matches!(
-            self.trust
-                .store_mut()
-                .insert(std::sync::Arc::clone(&record)),
+            self.trust.insert(std::sync::Arc::clone(&record)),
             Inserted::Added { .. }
         );
         let authority = match self.trust.authority(&did, now_ms) {

@@ -275,10 +275,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let (id, author, subject) = (record.id(), record.author(), record.evidence().subject());
         let ending =
             matches!(kind, "revocation" | "termination").then(|| record.to_bytes().to_vec());
-        if !matches!(
-            self.trust.store_mut().insert(record),
-            Inserted::Added { .. }
-        ) {
+        if !matches!(self.trust.insert(record), Inserted::Added { .. }) {
             return false;
         }
         self.event(Event::EvidenceApplied {

@@ -355,7 +355,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             .chain
             .verify(&genesis, now_ms, &starling_trust::mandate::NoRevocations)?;
         let mut trust = TrustState::new(genesis, now_ms, memo);
-        trust.store_mut().insert(Arc::clone(&record));
+        trust.insert(Arc::clone(&record));
         trust.refresh_scores(now_ms);
         let jitter = |rng: &mut R, period: u64| {
             now_ms + 1 + crate::peer::below(rng, period.max(1) as usize) as u64

@@ -9,7 +9,7 @@ use starling_trust::mandate::MandateError;
 use starling_trust::policy::{Action, Actor, Applied, Policy, PolicyChange, PolicyError, Ring};
 use starling_trust::wire::DecodeError;
 use starling_trust::{
-    Authority, Did, Evidence, EvidenceError, EvidenceStore, Genesis, Record, ScoreTable,
+    Authority, Did, Evidence, EvidenceError, EvidenceStore, Genesis, Inserted, Record, ScoreTable,
     Succession, Tier,
 };
 
@@ -38,16 +38,28 @@ pub enum Refusal {
     },
 }
 
-/// The score table of `store` at `epoch`, computed once per process with a memo.
-fn score(store: &EvidenceStore, epoch: u64, memo: Option<&Memo>) -> Arc<ScoreTable> {
+/// The score table of `store` at `epoch`, computed once per process with a
+/// memo; extended from `previous` instead where that is the table of
+/// `store` before the agent records of the agents given with it arrived
+/// (see [`ScoreTable::with_newcomers`]).
+fn score(
+    store: &EvidenceStore,
+    epoch: u64,
+    memo: Option<&Memo>,
+    previous: Option<(&ScoreTable, &[Did])>,
+) -> Arc<ScoreTable> {
+    let compute = || {
+        previous
+            .filter(|(table, _)| table.epoch() == epoch)
+            .and_then(|(table, agents)| table.with_newcomers(store, agents))
+            .unwrap_or_else(|| ScoreTable::compute(store, epoch))
+    };
     match memo {
         Some(m) => {
             let (count, fingerprint) = store.digest();
-            m.scores((count, fingerprint, epoch), || {
-                ScoreTable::compute(store, epoch)
-            })
+            m.scores((count, fingerprint, epoch), compute)
         }
-        None => Arc::new(ScoreTable::compute(store, epoch)),
+        None => Arc::new(compute()),
     }
 }
 
@@ -59,6 +71,9 @@ pub struct TrustState {
     policy: Arc<Policy>,
     scores: Arc<ScoreTable>,
     scored_generation: u64,
+    /// The agents whose agent records are all the evidence added since
+    /// `scores` was computed, or `None` once anything else was added.
+    newcomers: Option<Vec<Did>>,
     /// Agents admitted while the table was stale: newcomers until the next
     /// refresh.
     fresh: BTreeSet<Did>,
@@ -74,7 +89,7 @@ impl TrustState {
             .and_then(|m| m.evidence())
             .unwrap_or_else(|| EvidenceStore::new(Arc::clone(&genesis)));
         let epoch = genesis.epoch_at(now_ms);
-        let scores = score(&store, epoch, memo.as_deref());
+        let scores = score(&store, epoch, memo.as_deref(), None);
         let policy = match &memo {
             Some(m) => m.genesis_policy(),
             None => Arc::new(Policy::from_genesis(&genesis)),
@@ -86,6 +101,7 @@ impl TrustState {
             policy,
             scores,
             scored_generation,
+            newcomers: Some(Vec::new()),
             fresh: BTreeSet::new(),
             memo,
         }
@@ -178,9 +194,17 @@ impl TrustState {
         }
     }
 
-    /// The evidence store, for inserting.
-    pub fn store_mut(&mut self) -> &mut EvidenceStore {
-        &mut self.store
+    /// Inserts a verified record (see [`EvidenceStore::insert`]).
+    pub fn insert(&mut self, record: Arc<Record>) -> Inserted {
+        let agent = matches!(record.evidence(), Evidence::Agent(_)).then(|| record.author());
+        let inserted = self.store.insert(record);
+        if matches!(inserted, Inserted::Added { .. }) {
+            match (agent, self.newcomers.as_mut()) {
+                (Some(did), Some(agents)) => agents.push(did),
+                _ => self.newcomers = None,
+            }
+        }
+        inserted
     }
     /// The policy.
     pub fn policy(&self) -> &Policy {
@@ -197,8 +221,10 @@ impl TrustState {
         if self.store.generation() == self.scored_generation && self.scores.epoch() == epoch {
             return false;
         }
-        self.scores = score(&self.store, epoch, self.memo.as_deref());
+        let previous = (self.newcomers.as_deref()).map(|agents| (self.scores.as_ref(), agents));
+        self.scores = score(&self.store, epoch, self.memo.as_deref(), previous);
         self.scored_generation = self.store.generation();
+        self.newcomers = Some(Vec::new());
         self.fresh.clear();
         true
     }

@@ -8,8 +8,8 @@ use super::reconcile::Part;
 use super::record::*;
 use super::store::{EvidenceStore, Inserted, Succession};
 use crate::keys::Keypair;
-use crate::mandate::tests::{World, chain, world};
-use crate::mandate::{MandateChain, RevocationCheck};
+use crate::mandate::tests::{World, chain, spec, world};
+use crate::mandate::{Mandate, MandateChain, RevocationCheck};
 
 fn outcome(subject: &Keypair, successes: u64, failures: u64) -> Evidence {
     Evidence::Outcome(Outcome {
@@ -94,6 +94,59 @@ fn pool() -> &'static (World, Vec<Arc<Record>>) {
             }),
         );
         (w, records)
+    })
+}
+
+/// Agent records of identities outside the pool, under an org mandate
+/// that outlives epoch 2,000 (an hour each), with agent mandates that
+/// expire before epoch 1,000, before 2,000 or after it; the last is a
+/// sub-agent of the first. The pool's termination of the org unanchors
+/// them all. Then a second agent record for the pool's agent.
+fn newcomers() -> &'static Vec<Arc<Record>> {
+    static NEWCOMERS: OnceLock<Vec<Arc<Record>>> = OnceLock::new();
+    NEWCOMERS.get_or_init(|| {
+        let (w, _) = pool();
+        let org = Mandate::issue(
+            &w.governor,
+            &spec(
+                w,
+                w.org.did(),
+                &["publish:*", "delegate(3)"],
+                10_000_000_000,
+            ),
+            None,
+        );
+        let record = |key: &Keypair, chain: Vec<Mandate>| {
+            let evidence = Evidence::Agent(AgentRecord {
+                chain: MandateChain::new(chain),
+                kem_public_key: vec![],
+                addrs: vec![],
+            });
+            Arc::new(Record::create(key, &w.genesis, 200, evidence).unwrap())
+        };
+        let under_org = |key: &Keypair, expires_ms: u64| {
+            let scope: &[&str] = &["publish:x", "delegate(1)"];
+            Mandate::issue(&w.org, &spec(w, key.did(), scope, expires_ms), Some(&org))
+        };
+        let keys: Vec<Keypair> = (20..25)
+            .map(|n| Keypair::from_secret_bytes(&[n; 32]))
+            .collect();
+        let expiries = [2_000_000_000, 5_000_000_000, 10_000_000_000, 10_000_000_000];
+        let mut out: Vec<_> = (keys.iter().zip(expiries))
+            .map(|(key, expires_ms)| record(key, vec![org.clone(), under_org(key, expires_ms)]))
+            .collect();
+        let first = under_org(&keys[0], expiries[0]);
+        let sub = Mandate::issue(
+            &keys[0],
+            &spec(w, keys[4].did(), &["publish:x"], 1_000_000_000),
+            Some(&first),
+        );
+        out.push(record(&keys[4], vec![org.clone(), first, sub]));
+        out.push(record(
+            &w.agent,
+            vec![org.clone(), under_org(&w.agent, expiries[3])],
+        ));
+        out
     })
 }
 
@@ -282,6 +335,47 @@ proptest! {
         indistinguishable(&again, &node, &later)?;
         prop_assert_eq!(again.generation(), node.generation());
         prop_assert_eq!(node.rebased(Arc::new(node.clone())).difference_len(), 0);
+    }
+
+    /// A table extended by newcomers' agent records is the table computed
+    /// from the grown store, whether the table is over a shared base or
+    /// not; it declines (and the caller computes in full) only when one of
+    /// them was scored before.
+    #[test]
+    fn a_table_with_newcomers_is_the_table_computed(
+        root in subset(),
+        held in subset(),
+        added in proptest::collection::vec(0usize..6, 1..6),
+        over_base in any::<bool>(),
+        epoch in prop::sample::select(vec![0u64, 1_000, 2_000]),
+    ) {
+        let (_, records) = pool();
+        let mut store = match over_base {
+            true => EvidenceStore::overlay(Arc::new(store_of(&root))),
+            false => store_of(&root),
+        };
+        for &i in &held {
+            store.insert(Arc::clone(&records[i % records.len()]));
+        }
+        let table = crate::ScoreTable::compute(&store, epoch);
+        let mut agents = Vec::new();
+        for &i in &added {
+            let record = &newcomers()[i];
+            store.insert(Arc::clone(record));
+            agents.push(record.author());
+        }
+        let full = crate::ScoreTable::compute(&store, epoch);
+        match table.with_newcomers(&store, &agents) {
+            Some(extended) => {
+                prop_assert_eq!(extended.digest(), full.digest());
+                prop_assert_eq!(extended.len(), full.len());
+                for did in &agents {
+                    prop_assert_eq!(extended.score(did), full.score(did));
+                }
+                prop_assert_eq!(extended, full);
+            }
+            None => prop_assert!(agents.iter().any(|did| table.contains(did))),
+        }
     }
 
     #[test]

@@ -42,7 +42,11 @@
 //! probationary < 500 <= standard < 700 <= trusted < 900 <= verified.
 //!
 //! Cost: one pass over the store's slots, whose identities the store keeps
-//! numbered as records arrive, then O(edges + agents) per round.
+//! numbered as records arrive, then O(edges + agents) per round. A store
+//! that grew only by agent records of identities the table does not score
+//! yet (newcomers joining, the common change in a large mesh) needs no
+//! pass at all: such an identity has no edges, so it scores its base and
+//! moves no one else ([`ScoreTable::with_newcomers`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -157,6 +161,8 @@ pub struct ScoreTable {
     /// Scores of `shared`, [`NOT_SCORED`] for identities this table lacks
     /// (shareable too, see [`ScoreTable::share_scores`]).
     shared_scores: Arc<Vec<u16>>,
+    /// Scored identities not scored in `shared` (beyond it, or added by
+    /// [`ScoreTable::with_newcomers`] without copying `shared_scores`).
     own: Vec<Did>,
     own_scores: Vec<u16>,
     len: usize,
@@ -260,6 +266,64 @@ impl ScoreTable {
     pub fn compute(store: &EvidenceStore, epoch: u64) -> Self {
         Graph::gather(store, epoch).solve(epoch)
     }
+
+    /// The table [`ScoreTable::compute`] would give for `store` at this
+    /// table's epoch, where `store` is the store this table was computed
+    /// from plus agent records of `agents` and nothing else. Each of them
+    /// that this table does not score has no edges in `store`, so it
+    /// scores its base (newcomer if its chain is current, else unanchored)
+    /// and changes no other score. `None`, and the caller computes in full,
+    /// if one of them is already scored (its standing may move others) or
+    /// has no agent record in `store`.
+    pub fn with_newcomers(&self, store: &EvidenceStore, agents: &[Did]) -> Option<Self> {
+        let params = store.genesis().params();
+        let mut agents = agents.to_vec();
+        agents.sort_unstable();
+        agents.dedup();
+        let mut added = Vec::with_capacity(agents.len());
+        for did in agents {
+            if self.contains(&did) {
+                return None;
+            }
+            let Evidence::Agent(agent) = store.agent(&did)?.evidence() else {
+                unreachable!("an agent slot holds agent records")
+            };
+            let anchored = check_current(
+                agent.chain.links(),
+                epoch_last_ms(params, self.epoch),
+                store,
+            );
+            let score = match anchored {
+                Ok(()) => params.newcomer_score,
+                Err(_) => params.unanchored_score,
+            };
+            added.push((did, score as u16));
+        }
+        let mut own: Vec<(Did, u16)> = (self.own.iter().copied())
+            .zip(self.own_scores.iter().copied())
+            .chain(added)
+            .collect();
+        own.sort_unstable_by_key(|entry| entry.0);
+        let len = self.len + own.len() - self.own.len();
+        let (own, own_scores) = own.into_iter().unzip();
+        Some(Self {
+            epoch: self.epoch,
+            shared: Arc::clone(&self.shared),
+            shared_scores: Arc::clone(&self.shared_scores),
+            own,
+            own_scores,
+            len,
+            unknown: self.unknown,
+        })
+    }
+}
+
+/// The last millisecond of `epoch`: a mandate is current for the epoch's
+/// scores if it is current then (see the module docs).
+fn epoch_last_ms(params: &Params, epoch: u64) -> u64 {
+    epoch
+        .saturating_mul(params.epoch_ms)
+        .saturating_add(params.epoch_ms - 1)
 }
 
 /// Per-identity fixed points of the propagation.
@@ -296,7 +360,7 @@ impl<'a> Graph<'a> {
         let genesis: &Genesis = store.genesis();
         let params = genesis.params();
         let epoch_start_ms = epoch.saturating_mul(params.epoch_ms);
-        let epoch_last_ms = epoch_start_ms.saturating_add(params.epoch_ms - 1);
+        let epoch_last_ms = epoch_last_ms(params, epoch);
         let age = |issued_ms: u64| epoch.saturating_sub(issued_ms / params.epoch_ms);
         let dids: Vec<Did> = (0..store.identity_count())
             .filter_map(|n| store.identity(n).copied())
