@@ -15,7 +15,7 @@
 //! cache is bounded. (Leitão, Pereira, Rodrigues, "Epidemic Broadcast
 //! Trees", SRDS 2007.)
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use rand_core::Rng;
@@ -23,6 +23,7 @@ use rand_core::Rng;
 use crate::message::MessageId;
 use crate::node::{Node, Timer};
 use crate::peer::Peer;
+use crate::recent::Recent;
 use crate::wire::{Body, Gossip, Graft, IHave, Prune};
 
 /// Most trees kept; the least recently used is forgotten (it starts again
@@ -85,11 +86,9 @@ pub struct Broadcast<P> {
     trees: BTreeMap<Arc<TreeKey>, Tree<P>>,
     /// Items by their first 64 bits (see [`short_id`]); a graft, which
     /// names only those, is answered with the item cached under them.
-    cache: HashMap<u64, Cached>,
-    cache_order: VecDeque<(u64, u64)>,
+    cache: Recent<Cached>,
     /// Ids seen, by their first 64 bits (see [`short_id`]).
-    seen: HashSet<u64>,
-    seen_order: VecDeque<(u64, u64)>,
+    seen: Recent<()>,
     /// Announced items not received yet, by short id.
     missing: BTreeMap<u64, Missing<P>>,
     /// Short ids waiting for the next IHAVE flush, by peer.
@@ -109,14 +108,13 @@ pub(crate) fn short_id(id: &MessageId) -> u64 {
     u64::from_le_bytes(prefix)
 }
 
-impl<P> Default for Broadcast<P> {
-    fn default() -> Self {
+impl<P> Broadcast<P> {
+    /// Empty, keeping items and seen ids as `config` says.
+    pub(crate) fn new(config: &crate::Config) -> Self {
         Self {
             trees: BTreeMap::new(),
-            cache: HashMap::new(),
-            cache_order: VecDeque::new(),
-            seen: HashSet::new(),
-            seen_order: VecDeque::new(),
+            cache: Recent::new(config.message_cache_ms, config.message_cache_max),
+            seen: Recent::new(config.seen_ms, config.seen_max),
             missing: BTreeMap::new(),
             ihave: BTreeMap::new(),
             flush_pending: false,
@@ -174,7 +172,7 @@ impl<P: Peer> Broadcast<P> {
 
     /// Whether an item id has been seen (accepted or refused).
     pub(crate) fn is_seen(&self, id: &MessageId) -> bool {
-        self.seen.contains(&short_id(id))
+        self.seen.contains(short_id(id))
     }
 
     /// The tree `item` travelled, if this very item is cached (not another
@@ -182,40 +180,20 @@ impl<P: Peer> Broadcast<P> {
     /// to collide must not prune honest links in another tree).
     pub(crate) fn tree_of(&self, id: &MessageId, item: &[u8]) -> Option<Arc<TreeKey>> {
         self.cache
-            .get(&short_id(id))
+            .get(short_id(id))
             .filter(|c| c.item.as_slice() == item)
             .map(|c| Arc::clone(&c.tree))
     }
 
-    pub(crate) fn mark_seen(&mut self, id: MessageId, now_ms: u64, seen_ms: u64, seen_max: usize) {
-        if self.seen.insert(short_id(&id)) {
-            self.seen_order.push_back((now_ms + seen_ms, short_id(&id)));
-        }
-        while self.seen.len() > seen_max {
-            match self.seen_order.pop_front() {
-                Some((_, old)) => self.seen.remove(&old),
-                None => break,
-            };
-        }
+    pub(crate) fn mark_seen(&mut self, id: MessageId, now_ms: u64) {
+        self.seen.insert(now_ms, short_id(&id), ());
         self.missing.remove(&short_id(&id));
     }
 
     /// Forgets expired cache entries and ids.
     pub(crate) fn expire(&mut self, now_ms: u64) {
-        while let Some(&(at, id)) = self.cache_order.front() {
-            if at > now_ms {
-                break;
-            }
-            self.cache_order.pop_front();
-            self.cache.remove(&id);
-        }
-        while let Some(&(at, id)) = self.seen_order.front() {
-            if at > now_ms {
-                break;
-            }
-            self.seen_order.pop_front();
-            self.seen.remove(&id);
-        }
+        self.cache.expire(now_ms);
+        self.seen.expire(now_ms);
     }
 
     /// Items cached for grafts.
@@ -265,7 +243,6 @@ impl<P: Peer, R: Rng> Node<P, R> {
         id: MessageId,
     ) {
         let item = self.trust.keep_item(id, item);
-        let (cache_ms, cache_max) = (self.config.message_cache_ms, self.config.message_cache_max);
         let active = self.views.active().to_vec();
         let b = &mut self.broadcast;
         let (key, t) = b.tree(tree, || self.trust.shared_tree_key(tree), now_ms);
@@ -282,14 +259,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             round,
             item: Arc::clone(&item),
         };
-        b.cache.insert(short_id(&id), cached);
-        b.cache_order.push_back((now_ms + cache_ms, short_id(&id)));
-        while b.cache.len() > cache_max {
-            match b.cache_order.pop_front() {
-                Some((_, old)) => b.cache.remove(&old),
-                None => break,
-            };
-        }
+        b.cache.insert(now_ms, short_id(&id), cached);
         let frame = crate::wire::Frame::new(Body::Gossip(Gossip {
             kind,
             round: round + 1,
@@ -336,7 +306,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// Announcements: an item not seen yet starts the graft timer.
     pub(crate) fn on_ihave(&mut self, now_ms: u64, from: P, ihave: IHave) {
         for id in ihave.ids.into_iter().take(self.config.ihave_ids_max) {
-            if self.broadcast.seen.contains(&id) {
+            if self.broadcast.seen.contains(id) {
                 continue;
             }
             let fresh = !self.broadcast.missing.contains_key(&id);
@@ -356,7 +326,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// An announced item did not come: graft the next announcer. Its link
     /// turns eager when the item arrives through it.
     pub(crate) fn on_graft_timer(&mut self, now_ms: u64, id: u64) {
-        if self.broadcast.seen.contains(&id) {
+        if self.broadcast.seen.contains(id) {
             self.broadcast.missing.remove(&id);
             return;
         }
@@ -383,7 +353,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// link eager in its tree if it is a neighbour's. An item no longer
     /// cached is not answered; the grafter tries its next announcer.
     pub(crate) fn on_graft(&mut self, now_ms: u64, from: P, graft: Graft) {
-        let Some(c) = self.broadcast.cache.get(&graft.id).cloned() else {
+        let Some(c) = self.broadcast.cache.get(graft.id).cloned() else {
             return;
         };
         if self.views.is_active(&from) {

@@ -93,9 +93,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         if let Err(e) = self.trust.authority(&message.origin, now_ms) {
             return self.dropped(from, DropReason::Refused(e.to_string()));
         }
-        let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
-        self.broadcast
-            .mark_seen(message.id, now_ms, seen_ms, seen_max);
+        self.broadcast.mark_seen(message.id, now_ms);
         self.outbox.push_back(Output::DeliverDirect {
             from: message.origin,
             payload: message.payload.clone(),

@@ -83,8 +83,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.await_origin(from, origin, g);
             return;
         }
-        let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
-        self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
+        self.broadcast.mark_seen(id, now_ms);
         match verdict {
             Verdict::Accepted(tree, delivery) => {
                 self.stats.items_accepted += 1;
@@ -375,8 +374,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// Starts a record (already applied here) down the evidence tree.
     pub(crate) fn broadcast_record(&mut self, now_ms: u64, record: &Record) {
         let id = record.id();
-        let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
-        self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
+        self.broadcast.mark_seen(id, now_ms);
         let tree = system_tree(EVIDENCE_TREE);
         self.push_item(
             now_ms,
@@ -423,9 +421,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             now_ms,
             payload,
         );
-        let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
-        self.broadcast
-            .mark_seen(message.id, now_ms, seen_ms, seen_max);
+        self.broadcast.mark_seen(message.id, now_ms);
         let tree = (topic, me.as_bytes().to_vec());
         self.push_item(
             now_ms,
@@ -450,8 +446,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         );
         let id = wire::sha256(&bytes);
         if self.apply_policy(change)? {
-            let (seen_ms, seen_max) = (self.config.seen_ms, self.config.seen_max);
-            self.broadcast.mark_seen(id, now_ms, seen_ms, seen_max);
+            self.broadcast.mark_seen(id, now_ms);
             self.push_item(
                 now_ms,
                 None,

@@ -24,6 +24,7 @@ pub mod memo;
 pub mod message;
 pub mod node;
 pub mod peer;
+mod recent;
 pub mod stats;
 pub mod sync;
 pub mod trust_state;

@@ -366,7 +366,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let origins = Buckets::new(config.origins_tracked_max);
         let mut node = Self {
             views: Views::default(),
-            broadcast: Broadcast::default(),
+            broadcast: Broadcast::new(&config),
             config,
             rng,
             key,

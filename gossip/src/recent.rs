@@ -1,0 +1,169 @@
+//! Ids remembered for a while, compactly.
+//!
+//! A node remembers every item id it saw for `seen_ms` (so duplicates and
+//! replays are dropped) and keeps recent items for `message_cache_ms` (to
+//! answer grafts). A hash map with an expiry queue beside it costs about
+//! 25 to 50 bytes an id for the bare ids and twice that for cached items,
+//! and at a million simulated nodes those are most of what a node holds.
+//!
+//! Entries are kept instead in *generations*, each opened for a quarter of
+//! the lifetime (or a quarter of the most entries kept, whichever fills
+//! first): the open generation is a hash map, as it is written to; a closed
+//! one is frozen into a slice sorted by id, read by binary search, at its
+//! bare size (8 bytes an id plus the value). A generation is forgotten as a
+//! whole once its newest entry has lived the lifetime, so an entry lives
+//! between the lifetime and a quarter more; over the most kept, the oldest
+//! generation goes first, which forgets at most a quarter of them.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Generations per lifetime (the open one closes after a quarter).
+const GENERATIONS: u64 = 4;
+
+/// A closed generation: entries sorted by id.
+#[derive(Debug, Clone)]
+struct Frozen<V> {
+    /// When it closed: no entry in it is younger.
+    closed_ms: u64,
+    entries: Box<[(u64, V)]>,
+}
+
+/// Ids (with a value each) kept for at least `keep_ms`, at most `max` of them.
+#[derive(Debug, Clone)]
+pub(crate) struct Recent<V> {
+    keep_ms: u64,
+    max: usize,
+    open: HashMap<u64, V>,
+    opened_ms: u64,
+    /// Oldest first.
+    frozen: VecDeque<Frozen<V>>,
+    len: usize,
+}
+
+impl<V> Recent<V> {
+    /// Keeps entries for at least `keep_ms`, at most `max` (at least 4) at once.
+    pub(crate) fn new(keep_ms: u64, max: usize) -> Self {
+        Self {
+            keep_ms,
+            max: max.max(GENERATIONS as usize),
+            open: HashMap::new(),
+            opened_ms: 0,
+            frozen: VecDeque::new(),
+            len: 0,
+        }
+    }
+
+    /// The value kept for `id`.
+    pub(crate) fn get(&self, id: u64) -> Option<&V> {
+        self.open.get(&id).or_else(|| {
+            self.frozen.iter().rev().find_map(|g| {
+                let at = g.entries.binary_search_by_key(&id, |(k, _)| *k).ok()?;
+                Some(&g.entries[at].1)
+            })
+        })
+    }
+
+    /// Whether `id` is kept.
+    pub(crate) fn contains(&self, id: u64) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Keeps `id` with `value` from `now_ms`; false (and nothing changes
+    /// but expiry) if it is kept already.
+    pub(crate) fn insert(&mut self, now_ms: u64, id: u64, value: V) -> bool {
+        self.expire(now_ms);
+        if self.contains(id) {
+            return false;
+        }
+        if self.open.len() as u64 >= self.max as u64 / GENERATIONS {
+            self.close(now_ms);
+        }
+        self.open.insert(id, value);
+        self.len += 1;
+        while self.len > self.max {
+            match self.frozen.pop_front() {
+                Some(oldest) => self.len -= oldest.entries.len(),
+                None => break,
+            }
+        }
+        true
+    }
+
+    /// Forgets the generations that have lived their time, and closes the
+    /// open one once it has been open a quarter of it.
+    pub(crate) fn expire(&mut self, now_ms: u64) {
+        if now_ms >= self.opened_ms.saturating_add(self.keep_ms / GENERATIONS) {
+            self.close(now_ms);
+        }
+        while let Some(oldest) = self.frozen.front() {
+            if now_ms < oldest.closed_ms.saturating_add(self.keep_ms) {
+                break;
+            }
+            self.len -= oldest.entries.len();
+            self.frozen.pop_front();
+        }
+    }
+
+    fn close(&mut self, now_ms: u64) {
+        self.opened_ms = now_ms;
+        if self.open.is_empty() {
+            return;
+        }
+        let mut entries: Vec<(u64, V)> = self.open.drain().collect();
+        entries.sort_unstable_by_key(|(id, _)| *id);
+        self.open.shrink_to(0);
+        self.frozen.push_back(Frozen {
+            closed_ms: now_ms,
+            entries: entries.into_boxed_slice(),
+        });
+    }
+
+    /// How many are kept.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_live_their_time_and_a_quarter_at_most() {
+        let mut r = Recent::new(1_000, 100);
+        assert!(r.insert(0, 7, 'a'));
+        assert!(!r.insert(10, 7, 'b'), "kept already");
+        assert_eq!(r.get(7), Some(&'a'));
+        assert!(r.insert(300, 8, 'c'));
+        r.expire(999);
+        assert_eq!((r.get(7), r.get(8), r.len()), (Some(&'a'), Some(&'c'), 2));
+        // 7 closed with the first generation at 300: kept until 1,300.
+        r.expire(1_299);
+        assert!(r.contains(7));
+        r.expire(1_300);
+        assert_eq!((r.contains(7), r.contains(8), r.len()), (false, true, 1));
+        // 8 closed at 999, the first look a quarter after 300: kept until 1,999.
+        r.expire(1_998);
+        assert!(r.contains(8));
+        r.expire(1_999);
+        assert_eq!((r.contains(8), r.len()), (false, 0));
+    }
+
+    #[test]
+    fn over_the_most_kept_the_oldest_quarter_goes() {
+        let mut r = Recent::new(u64::MAX, 8);
+        for id in 0..8 {
+            assert!(r.insert(0, id, ()));
+        }
+        assert_eq!(r.len(), 8);
+        assert!(r.insert(0, 8, ()));
+        assert_eq!(r.len(), 7);
+        assert!(!r.contains(0) && !r.contains(1));
+        assert!((2..=8).all(|id| r.contains(id)));
+        for id in 9..1_000 {
+            r.insert(0, id, ());
+            assert!(r.len() <= 8);
+        }
+        assert!(r.contains(999) && !r.contains(990));
+    }
+}
