@@ -41,7 +41,7 @@ pub enum Refusal {
 /// The score table of `store` at `epoch`, computed once per process with a
 /// memo; extended from `previous` instead where that is the table of
 /// `store` before the agent records of the agents given with it arrived
-/// (see [`ScoreTable::with_newcomers`]).
+/// (see [`ScoreTable::with_newcomers`]) and has not outgrown it.
 fn score(
     store: &EvidenceStore,
     epoch: u64,
@@ -50,7 +50,7 @@ fn score(
 ) -> Arc<ScoreTable> {
     let compute = || {
         previous
-            .filter(|(table, _)| table.epoch() == epoch)
+            .filter(|(table, _)| table.epoch() == epoch && !table.outgrown(store))
             .and_then(|(table, agents)| table.with_newcomers(store, agents))
             .unwrap_or_else(|| ScoreTable::compute(store, epoch))
     };

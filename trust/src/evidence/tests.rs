@@ -97,55 +97,63 @@ fn pool() -> &'static (World, Vec<Arc<Record>>) {
     })
 }
 
-/// Agent records of identities outside the pool, under an org mandate
-/// that outlives epoch 2,000 (an hour each), with agent mandates that
-/// expire before epoch 1,000, before 2,000 or after it; the last is a
-/// sub-agent of the first. The pool's termination of the org unanchors
-/// them all. Then a second agent record for the pool's agent.
+/// A mandate from the governor to the pool's org that outlives epoch 2,000
+/// (an hour each).
+fn long_org() -> Mandate {
+    let (w, _) = pool();
+    let scope: &[&str] = &["publish:*", "delegate(3)"];
+    Mandate::issue(
+        &w.governor,
+        &spec(w, w.org.did(), scope, 10_000_000_000),
+        None,
+    )
+}
+
+/// A mandate from the pool's org to `key`.
+fn under_org(org: &Mandate, key: &Keypair, expires_ms: u64) -> Mandate {
+    let (w, _) = pool();
+    let scope: &[&str] = &["publish:x", "delegate(1)"];
+    Mandate::issue(&w.org, &spec(w, key.did(), scope, expires_ms), Some(org))
+}
+
+/// `key`'s agent record holding `chain`.
+fn agent_record(key: &Keypair, chain: Vec<Mandate>) -> Arc<Record> {
+    let (w, _) = pool();
+    let evidence = Evidence::Agent(AgentRecord {
+        chain: MandateChain::new(chain),
+        kem_public_key: vec![],
+        addrs: vec![],
+    });
+    Arc::new(Record::create(key, &w.genesis, 200, evidence).unwrap())
+}
+
+/// Agent records of identities outside the pool, under [`long_org`], with
+/// agent mandates that expire before epoch 1,000, before 2,000 or after
+/// it; the last is a sub-agent of the first. The pool's termination of the
+/// org unanchors them all. Then a second agent record for the pool's agent.
 fn newcomers() -> &'static Vec<Arc<Record>> {
     static NEWCOMERS: OnceLock<Vec<Arc<Record>>> = OnceLock::new();
     NEWCOMERS.get_or_init(|| {
         let (w, _) = pool();
-        let org = Mandate::issue(
-            &w.governor,
-            &spec(
-                w,
-                w.org.did(),
-                &["publish:*", "delegate(3)"],
-                10_000_000_000,
-            ),
-            None,
-        );
-        let record = |key: &Keypair, chain: Vec<Mandate>| {
-            let evidence = Evidence::Agent(AgentRecord {
-                chain: MandateChain::new(chain),
-                kem_public_key: vec![],
-                addrs: vec![],
-            });
-            Arc::new(Record::create(key, &w.genesis, 200, evidence).unwrap())
-        };
-        let under_org = |key: &Keypair, expires_ms: u64| {
-            let scope: &[&str] = &["publish:x", "delegate(1)"];
-            Mandate::issue(&w.org, &spec(w, key.did(), scope, expires_ms), Some(&org))
-        };
+        let org = long_org();
         let keys: Vec<Keypair> = (20..25)
             .map(|n| Keypair::from_secret_bytes(&[n; 32]))
             .collect();
         let expiries = [2_000_000_000, 5_000_000_000, 10_000_000_000, 10_000_000_000];
         let mut out: Vec<_> = (keys.iter().zip(expiries))
-            .map(|(key, expires_ms)| record(key, vec![org.clone(), under_org(key, expires_ms)]))
+            .map(|(key, expires_ms)| {
+                agent_record(key, vec![org.clone(), under_org(&org, key, expires_ms)])
+            })
             .collect();
-        let first = under_org(&keys[0], expiries[0]);
+        let first = under_org(&org, &keys[0], expiries[0]);
         let sub = Mandate::issue(
             &keys[0],
             &spec(w, keys[4].did(), &["publish:x"], 1_000_000_000),
             Some(&first),
         );
-        out.push(record(&keys[4], vec![org.clone(), first, sub]));
-        out.push(record(
-            &w.agent,
-            vec![org.clone(), under_org(&w.agent, expiries[3])],
-        ));
+        out.push(agent_record(&keys[4], vec![org.clone(), first, sub]));
+        let again = under_org(&org, &w.agent, expiries[3]);
+        out.push(agent_record(&w.agent, vec![org, again]));
         out
     })
 }
@@ -518,4 +526,43 @@ fn a_table_takes_shared_scores_only_of_equal_content() {
     let mut right = table.clone();
     right.share_scores(|scores| Arc::new(scores.as_ref().clone()));
     assert_eq!(right, table);
+}
+
+#[test]
+fn a_table_outgrows_its_shared_identities_only_when_a_base_would_share_more() {
+    let all: Vec<usize> = (0..pool().1.len()).collect();
+    let root = Arc::new(store_of(&all));
+    let org = long_org();
+    let many: Vec<Arc<Record>> = (100..180u8)
+        .map(|n| {
+            let key = Keypair::from_secret_bytes(&[n; 32]);
+            agent_record(
+                &key,
+                vec![org.clone(), under_org(&org, &key, 10_000_000_000)],
+            )
+        })
+        .collect();
+    let agents: Vec<_> = many.iter().map(|r| r.author()).collect();
+    let mut plain = (*root).clone();
+    let mut node = EvidenceStore::overlay(Arc::clone(&root));
+    let (before_plain, before_node) = (
+        crate::ScoreTable::compute(&plain, 0),
+        crate::ScoreTable::compute(&node, 0),
+    );
+    for r in &many {
+        plain.insert(Arc::clone(r));
+        node.insert(Arc::clone(r));
+    }
+    let plain_table = before_plain.with_newcomers(&plain, &agents).unwrap();
+    let node_table = before_node.with_newcomers(&node, &agents).unwrap();
+    assert_eq!(plain_table, crate::ScoreTable::compute(&plain, 0));
+    assert_eq!(node_table, crate::ScoreTable::compute(&node, 0));
+    // No base to share: a plain store's table never outgrows.
+    assert!(!plain_table.outgrown(&plain));
+    // 80 own identities, but the base is the one the table shares.
+    assert!(!node_table.outgrown(&node));
+    // Moved onto a snapshot that holds them, the node would share them.
+    let rebased = node.rebased(Arc::new(node.rebased(Arc::clone(&root))));
+    assert!(node_table.outgrown(&rebased));
+    assert!(!crate::ScoreTable::compute(&rebased, 0).outgrown(&rebased));
 }

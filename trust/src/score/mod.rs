@@ -267,6 +267,16 @@ impl ScoreTable {
         Graph::gather(store, epoch).solve(epoch)
     }
 
+    /// Whether this table's own identities outgrew a sixteenth of its
+    /// shared ones (plus 64) while `store`'s base names more identities
+    /// than it shares: computing afresh over `store` would then share most
+    /// of them at two bytes each, where extending it would copy them all
+    /// (see [`ScoreTable::with_newcomers`]).
+    pub fn outgrown(&self, store: &EvidenceStore) -> bool {
+        self.own.len() > 64 + self.shared.len() / 16
+            && store.base_identities().len() > self.shared.len()
+    }
+
     /// The table [`ScoreTable::compute`] would give for `store` at this
     /// table's epoch, where `store` is the store this table was computed
     /// from plus agent records of `agents` and nothing else. Each of them
