@@ -22,23 +22,19 @@ use starling_trust::{Did, Tier};
 
 use crate::node::{Event, Node};
 use crate::peer::{Peer, below, pick, shuffle};
+use crate::vec_map::VecMap;
 use crate::wire::{
     Body, Disconnect, ForwardJoin, Join, Neighbor, NeighborReply, PeerRef, Shuffle, ShuffleReply,
 };
-
-/// What is known of a peer in a view.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Hint {
-    did: Option<Did>,
-    principal: Option<Did>,
-}
 
 /// The two views and the requests in flight.
 #[derive(Debug, Clone)]
 pub struct Views<P> {
     active: Vec<P>,
     passive: Vec<P>,
-    hints: BTreeMap<P, Hint>,
+    /// The DIDs of the peers in the views or asked (a sorted vector: a
+    /// few dozen entries, held by every node).
+    hints: VecMap<P, Did>,
     /// Neighbour requests in flight, with when they were sent.
     pending: BTreeMap<P, u64>,
     /// Join requests in flight, with when they were sent.
@@ -53,7 +49,7 @@ impl<P> Default for Views<P> {
         Self {
             active: Vec::new(),
             passive: Vec::new(),
-            hints: BTreeMap::new(),
+            hints: VecMap::default(),
             pending: BTreeMap::new(),
             joining: BTreeMap::new(),
             refused: BTreeMap::new(),
@@ -102,27 +98,16 @@ impl<P: Peer> Views<P> {
             .map(|(p, _)| *p)
             .collect()
     }
-    /// Records `p`'s DID and, if known, principal (a principal learnt for
-    /// another DID is dropped).
-    pub(crate) fn learn(&mut self, p: P, did: Did, principal: Option<Did>) {
-        let hint = self.hints.entry(p).or_default();
-        if hint.did != Some(did) {
-            hint.principal = None;
-        }
-        hint.did = Some(did);
-        if principal.is_some() {
-            hint.principal = principal;
-        }
+    /// Records `p`'s DID.
+    pub(crate) fn learn(&mut self, p: P, did: Did) {
+        self.hints.insert(p, did);
     }
     /// Whether anything is known of `p` (it is in a view or asked).
     pub(crate) fn knows(&self, p: &P) -> bool {
         self.hints.contains_key(p)
     }
-    fn principal(&self, p: &P) -> Option<Did> {
-        self.hints.get(p).and_then(|h| h.principal)
-    }
     fn did(&self, p: &P) -> Option<Did> {
-        self.hints.get(p).and_then(|h| h.did)
+        self.hints.get(p).copied()
     }
 }
 
@@ -135,11 +120,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 
+    /// Who authorised `p`: as its link proved, else from the agent record
+    /// of the DID heard for it.
     fn principal_of(&self, p: &P) -> Option<Did> {
-        self.links
-            .get(p)
-            .and_then(|l| l.principal)
-            .or_else(|| self.views.principal(p))
+        self.links.get(p).and_then(|l| l.principal).or_else(|| {
+            let did = self.views.did(p)?;
+            self.trust.authority_principal(&did)
+        })
     }
 
     pub(crate) fn peer_ref(&self, p: &P) -> PeerRef {
@@ -172,11 +159,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 Err(_) => return Some(p),
             },
         };
-        let principal = self
-            .views
-            .principal(&p)
-            .or_else(|| self.trust.authority_principal(&did));
-        self.views.learn(p, did, principal);
+        self.views.learn(p, did);
         Some(p)
     }
 
@@ -459,7 +442,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// link is gone and `peer` is still in a view.
     pub(crate) fn remember_link(&mut self, peer: &P) {
         if let Some(l) = self.links.get(peer) {
-            self.views.learn(*peer, l.did, l.principal);
+            self.views.learn(*peer, l.did);
         }
     }
 
