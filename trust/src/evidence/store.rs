@@ -140,9 +140,10 @@ pub struct EvidenceStore {
     /// Lookups only, never iterated.
     index: HashMap<Did, u32>,
     dids: Vec<Did>,
-    /// Revoked mandates and terminated agents, the base's included.
-    revoked: BTreeSet<MandateId>,
-    terminated: BTreeSet<Did>,
+    /// Revoked mandates and terminated agents, the base's included: one
+    /// copy shared with the base until this store adds to them.
+    revoked: Arc<BTreeSet<MandateId>>,
+    terminated: Arc<BTreeSet<Did>>,
     /// Fingerprints of the difference from the base.
     fingerprints: Fingerprints,
     generation: u64,
@@ -227,8 +228,8 @@ impl EvidenceStore {
             slots: BTreeMap::new(),
             index,
             dids,
-            revoked: BTreeSet::new(),
-            terminated: BTreeSet::new(),
+            revoked: Arc::default(),
+            terminated: Arc::default(),
             fingerprints: Fingerprints::default(),
             generation: 0,
             sorted_identities: OnceLock::new(),
@@ -245,8 +246,8 @@ impl EvidenceStore {
             slots: BTreeMap::new(),
             index: HashMap::new(),
             dids: Vec::new(),
-            revoked: base.revoked.clone(),
-            terminated: base.terminated.clone(),
+            revoked: Arc::clone(&base.revoked),
+            terminated: Arc::clone(&base.terminated),
             fingerprints: Fingerprints::default(),
             generation: base.generation,
             sorted_identities: OnceLock::new(),
@@ -329,11 +330,15 @@ impl EvidenceStore {
             }
             out.slots.insert(slot, kept);
         }
-        for did in &self.terminated {
+        for did in self.terminated.iter() {
             out.intern(*did);
         }
-        out.revoked = self.revoked.clone();
-        out.terminated = self.terminated.clone();
+        if out.revoked != self.revoked {
+            out.revoked = Arc::clone(&self.revoked);
+        }
+        if out.terminated != self.terminated {
+            out.terminated = Arc::clone(&self.terminated);
+        }
         out.generation = self.generation;
         out
     }
@@ -415,10 +420,10 @@ impl EvidenceStore {
         }
         match record.evidence() {
             Evidence::Revocation(r) => {
-                self.revoked.insert(r.mandate.id());
+                Arc::make_mut(&mut self.revoked).insert(r.mandate.id());
             }
             Evidence::Termination(t) => {
-                self.terminated.insert(t.subject);
+                Arc::make_mut(&mut self.terminated).insert(t.subject);
             }
             _ => {}
         }
