@@ -7,18 +7,21 @@
 //! and at a million simulated nodes those are most of what a node holds.
 //!
 //! Entries are kept instead in *generations*, each opened for a quarter of
-//! the lifetime (or a quarter of the most entries kept, whichever fills
+//! the lifetime (or a sixteenth of the most entries kept, whichever fills
 //! first): the open generation is a hash map, as it is written to; a closed
 //! one is frozen into a slice sorted by id, read by binary search, at its
 //! bare size (8 bytes an id plus the value). A generation is forgotten as a
 //! whole once its newest entry has lived the lifetime, so an entry lives
-//! between the lifetime and a quarter more; over the most kept, the oldest
-//! generation goes first, which forgets at most a quarter of them.
+//! the lifetime and at most a quarter more (until the next look after
+//! that); over the most kept, the oldest generation goes first, so a flood
+//! of ids forgets at most a sixteenth of the most kept before its time.
 
 use std::collections::{HashMap, VecDeque};
 
-/// Generations per lifetime (the open one closes after a quarter).
+/// Generations per lifetime (the open one closes after a quarter of it).
 const GENERATIONS: u64 = 4;
+/// The open generation also closes at this fraction of the most kept.
+const SIZE_PARTS: usize = 16;
 
 /// A closed generation: entries sorted by id.
 #[derive(Debug, Clone)]
@@ -41,11 +44,11 @@ pub(crate) struct Recent<V> {
 }
 
 impl<V> Recent<V> {
-    /// Keeps entries for at least `keep_ms`, at most `max` (at least 4) at once.
+    /// Keeps entries for at least `keep_ms`, at most `max` (at least 16) at once.
     pub(crate) fn new(keep_ms: u64, max: usize) -> Self {
         Self {
             keep_ms,
-            max: max.max(GENERATIONS as usize),
+            max: max.max(SIZE_PARTS),
             open: HashMap::new(),
             opened_ms: 0,
             frozen: VecDeque::new(),
@@ -75,7 +78,7 @@ impl<V> Recent<V> {
         if self.contains(id) {
             return false;
         }
-        if self.open.len() as u64 >= self.max as u64 / GENERATIONS {
+        if self.open.len() >= self.max / SIZE_PARTS {
             self.close(now_ms);
         }
         self.open.insert(id, value);
@@ -150,20 +153,20 @@ mod tests {
     }
 
     #[test]
-    fn over_the_most_kept_the_oldest_quarter_goes() {
-        let mut r = Recent::new(u64::MAX, 8);
-        for id in 0..8 {
+    fn over_the_most_kept_the_oldest_sixteenth_goes() {
+        let mut r = Recent::new(u64::MAX, 32);
+        for id in 0..32 {
             assert!(r.insert(0, id, ()));
         }
-        assert_eq!(r.len(), 8);
-        assert!(r.insert(0, 8, ()));
-        assert_eq!(r.len(), 7);
+        assert_eq!(r.len(), 32);
+        assert!(r.insert(0, 32, ()));
+        assert_eq!(r.len(), 31);
         assert!(!r.contains(0) && !r.contains(1));
-        assert!((2..=8).all(|id| r.contains(id)));
-        for id in 9..1_000 {
+        assert!((2..=32).all(|id| r.contains(id)));
+        for id in 33..1_000 {
             r.insert(0, id, ());
-            assert!(r.len() <= 8);
+            assert!((30..=32).contains(&r.len()));
         }
-        assert!(r.contains(999) && !r.contains(990));
+        assert!((970..1_000).all(|id| r.contains(id)) && !r.contains(960));
     }
 }

@@ -346,24 +346,34 @@ proptest! {
     }
 
     /// A table extended by newcomers' agent records is the table computed
-    /// from the grown store, whether the table is over a shared base or
-    /// not; it declines (and the caller computes in full) only when one of
-    /// them was scored before.
+    /// from the grown store, whether the store has no base, a base, or a
+    /// base holding some of the newcomers that the store lacks (so the
+    /// table lists them unscored among its shared identities); it declines
+    /// (and the caller computes in full) only when one of them was scored
+    /// before.
     #[test]
     fn a_table_with_newcomers_is_the_table_computed(
         root in subset(),
         held in subset(),
         added in proptest::collection::vec(0usize..6, 1..6),
-        over_base in any::<bool>(),
+        in_base in proptest::collection::vec(0usize..6, 0..6),
+        shape in 0..3u8,
         epoch in prop::sample::select(vec![0u64, 1_000, 2_000]),
     ) {
         let (_, records) = pool();
-        let mut store = match over_base {
-            true => EvidenceStore::overlay(Arc::new(store_of(&root))),
-            false => store_of(&root),
+        let mut store = match shape {
+            0 => store_of(&root),
+            _ => EvidenceStore::overlay(Arc::new(store_of(&root))),
         };
         for &i in &held {
             store.insert(Arc::clone(&records[i % records.len()]));
+        }
+        if shape == 2 {
+            let mut base = store_of(&root);
+            for &i in &in_base {
+                base.insert(Arc::clone(&newcomers()[i]));
+            }
+            store = store.rebased(Arc::new(base));
         }
         let table = crate::ScoreTable::compute(&store, epoch);
         let mut agents = Vec::new();
@@ -565,4 +575,15 @@ fn a_table_outgrows_its_shared_identities_only_when_a_base_would_share_more() {
     let rebased = node.rebased(Arc::new(node.rebased(Arc::clone(&root))));
     assert!(node_table.outgrown(&rebased));
     assert!(!crate::ScoreTable::compute(&rebased, 0).outgrown(&rebased));
+    // 64 own identities are not yet too many, 65 are.
+    let fewer = |n: usize| {
+        let mut store = EvidenceStore::overlay(Arc::clone(&root));
+        for r in &many[..n] {
+            store.insert(Arc::clone(r));
+        }
+        let table = before_node.with_newcomers(&store, &agents[..n]).unwrap();
+        table.outgrown(&store.rebased(Arc::new(node.rebased(Arc::clone(&root)))))
+    };
+    assert!(!fewer(64));
+    assert!(fewer(65));
 }
