@@ -287,6 +287,7 @@ impl ScoreTable {
     /// has no agent record in `store`.
     pub fn with_newcomers(&self, store: &EvidenceStore, agents: &[Did]) -> Option<Self> {
         let params = store.genesis().params();
+        let last_ms = epoch_last_ms(params, self.epoch);
         let mut agents = agents.to_vec();
         agents.sort_unstable();
         agents.dedup();
@@ -298,12 +299,7 @@ impl ScoreTable {
             let Evidence::Agent(agent) = store.agent(&did)?.evidence() else {
                 unreachable!("an agent slot holds agent records")
             };
-            let anchored = check_current(
-                agent.chain.links(),
-                epoch_last_ms(params, self.epoch),
-                store,
-            );
-            let score = match anchored {
+            let score = match check_current(agent.chain.links(), last_ms, store) {
                 Ok(()) => params.newcomer_score,
                 Err(_) => params.unanchored_score,
             };
