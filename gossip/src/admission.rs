@@ -35,7 +35,6 @@ impl<P: Peer, R: Rng> Node<P, R> {
             Link {
                 did,
                 admitted: false,
-                principal: None,
                 connected_ms: now_ms,
                 last_active_ms: now_ms,
                 queue,
@@ -72,12 +71,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     pub(crate) fn on_hello(&mut self, now_ms: u64, peer: P, hello: Hello) {
         match self.check_hello(now_ms, peer, &hello) {
-            Ok(principal) => {
+            Ok(()) => {
                 let Some(link) = self.links.get_mut(&peer) else {
                     return;
                 };
                 link.admitted = true;
-                link.principal = Some(principal);
                 let did = link.did;
                 let queued = std::mem::take(&mut link.queue);
                 // A peer already in a view now has its DID and principal
@@ -155,8 +153,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     /// Checks a hello; on success the agent's record is in the store (from
     /// where anti-entropy spreads it, and any node holding a message of this
-    /// agent pulls it) and its principal is returned.
-    fn check_hello(&mut self, now_ms: u64, peer: P, hello: &Hello) -> Result<Did, String> {
+    /// agent pulls it).
+    fn check_hello(&mut self, now_ms: u64, peer: P, hello: &Hello) -> Result<(), String> {
         let did = self
             .links
             .get(&peer)
@@ -204,7 +202,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             });
             self.release_awaiting(now_ms, &did);
         }
-        Ok(authority.principal)
+        Ok(())
     }
 
     /// Cuts off admitted peers whose mandates no longer hold (after a

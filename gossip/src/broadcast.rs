@@ -24,6 +24,7 @@ use crate::message::MessageId;
 use crate::node::{Node, Timer};
 use crate::peer::Peer;
 use crate::recent::Recent;
+use crate::vec_map::VecMap;
 use crate::wire::{Body, Gossip, Graft, IHave, Prune};
 
 /// Most trees kept; the least recently used is forgotten (it starts again
@@ -83,7 +84,7 @@ struct Missing<P> {
 pub struct Broadcast<P> {
     /// Trees by key; the key is shared with the items cached from the tree
     /// (and, with a memo, with every node of the process).
-    trees: BTreeMap<Arc<TreeKey>, Tree<P>>,
+    trees: VecMap<Arc<TreeKey>, Tree<P>>,
     /// Items by their first 64 bits (see [`short_id`]); a graft, which
     /// names only those, is answered with the item cached under them.
     cache: Recent<Cached>,
@@ -92,7 +93,7 @@ pub struct Broadcast<P> {
     /// Announced items not received yet, by short id.
     missing: BTreeMap<u64, Missing<P>>,
     /// Short ids waiting for the next IHAVE flush, by peer.
-    ihave: BTreeMap<P, Vec<u64>>,
+    ihave: VecMap<P, Vec<u64>>,
     flush_pending: bool,
 }
 
@@ -112,11 +113,11 @@ impl<P> Broadcast<P> {
     /// Empty, keeping items and seen ids as `config` says.
     pub(crate) fn new(config: &crate::Config) -> Self {
         Self {
-            trees: BTreeMap::new(),
+            trees: VecMap::default(),
             cache: Recent::new(config.message_cache_ms, config.message_cache_max),
             seen: Recent::new(config.seen_ms, config.seen_max),
             missing: BTreeMap::new(),
-            ihave: BTreeMap::new(),
+            ihave: VecMap::default(),
             flush_pending: false,
         }
     }
@@ -160,11 +161,14 @@ impl<P: Peer> Broadcast<P> {
             };
             self.trees.insert(shared(), tree);
         }
-        let (key, tree) = self
+        let key = self
             .trees
             .get_key_value(key)
             .map(|(k, _)| Arc::clone(k))
-            .and_then(|k| self.trees.get_mut(&k).map(|t| (k, t)))
+            .unwrap_or_else(|| unreachable!("inserted above"));
+        let tree = self
+            .trees
+            .get_mut(&key)
             .unwrap_or_else(|| unreachable!("inserted above"));
         tree.used_ms = tree.used_ms.max(now_ms);
         (key, tree)
@@ -273,8 +277,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         for p in lazy {
             self.broadcast
                 .ihave
-                .entry(p)
-                .or_default()
+                .get_or_insert_with(p, Vec::new)
                 .push(short_id(&id));
         }
         if !self.broadcast.ihave.is_empty() && !self.broadcast.flush_pending {

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use starling_trust::Did;
 
+use crate::vec_map::VecMap;
+
 /// A token bucket in milli-tokens, refilled from the time passed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bucket {
@@ -39,7 +41,7 @@ impl Bucket {
 /// Per-key buckets, at most `max` keys; the least recently used is dropped.
 #[derive(Debug, Clone)]
 pub struct Buckets {
-    buckets: BTreeMap<Did, Bucket>,
+    buckets: VecMap<Did, Bucket>,
     max: usize,
 }
 
@@ -47,7 +49,7 @@ impl Buckets {
     /// Tracks at most `max` keys.
     pub fn new(max: usize) -> Self {
         Self {
-            buckets: BTreeMap::new(),
+            buckets: VecMap::default(),
             max: max.max(1),
         }
     }
@@ -65,8 +67,7 @@ impl Buckets {
             }
         }
         self.buckets
-            .entry(did)
-            .or_insert_with(|| Bucket::full(burst, now_ms))
+            .get_or_insert_with(did, || Bucket::full(burst, now_ms))
             .take(now_ms, rate_per_s, burst)
     }
 

@@ -36,12 +36,12 @@ pub struct Views<P> {
     /// few dozen entries, held by every node).
     hints: VecMap<P, Did>,
     /// Neighbour requests in flight, with when they were sent.
-    pending: BTreeMap<P, u64>,
+    pending: VecMap<P, u64>,
     /// Join requests in flight, with when they were sent.
-    joining: BTreeMap<P, u64>,
+    joining: VecMap<P, u64>,
     /// Peers that refused a neighbour request, and when: not asked again
     /// for a shuffle period.
-    refused: BTreeMap<P, u64>,
+    refused: VecMap<P, u64>,
 }
 
 impl<P> Default for Views<P> {
@@ -50,9 +50,9 @@ impl<P> Default for Views<P> {
             active: Vec::new(),
             passive: Vec::new(),
             hints: VecMap::default(),
-            pending: BTreeMap::new(),
-            joining: BTreeMap::new(),
-            refused: BTreeMap::new(),
+            pending: VecMap::default(),
+            joining: VecMap::default(),
+            refused: VecMap::default(),
         }
     }
 }
@@ -93,7 +93,7 @@ impl<P: Peer> Views<P> {
     pub(crate) fn stale_requests(&self, before_ms: u64) -> Vec<P> {
         self.pending
             .iter()
-            .chain(&self.joining)
+            .chain(self.joining.iter())
             .filter(|(_, at)| **at < before_ms)
             .map(|(p, _)| *p)
             .collect()
@@ -120,13 +120,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 
-    /// Who authorised `p`: as its link proved, else from the agent record
-    /// of the DID heard for it.
+    /// Who authorised `p`, from the agent record of its DID: the DID its
+    /// link proved, else the one heard for it. (An admitted peer's record
+    /// is in the store: its hello put it there.)
     fn principal_of(&self, p: &P) -> Option<Did> {
-        self.links.get(p).and_then(|l| l.principal).or_else(|| {
-            let did = self.views.did(p)?;
-            self.trust.authority_principal(&did)
-        })
+        let proved = self.links.get(p).filter(|l| l.admitted).map(|l| l.did);
+        self.trust
+            .authority_principal(&proved.or_else(|| self.views.did(p))?)
     }
 
     pub(crate) fn peer_ref(&self, p: &P) -> PeerRef {

@@ -37,6 +37,7 @@ use crate::message::MessageId;
 use crate::peer::Peer;
 use crate::stats::{DropReason, Stats};
 use crate::trust_state::TrustState;
+use crate::vec_map::VecMap;
 use crate::wire::{Body, Frame};
 
 /// Something that happened to the node.
@@ -277,7 +278,6 @@ pub enum NodeError {
 pub(crate) struct Link {
     pub(crate) did: Did,
     pub(crate) admitted: bool,
-    pub(crate) principal: Option<Did>,
     pub(crate) connected_ms: u64,
     pub(crate) last_active_ms: u64,
     pub(crate) queue: Vec<Vec<u8>>,
@@ -297,9 +297,9 @@ pub struct Node<P: Peer, R: Rng> {
     pub(crate) record: Arc<Record>,
     pub(crate) trust: TrustState,
     /// Transport connections, admitted or handshaking.
-    pub(crate) links: crate::vec_map::VecMap<P, Link>,
+    pub(crate) links: VecMap<P, Link>,
     /// Peers we are dialling: since when, and frames to send once admitted.
-    pub(crate) dialing: BTreeMap<P, (u64, Vec<Vec<u8>>)>,
+    pub(crate) dialing: VecMap<P, (u64, Vec<Vec<u8>>)>,
     /// The time of the input being handled.
     pub(crate) now_ms: u64,
     pub(crate) views: Views<P>,
@@ -373,8 +373,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
             me,
             record,
             trust,
-            links: crate::vec_map::VecMap::default(),
-            dialing: BTreeMap::new(),
+            links: VecMap::default(),
+            dialing: VecMap::default(),
             now_ms,
             subscriptions: BTreeSet::new(),
             origins,
@@ -496,8 +496,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 let fresh = !self.dialing.contains_key(&to);
                 let (_, queue) = self
                     .dialing
-                    .entry(to)
-                    .or_insert_with(|| (self.now_ms, Vec::new()));
+                    .get_or_insert_with(to, || (self.now_ms, Vec::new()));
                 if queue.len() < self.config.queued_frames_max {
                     queue.push(frame);
                 }
