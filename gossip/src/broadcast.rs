@@ -24,8 +24,8 @@ use crate::message::MessageId;
 use crate::node::{Node, Timer};
 use crate::peer::Peer;
 use crate::recent::Recent;
-use crate::vec_map::VecMap;
 use crate::wire::{Body, Gossip, Graft, IHave, Prune};
+use starling_trust::small_map::SmallMap;
 
 /// Most trees kept; the least recently used is forgotten (it starts again
 /// all-eager if its origin speaks again).
@@ -84,7 +84,7 @@ struct Missing<P> {
 pub struct Broadcast<P> {
     /// Trees by key; the key is shared with the items cached from the tree
     /// (and, with a memo, with every node of the process).
-    trees: VecMap<Arc<TreeKey>, Tree<P>>,
+    trees: SmallMap<Arc<TreeKey>, Tree<P>>,
     /// Items by their first 64 bits (see [`short_id`]); a graft, which
     /// names only those, is answered with the item cached under them.
     cache: Recent<Cached>,
@@ -93,7 +93,7 @@ pub struct Broadcast<P> {
     /// Announced items not received yet, by short id.
     missing: BTreeMap<u64, Missing<P>>,
     /// Short ids waiting for the next IHAVE flush, by peer.
-    ihave: VecMap<P, Vec<u64>>,
+    ihave: SmallMap<P, Vec<u64>>,
     flush_pending: bool,
 }
 
@@ -113,11 +113,11 @@ impl<P> Broadcast<P> {
     /// Empty, keeping items and seen ids as `config` says.
     pub(crate) fn new(config: &crate::Config) -> Self {
         Self {
-            trees: VecMap::default(),
+            trees: SmallMap::new(),
             cache: Recent::new(config.message_cache_ms, config.message_cache_max),
             seen: Recent::new(config.seen_ms, config.seen_max),
             missing: BTreeMap::new(),
-            ihave: VecMap::default(),
+            ihave: SmallMap::new(),
             flush_pending: false,
         }
     }

@@ -28,7 +28,6 @@ mod recent;
 pub mod stats;
 pub mod sync;
 pub mod trust_state;
-mod vec_map;
 pub mod wire;
 
 pub use config::Config;

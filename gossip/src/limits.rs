@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use starling_trust::Did;
 
-use crate::vec_map::VecMap;
+use starling_trust::small_map::SmallMap;
 
 /// A token bucket in milli-tokens, refilled from the time passed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ impl Bucket {
 /// Per-key buckets, at most `max` keys; the least recently used is dropped.
 #[derive(Debug, Clone)]
 pub struct Buckets {
-    buckets: VecMap<Did, Bucket>,
+    buckets: SmallMap<Did, Bucket>,
     max: usize,
 }
 
@@ -49,7 +49,7 @@ impl Buckets {
     /// Tracks at most `max` keys.
     pub fn new(max: usize) -> Self {
         Self {
-            buckets: VecMap::default(),
+            buckets: SmallMap::new(),
             max: max.max(1),
         }
     }

@@ -22,10 +22,10 @@ use starling_trust::{Did, Tier};
 
 use crate::node::{Event, Node};
 use crate::peer::{Peer, below, pick, shuffle};
-use crate::vec_map::VecMap;
 use crate::wire::{
     Body, Disconnect, ForwardJoin, Join, Neighbor, NeighborReply, PeerRef, Shuffle, ShuffleReply,
 };
+use starling_trust::small_map::SmallMap;
 
 /// The two views and the requests in flight.
 #[derive(Debug, Clone)]
@@ -34,14 +34,14 @@ pub struct Views<P> {
     passive: Vec<P>,
     /// The DIDs of the peers in the views or asked (a sorted vector: a
     /// few dozen entries, held by every node).
-    hints: VecMap<P, Did>,
+    hints: SmallMap<P, Did>,
     /// Neighbour requests in flight, with when they were sent.
-    pending: VecMap<P, u64>,
+    pending: SmallMap<P, u64>,
     /// Join requests in flight, with when they were sent.
-    joining: VecMap<P, u64>,
+    joining: SmallMap<P, u64>,
     /// Peers that refused a neighbour request, and when: not asked again
     /// for a shuffle period.
-    refused: VecMap<P, u64>,
+    refused: SmallMap<P, u64>,
 }
 
 impl<P> Default for Views<P> {
@@ -49,10 +49,10 @@ impl<P> Default for Views<P> {
         Self {
             active: Vec::new(),
             passive: Vec::new(),
-            hints: VecMap::default(),
-            pending: VecMap::default(),
-            joining: VecMap::default(),
-            refused: VecMap::default(),
+            hints: SmallMap::new(),
+            pending: SmallMap::new(),
+            joining: SmallMap::new(),
+            refused: SmallMap::new(),
         }
     }
 }

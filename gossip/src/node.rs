@@ -37,8 +37,8 @@ use crate::message::MessageId;
 use crate::peer::Peer;
 use crate::stats::{DropReason, Stats};
 use crate::trust_state::TrustState;
-use crate::vec_map::VecMap;
 use crate::wire::{Body, Frame};
+use starling_trust::small_map::SmallMap;
 
 /// Something that happened to the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,9 +297,9 @@ pub struct Node<P: Peer, R: Rng> {
     pub(crate) record: Arc<Record>,
     pub(crate) trust: TrustState,
     /// Transport connections, admitted or handshaking.
-    pub(crate) links: VecMap<P, Link>,
+    pub(crate) links: SmallMap<P, Link>,
     /// Peers we are dialling: since when, and frames to send once admitted.
-    pub(crate) dialing: VecMap<P, (u64, Vec<Vec<u8>>)>,
+    pub(crate) dialing: SmallMap<P, (u64, Vec<Vec<u8>>)>,
     /// The time of the input being handled.
     pub(crate) now_ms: u64,
     pub(crate) views: Views<P>,
@@ -373,8 +373,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
             me,
             record,
             trust,
-            links: VecMap::default(),
-            dialing: VecMap::default(),
+            links: SmallMap::new(),
+            dialing: SmallMap::new(),
             now_ms,
             subscriptions: BTreeSet::new(),
             origins,

@@ -25,6 +25,7 @@ pub mod mandate;
 pub mod policy;
 pub mod scope;
 pub mod score;
+pub mod small_map;
 pub mod wire;
 
 pub use did::{Did, DidError};

@@ -7,12 +7,12 @@
 //! buckets, finer ranges from the ids themselves. (The construction follows
 //! range-based set reconciliation, Meyer 2023.)
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
 use super::record::RecordId;
+use crate::small_map::SmallMap;
 
 /// Bits of id prefix per bucket.
 pub(super) const BUCKET_BITS: u8 = 12;
@@ -119,7 +119,7 @@ pub(super) fn bucket_of(id: &RecordId) -> usize {
 /// range is first asked for after a change.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Fingerprints {
-    buckets: BTreeMap<u16, Accumulator>,
+    buckets: SmallMap<u16, Accumulator>,
     /// `prefix[i]`: the sum of buckets below `i` (see [`PREFIX_MIN`]).
     prefix: OnceLock<Vec<Accumulator>>,
 }
@@ -128,7 +128,9 @@ impl Fingerprints {
     /// Records an insert or removal.
     pub(super) fn toggle(&mut self, id: &RecordId, add: bool) {
         let bucket = bucket_of(id) as u16;
-        let acc = self.buckets.entry(bucket).or_default();
+        let acc = self
+            .buckets
+            .get_or_insert_with(bucket, Accumulator::default);
         acc.toggle(id, add);
         if *acc == Accumulator::default() {
             self.buckets.remove(&bucket);
@@ -157,7 +159,7 @@ impl Fingerprints {
         let mut sums = vec![Accumulator::default(); BUCKETS + 1];
         let mut running = Accumulator::default();
         let mut next = 0;
-        for (&bucket, acc) in &self.buckets {
+        for (&bucket, acc) in self.buckets.iter() {
             let bucket = usize::from(bucket);
             sums[next..=bucket].fill(running);
             running.absorb(acc);

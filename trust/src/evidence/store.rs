@@ -13,12 +13,13 @@
 //! Revocations and terminations sit in slots of their own keyed by what they
 //! end, so once a mandate is revoked or an agent terminated it stays so.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use crate::did::Did;
 use crate::genesis::Genesis;
 use crate::mandate::{MandateId, RevocationCheck};
+use crate::small_map::SmallMap;
 
 use super::fingerprint::{Accumulator, Fingerprints};
 use super::record::{Evidence, EvidenceError, Record, RecordId};
@@ -125,13 +126,13 @@ pub struct EvidenceStore {
     genesis: Arc<Genesis>,
     base: Option<Arc<EvidenceStore>>,
     /// Records added here (never also visible in the base).
-    records: BTreeMap<RecordId, Arc<Record>>,
+    records: SmallMap<RecordId, Arc<Record>>,
     /// Base records not held here: displaced here, or never received
     /// (see [`EvidenceStore::rebased`]).
-    shadowed: BTreeSet<RecordId>,
+    shadowed: SmallMap<RecordId, ()>,
     /// Slots changed here, whole (possibly emptied); the others are the
     /// base's.
-    slots: BTreeMap<Slot, Kept>,
+    slots: SmallMap<Slot, Kept>,
     /// Identities numbered here, after the base's. Numbers are local:
     /// they differ between replicas, and between a store and its rebased
     /// form, whose base may number identities the store never saw. They
@@ -223,9 +224,9 @@ impl EvidenceStore {
         Self {
             genesis,
             base: None,
-            records: BTreeMap::new(),
-            shadowed: BTreeSet::new(),
-            slots: BTreeMap::new(),
+            records: SmallMap::new(),
+            shadowed: SmallMap::new(),
+            slots: SmallMap::new(),
             index,
             dids,
             revoked: Arc::default(),
@@ -241,9 +242,9 @@ impl EvidenceStore {
     pub fn overlay(base: Arc<EvidenceStore>) -> Self {
         Self {
             genesis: Arc::clone(&base.genesis),
-            records: BTreeMap::new(),
-            shadowed: BTreeSet::new(),
-            slots: BTreeMap::new(),
+            records: SmallMap::new(),
+            shadowed: SmallMap::new(),
+            slots: SmallMap::new(),
             index: HashMap::new(),
             dids: Vec::new(),
             revoked: Arc::clone(&base.revoked),
@@ -322,7 +323,7 @@ impl EvidenceStore {
             };
             for id in lacked {
                 out.fingerprints.toggle(&id, false);
-                out.shadowed.insert(id);
+                out.shadowed.insert(id, ());
             }
             for (id, record) in added {
                 out.fingerprints.toggle(&id, true);
@@ -401,7 +402,7 @@ impl EvidenceStore {
             self.intern(record.evidence().subject()),
         );
         let base = self.base.as_deref();
-        let kept = self.slots.entry(slot).or_insert_with(|| {
+        let kept = self.slots.get_or_insert_with(slot, || {
             base.and_then(|b| b.kept(&slot)).cloned().unwrap_or(Kept {
                 ends,
                 records: Vec::new(),
@@ -414,7 +415,7 @@ impl EvidenceStore {
             .map(|(r, _)| r.id);
         if let Some(old) = displaced {
             if self.records.remove(&old).is_none() {
-                self.shadowed.insert(old);
+                self.shadowed.insert(old, ());
             }
             self.fingerprints.toggle(&old, false);
         }
@@ -430,7 +431,7 @@ impl EvidenceStore {
         self.fingerprints.toggle(&id, true);
         // A base record this store lacked (see `rebased`) is the base's
         // again once it arrives.
-        if !self.shadowed.remove(&id) {
+        if self.shadowed.remove(&id).is_none() {
             self.records.insert(id, record);
         }
         self.generation += 1;
@@ -474,7 +475,7 @@ impl EvidenceStore {
     pub fn get(&self, id: &RecordId) -> Option<&Arc<Record>> {
         match self.records.get(id) {
             Some(record) => Some(record),
-            None if self.shadowed.contains(id) => None,
+            None if self.shadowed.contains_key(id) => None,
             None => self.base.as_ref()?.get(id),
         }
     }
@@ -508,7 +509,7 @@ impl EvidenceStore {
             Some(base) => {
                 let visible = base
                     .entries(low, high)
-                    .filter(|(id, _)| !self.shadowed.contains(*id));
+                    .filter(|(id, _)| !self.shadowed.contains_key(*id));
                 Box::new(merge_by_key(visible, own))
             }
         }
