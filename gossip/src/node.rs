@@ -292,7 +292,8 @@ pub struct Node<P: Peer, R: Rng> {
     /// Shared by the nodes of a process that use the same one.
     pub(crate) config: Arc<Config>,
     pub(crate) rng: R,
-    pub(crate) key: Keypair,
+    /// Shared with the driver's copy, if it keeps one (a simulator does).
+    pub(crate) key: Arc<Keypair>,
     pub(crate) me: P,
     pub(crate) record: Arc<Record>,
     pub(crate) trust: TrustState,
@@ -322,7 +323,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     pub fn new(
         config: impl Into<Arc<Config>>,
         genesis: Arc<Genesis>,
-        key: Keypair,
+        key: impl Into<Arc<Keypair>>,
         me: P,
         record: Arc<Record>,
         rng: R,
@@ -337,7 +338,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     pub fn with_memo(
         config: impl Into<Arc<Config>>,
         genesis: Arc<Genesis>,
-        key: Keypair,
+        key: impl Into<Arc<Keypair>>,
         me: P,
         record: Arc<Record>,
         mut rng: R,
@@ -345,6 +346,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         memo: Option<Arc<crate::memo::Memo>>,
     ) -> Result<Self, NodeError> {
         let config: Arc<Config> = config.into();
+        let key: Arc<Keypair> = key.into();
         let Evidence::Agent(agent) = record.evidence() else {
             return Err(NodeError::NotOwnRecord);
         };

@@ -356,7 +356,7 @@ impl Sim {
         let node = Node::with_memo(
             Arc::clone(&self.config),
             Arc::clone(&self.world.genesis),
-            agent.key.clone(),
+            Arc::clone(&agent.key),
             i,
             Arc::clone(&agent.record),
             rng,

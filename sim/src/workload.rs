@@ -187,7 +187,7 @@ pub(crate) fn outcome(sim: &mut Sim) {
     let (successes, failures) = *counts;
     let key: Keypair = match reporter {
         u32::MAX => sim.world.governor.clone(),
-        r => sim.agents[r as usize].key.clone(),
+        r => sim.agents[r as usize].key.as_ref().clone(),
     };
     let summary = Outcome {
         subject: sim.did_of(subject),

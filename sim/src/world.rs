@@ -16,8 +16,8 @@ const CENTURY_MS: u64 = 100 * 365 * 24 * 3_600_000;
 /// One simulated agent.
 #[derive(Debug, Clone)]
 pub(crate) struct Agent {
-    /// Its key.
-    pub(crate) key: Keypair,
+    /// Its key (shared with its node).
+    pub(crate) key: Arc<Keypair>,
     /// Its signed agent record.
     pub(crate) record: Arc<Record>,
     /// One of the rogue principal's Sybils.
@@ -106,7 +106,7 @@ impl World {
         )
         .unwrap_or_else(|e| unreachable!("sim agent record: {e}"));
         Agent {
-            key,
+            key: Arc::new(key),
             record: Arc::new(record),
             sybil,
             honest,
