@@ -15,8 +15,6 @@
 //! few random passive candidates. So a flood of identities minted by one
 //! principal, or of untrusted ones, cannot eclipse a node.
 
-use std::collections::BTreeMap;
-
 use rand_core::Rng;
 use starling_trust::{Did, Tier};
 
@@ -390,22 +388,28 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// competes. So one principal can never crowd out the others, yet a
     /// mesh with a single principal still fills its views.
     fn crowded(&self, view: &[P], principal: Option<Did>, cap: usize) -> Vec<P> {
-        let mut counts: BTreeMap<Did, usize> = BTreeMap::new();
-        for pr in view
+        // Each peer's principal is read once: it is a lookup in the
+        // evidence store, and a full passive view asks for thirty.
+        let principals: Vec<Option<Did>> = view.iter().map(|q| self.principal_of(q)).collect();
+        let mut sorted: Vec<Did> = principals
             .iter()
-            .filter_map(|q| self.principal_of(q))
-            .chain(principal)
-        {
-            *counts.entry(pr).or_default() += 1;
-        }
-        let most = counts.values().copied().max().unwrap_or(0);
+            .flatten()
+            .chain(&principal)
+            .copied()
+            .collect();
+        sorted.sort_unstable();
+        let counts: Vec<(Did, usize)> = sorted
+            .chunk_by(|a, b| a == b)
+            .map(|run| (run[0], run.len()))
+            .collect();
+        let most = counts.iter().map(|(_, c)| *c).max().unwrap_or(0);
         if most <= cap {
             return view.to_vec();
         }
 
         let leaders: Vec<Did> = counts
             .iter()
-            .filter(|(_, c)| **c == most)
+            .filter(|(_, c)| *c == most)
             .map(|(pr, _)| *pr)
             .collect();
         let losers = match principal.filter(|pr| leaders.contains(pr)) {
@@ -413,8 +417,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
             None => leaders,
         };
         view.iter()
-            .copied()
-            .filter(|q| self.principal_of(q).is_some_and(|pr| losers.contains(&pr)))
+            .zip(&principals)
+            .filter(|(_, pr)| pr.is_some_and(|pr| losers.contains(&pr)))
+            .map(|(q, _)| *q)
             .collect()
     }
 
