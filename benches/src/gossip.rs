@@ -85,7 +85,7 @@ fn pump(nodes: &mut [GNode], dids: &[starling_trust::Did], now: u64) {
                         to,
                         Input::Frame {
                             from: i as u32,
-                            bytes: frame,
+                            bytes: frame.into(),
                         },
                     )),
                     Output::Connect(to) => {

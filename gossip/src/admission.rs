@@ -49,7 +49,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let frame = crate::wire::Frame::new(Body::Hello(hello)).encode();
         self.stats.frames_out += 1;
         self.stats.bytes_out += frame.len() as u64;
-        self.outbox.push_back(Output::Send { to: peer, frame });
+        self.outbox.push_back(Output::Send {
+            to: peer,
+            frame: frame.into(),
+        });
     }
 
     /// A connection ended, or a dial failed: forget the peer's neighbourhood
@@ -103,7 +106,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
             reason: reason.to_string(),
         }))
         .encode();
-        self.outbox.push_back(Output::Send { to: peer, frame });
+        self.outbox.push_back(Output::Send {
+            to: peer,
+            frame: frame.into(),
+        });
     }
 
     /// Before refusing a peer whose mandate was revoked or terminated, sends
@@ -148,7 +154,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
             return;
         }
         let frame = crate::wire::Frame::new(Body::Records(Records { records })).encode();
-        self.outbox.push_back(Output::Send { to: peer, frame });
+        self.outbox.push_back(Output::Send {
+            to: peer,
+            frame: frame.into(),
+        });
     }
 
     /// Checks a hello; on success the agent's record is in the store (from

@@ -270,6 +270,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
             item: item.as_ref().clone(),
         }))
         .encode();
+        // One buffer for every eager copy: a flood of a million nodes
+        // holds one frame per sender in flight, not one per link.
+        let frame = bytes::Bytes::from(frame);
         for p in eager {
             self.stats.gossip_sent += 1;
             self.send_encoded(p, frame.clone());

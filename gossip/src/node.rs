@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use rand_core::Rng;
 use starling_trust::keys::Keypair;
 use starling_trust::{Did, Evidence, Genesis, Record, Succession};
@@ -204,8 +205,9 @@ pub enum Output<P> {
     Send {
         /// To whom.
         to: P,
-        /// The encoded frame (add the length prefix on a stream).
-        frame: Vec<u8>,
+        /// The encoded frame (add the length prefix on a stream); one
+        /// buffer shared by every peer an item is pushed to.
+        frame: Bytes,
     },
     /// Open a connection.
     Connect(P),
@@ -280,7 +282,7 @@ pub(crate) struct Link {
     pub(crate) admitted: bool,
     pub(crate) connected_ms: u64,
     pub(crate) last_active_ms: u64,
-    pub(crate) queue: Vec<Vec<u8>>,
+    pub(crate) queue: Vec<Bytes>,
     pub(crate) bucket: Bucket,
     pub(crate) strikes: u32,
 }
@@ -300,7 +302,7 @@ pub struct Node<P: Peer, R: Rng> {
     /// Transport connections, admitted or handshaking.
     pub(crate) links: SmallMap<P, Link>,
     /// Peers we are dialling: since when, and frames to send once admitted.
-    pub(crate) dialing: SmallMap<P, (u64, Vec<Vec<u8>>)>,
+    pub(crate) dialing: SmallMap<P, (u64, Vec<Bytes>)>,
     /// The time of the input being handled.
     pub(crate) now_ms: u64,
     pub(crate) views: Views<P>,
@@ -476,10 +478,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// Sends a frame to an admitted peer, or queues it and dials.
     pub(crate) fn send(&mut self, to: P, body: Body) {
         let frame = Frame::new(body).encode();
-        self.send_encoded(to, frame);
+        self.send_encoded(to, frame.into());
     }
 
-    pub(crate) fn send_encoded(&mut self, to: P, frame: Vec<u8>) {
+    pub(crate) fn send_encoded(&mut self, to: P, frame: Bytes) {
         if to == self.me {
             return;
         }

@@ -60,6 +60,11 @@ fn frame(body: Body) -> Vec<u8> {
     Frame::new(body).encode()
 }
 
+/// A frame as the node hands it to its driver.
+fn sent(body: Body) -> bytes::Bytes {
+    frame(body).into()
+}
+
 fn body(output: &Output<u32>) -> (u32, Body) {
     match output {
         Output::Send { to, frame } => (*to, Frame::decode_capped(frame, usize::MAX).unwrap()),
@@ -104,7 +109,7 @@ fn connect(a: &mut N, b: &mut N, at: u64) {
             at,
             Input::Frame {
                 from: a.peer(),
-                bytes: f,
+                bytes: f.into(),
             },
         )
         .unwrap();
@@ -114,7 +119,7 @@ fn connect(a: &mut N, b: &mut N, at: u64) {
             at,
             Input::Frame {
                 from: b.peer(),
-                bytes: f,
+                bytes: f.into(),
             },
         )
         .unwrap();
@@ -145,7 +150,7 @@ fn the_handshake_admits_a_peer_with_a_valid_mandate() {
         drain(&mut a),
         [Output::Send {
             to: 2,
-            frame: frame(Body::Hello(hello))
+            frame: sent(Body::Hello(hello))
         }]
     );
     // Frames before the hello are dropped.
@@ -511,7 +516,7 @@ fn duplicates_prune_and_missing_items_are_grafted() {
         out,
         [Output::Send {
             to: 1,
-            frame: frame(Body::Gossip(gossip(2)))
+            frame: sent(Body::Gossip(gossip(2)))
         }]
     );
     b.handle(
@@ -526,7 +531,7 @@ fn duplicates_prune_and_missing_items_are_grafted() {
         drain(&mut b),
         [Output::Send {
             to: 1,
-            frame: frame(Body::Prune(Prune {
+            frame: sent(Body::Prune(Prune {
                 tree: "news".into(),
                 origin: origin.clone()
             }))
@@ -561,7 +566,7 @@ fn duplicates_prune_and_missing_items_are_grafted() {
         out,
         [Output::Send {
             to: 1,
-            frame: frame(Body::Graft(Graft { id }))
+            frame: sent(Body::Graft(Graft { id }))
         }]
     );
     assert_eq!(b.stats().grafts_sent, 1);
@@ -715,7 +720,7 @@ fn anti_entropy_sends_only_what_the_other_lacks() {
                     START_MS + 5_000,
                     Input::Frame {
                         from: 1,
-                        bytes: frame,
+                        bytes: frame.into(),
                     },
                 )
                 .unwrap();
@@ -728,7 +733,7 @@ fn anti_entropy_sends_only_what_the_other_lacks() {
                     START_MS + 5_000,
                     Input::Frame {
                         from: 2,
-                        bytes: frame,
+                        bytes: frame.into(),
                     },
                 )
                 .unwrap();

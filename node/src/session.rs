@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, Stream};
 use starling_gossip::wire::{decode_delimited, encode_delimited};
@@ -67,7 +68,7 @@ impl InboundBudget {
 #[derive(Debug)]
 pub enum WriterMsg {
     /// Send a frame (without its length prefix).
-    Frame(Vec<u8>),
+    Frame(Bytes),
     /// Flush, close the stream, then report [`SessionEvent::Closed`].
     Close,
 }

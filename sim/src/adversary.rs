@@ -173,6 +173,7 @@ fn inject(sim: &mut Sim, attacker: u32, item: Vec<u8>) {
         item,
     }))
     .encode();
+    let frame = bytes::Bytes::from(frame);
     let peers: Vec<u32> = match sim.nodes.get(attacker as usize).and_then(Option::as_ref) {
         Some(node) => node.admitted().map(|(p, _)| *p).collect(),
         None => return,

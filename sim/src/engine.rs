@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -27,12 +28,13 @@ pub(crate) type SimNode = Node<u32, SmallRng>;
 #[derive(Debug)]
 pub(crate) enum Ev {
     Input(u32, Input<u32>),
-    /// A frame on connection `epoch` of a link (dropped if it closed meanwhile).
+    /// A frame on connection `epoch` of a link (dropped if it closed
+    /// meanwhile); its buffer is shared by every copy of a pushed item.
     Frame {
         to: u32,
         from: u32,
         epoch: u64,
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     Close(u32, u32, u64),
     Spawn(u32),
@@ -471,7 +473,7 @@ impl Sim {
         self.schedule(at, Ev::Input(to, Input::Connected { peer: node, did: a }));
     }
 
-    fn transmit(&mut self, from: u32, to: u32, frame: Vec<u8>) {
+    fn transmit(&mut self, from: u32, to: u32, frame: Bytes) {
         let Some(&epoch) = self.links.get(&link_key(from, to)) else {
             return;
         };
@@ -622,6 +624,8 @@ impl Sim {
                         self.adversaries.capture(self.now, &bytes);
                     }
                 }
+                // The last copy to arrive takes the buffer over uncopied.
+                let bytes = Vec::from(bytes);
                 self.step(Ev::Input(to, Input::Frame { from, bytes }));
             }
             Ev::Input(node, input) => {
@@ -856,7 +860,7 @@ impl Sim {
     }
 
     /// Writes a frame onto the link from `from` to `to`, if it is open.
-    pub(crate) fn send_raw(&mut self, from: u32, to: u32, frame: Vec<u8>) {
+    pub(crate) fn send_raw(&mut self, from: u32, to: u32, frame: Bytes) {
         self.transmit(from, to, frame);
     }
 

@@ -254,7 +254,7 @@ impl Net {
                         to,
                         Input::Frame {
                             from: node,
-                            bytes: frame,
+                            bytes: frame.into(),
                         },
                     );
                 }

@@ -1,6 +1,7 @@
 //! Connections: swarm events, gossip sessions, the address book, dialling,
 //! and writing frames to peers.
 
+use bytes::Bytes;
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, identify, kad, mdns};
@@ -329,7 +330,7 @@ impl Driver {
         }
     }
 
-    pub(super) fn send_frame(&mut self, peer: PeerId, frame: Vec<u8>) {
+    pub(super) fn send_frame(&mut self, peer: PeerId, frame: Bytes) {
         if !self.swarm.is_connected(&peer) {
             // Opening a stream would redial; the core dials with `Connect` when it wants to.
             self.metrics.frames_dropped_backpressure += 1;
