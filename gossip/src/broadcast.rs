@@ -19,13 +19,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use rand_core::Rng;
+use starling_trust::small_map::SmallMap;
 
 use crate::message::MessageId;
 use crate::node::{Node, Timer};
 use crate::peer::Peer;
 use crate::recent::Recent;
 use crate::wire::{Body, Gossip, Graft, IHave, Prune};
-use starling_trust::small_map::SmallMap;
 
 /// Most trees kept; the least recently used is forgotten (it starts again
 /// all-eager if its origin speaks again).

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use starling_trust::Did;
-
 use starling_trust::small_map::SmallMap;
 
 /// A token bucket in milli-tokens, refilled from the time passed in.

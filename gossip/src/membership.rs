@@ -16,6 +16,7 @@
 //! principal, or of untrusted ones, cannot eclipse a node.
 
 use rand_core::Rng;
+use starling_trust::small_map::SmallMap;
 use starling_trust::{Did, Tier};
 
 use crate::node::{Event, Node};
@@ -23,7 +24,6 @@ use crate::peer::{Peer, below, pick, shuffle};
 use crate::wire::{
     Body, Disconnect, ForwardJoin, Join, Neighbor, NeighborReply, PeerRef, Shuffle, ShuffleReply,
 };
-use starling_trust::small_map::SmallMap;
 
 /// The two views and the requests in flight.
 #[derive(Debug, Clone)]

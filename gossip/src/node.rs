@@ -28,6 +28,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rand_core::Rng;
 use starling_trust::keys::Keypair;
+use starling_trust::small_map::SmallMap;
 use starling_trust::{Did, Evidence, Genesis, Record, Succession};
 
 use crate::broadcast::Broadcast;
@@ -39,7 +40,6 @@ use crate::peer::Peer;
 use crate::stats::{DropReason, Stats};
 use crate::trust_state::TrustState;
 use crate::wire::{Body, Frame};
-use starling_trust::small_map::SmallMap;
 
 /// Something that happened to the node.
 #[derive(Debug, Clone, PartialEq, Eq)]

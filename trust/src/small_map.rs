@@ -41,6 +41,14 @@ impl<K, V> SmallMap<K, V> {
     }
 }
 
+/// Gives back room a vector no longer needs after removals (a map that
+/// shrank by more than half).
+fn shrink<T>(few: &mut Vec<T>) {
+    if few.capacity() > 2 * few.len() + 4 {
+        few.shrink_to_fit();
+    }
+}
+
 fn find<K: Borrow<Q>, Q: Ord + ?Sized, V>(few: &[(K, V)], k: &Q) -> Result<usize, usize> {
     few.binary_search_by(|(q, _)| q.borrow().cmp(k))
 }
@@ -129,9 +137,7 @@ impl<K: Ord, V> SmallMap<K, V> {
         match self {
             Self::Few(few) => {
                 let (_, v) = few.remove(find(few, k).ok()?);
-                if few.capacity() > 2 * few.len() + 4 {
-                    few.shrink_to_fit();
-                }
+                shrink(few);
                 Some(v)
             }
             Self::Many(many) => many.remove(k),
@@ -143,9 +149,7 @@ impl<K: Ord, V> SmallMap<K, V> {
         match self {
             Self::Few(few) => {
                 few.retain_mut(|(k, v)| keep(k, v));
-                if few.capacity() > 2 * few.len() + 4 {
-                    few.shrink_to_fit();
-                }
+                shrink(few);
             }
             Self::Many(many) => many.retain(keep),
         }
