@@ -40,6 +40,14 @@ const DIDS_MAX: usize = 4 * 1024 * 1024;
 /// identity, so [`RECENT`] of them held 1.5 GB in a churn run.)
 const RECENT_SCORES: usize = 0;
 
+/// Tables of evidence without its lone agents (see
+/// [`ScoreTable::compute_around_lone_agents`]) held strongly: no node
+/// holds one itself, only the tables extended from it, and the same few
+/// (a snapshot's evidence with and without the records still spreading)
+/// serve every node while new agents keep joining. Two bytes an identity
+/// each at most, as they share their identities with the snapshot.
+const RECENT_CORES: usize = 16;
+
 /// One kind of shared result: weak by key, and the most recent strong.
 #[derive(Debug)]
 struct Shared<K, V> {
@@ -75,6 +83,8 @@ pub struct Memo {
     messages: Mutex<Shared<(Hash, bool), SignedMessage>>,
     policies: Mutex<Shared<PolicyKey, Policy>>,
     scores: Mutex<Shared<ScoreKey, ScoreTable>>,
+    /// Tables of evidence without its lone agents.
+    cores: Mutex<Shared<ScoreKey, ScoreTable>>,
     /// The scores tables give their base's identities, by content (see
     /// [`ScoreTable::share_scores`]).
     score_vectors: Mutex<Shared<(usize, Hash), Vec<u16>>>,
@@ -91,6 +101,15 @@ fn memoised<K: std::hash::Hash + Eq, V, E>(
     key: K,
     compute: impl FnOnce() -> Result<V, E>,
 ) -> Result<Arc<V>, E> {
+    memoised_shared(shared, key, || compute().map(Arc::new))
+}
+
+/// [`memoised`] for a computation that may answer with a value it shares.
+fn memoised_shared<K: std::hash::Hash + Eq, V, E>(
+    shared: &Mutex<Shared<K, V>>,
+    key: K,
+    compute: impl FnOnce() -> Result<Arc<V>, E>,
+) -> Result<Arc<V>, E> {
     if let Some(hit) = shared
         .lock()
         .ok()
@@ -98,7 +117,7 @@ fn memoised<K: std::hash::Hash + Eq, V, E>(
     {
         return Ok(hit);
     }
-    let value = Arc::new(compute()?);
+    let value = compute()?;
     if let Ok(mut m) = shared.lock() {
         if m.by_key.len() > 4 * 1024 * 1024 {
             m.by_key.retain(|_, w| w.strong_count() > 0);
@@ -155,6 +174,7 @@ impl Memo {
             messages: Mutex::default(),
             policies: Mutex::default(),
             scores: Mutex::new(Shared::keeping(RECENT_SCORES)),
+            cores: Mutex::new(Shared::keeping(RECENT_CORES)),
             score_vectors: Mutex::new(Shared::keeping(RECENT_SCORES)),
             items: Mutex::default(),
             tree_keys: Mutex::default(),
@@ -232,12 +252,33 @@ impl Memo {
         memoised_total(&self.tree_keys, key.clone(), || key.clone())
     }
 
+    /// The score table of `store` at `epoch`: one computed for an equal
+    /// store, else `extended` if it gives one, else one computed around
+    /// the store's lone agents (see
+    /// [`ScoreTable::compute_around_lone_agents`]).
     pub(crate) fn scores(
         &self,
-        key: ScoreKey,
-        compute: impl FnOnce() -> ScoreTable,
+        store: &EvidenceStore,
+        epoch: u64,
+        extended: impl FnOnce() -> Option<ScoreTable>,
     ) -> Arc<ScoreTable> {
-        memoised_total(&self.scores, key, || {
+        let (count, fingerprint) = store.digest();
+        let table = memoised_shared(&self.scores, (count, fingerprint, epoch), || {
+            let table = match extended() {
+                Some(table) => Arc::new(table),
+                None => ScoreTable::compute_around_lone_agents(store, epoch, |core, compute| {
+                    self.core_scores((core.0, core.1, epoch), compute)
+                }),
+            };
+            Ok::<_, std::convert::Infallible>(table)
+        });
+        table.unwrap_or_else(|e| match e {})
+    }
+
+    /// The table of evidence without its lone agents with this digest, its
+    /// scores held once for every table that agrees on them.
+    fn core_scores(&self, key: ScoreKey, compute: &dyn Fn() -> ScoreTable) -> Arc<ScoreTable> {
+        memoised_total(&self.cores, key, || {
             let mut table = compute();
             table.share_scores(|scores| {
                 let bytes: Vec<u8> = scores.iter().flat_map(|s| s.to_le_bytes()).collect();

@@ -48,18 +48,14 @@ fn score(
     memo: Option<&Memo>,
     previous: Option<(&ScoreTable, &[Did])>,
 ) -> Arc<ScoreTable> {
-    let compute = || {
+    let extended = || {
         previous
             .filter(|(table, _)| table.epoch() == epoch && !table.outgrown(store))
             .and_then(|(table, agents)| table.with_newcomers(store, agents))
-            .unwrap_or_else(|| ScoreTable::compute(store, epoch))
     };
     match memo {
-        Some(m) => {
-            let (count, fingerprint) = store.digest();
-            m.scores((count, fingerprint, epoch), compute)
-        }
-        None => Arc::new(compute()),
+        Some(m) => m.scores(store, epoch, extended),
+        None => Arc::new(extended().unwrap_or_else(|| ScoreTable::compute(store, epoch))),
     }
 }
 

@@ -108,6 +108,19 @@ impl EvidenceStore {
         (all.count(), all.fingerprint())
     }
 
+    /// The digest the store would have without the records `ids` (which
+    /// it holds): the key of a result computed from the rest alone.
+    pub fn digest_without<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a RecordId>,
+    ) -> (u64, [u8; 16]) {
+        let mut rest = self.accumulate(Range::ALL);
+        for id in ids {
+            rest.toggle(id, false);
+        }
+        (rest.count(), rest.fingerprint())
+    }
+
     /// The opening message: the fingerprint of everything.
     pub fn reconcile_start(&self) -> Vec<Part> {
         vec![self.fingerprint_part(Range::ALL)]

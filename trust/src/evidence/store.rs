@@ -13,7 +13,7 @@
 //! Revocations and terminations sit in slots of their own keyed by what they
 //! end, so once a mandate is revoked or an agent terminated it stays so.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use crate::did::Did;
@@ -610,6 +610,39 @@ impl EvidenceStore {
     /// An agent's current record.
     pub fn agent(&self, did: &Did) -> Option<&Arc<Record>> {
         self.best(&Slot::Agent(*did))
+    }
+
+    /// Agents whose only evidence is their own agent record, with its id:
+    /// agents this store numbered itself (so its base never named them),
+    /// not governors, and named by no other record held. They are the
+    /// usual difference between replicas of a large mesh (agents that just
+    /// joined, heard of by some nodes and not yet by others), and each
+    /// scores only its own base (see
+    /// [`ScoreTable::with_newcomers`](crate::ScoreTable::with_newcomers)).
+    /// In DID order; costs a pass over the slots this store holds itself.
+    pub fn lone_agents(&self) -> Vec<(Did, RecordId)> {
+        let first_own = self.base_identity_count();
+        let mut lone = Vec::new();
+        let mut named = HashSet::new();
+        for (slot, kept) in self.slots.iter() {
+            let Some((rank, _)) = kept.records.first() else {
+                continue;
+            };
+            match slot {
+                Slot::Agent(did) if kept.ends.0 >= first_own && !self.genesis.is_governor(did) => {
+                    lone.push((*did, rank.id));
+                }
+                _ => {
+                    named.insert(kept.ends.0);
+                    named.insert(kept.ends.1);
+                }
+            }
+        }
+        lone.retain(|(did, _)| {
+            let number = self.index.get(did).copied();
+            !number.is_some_and(|n| named.contains(&n)) && !self.terminated.contains(did)
+        });
+        lone
     }
 
     /// Identities terminated so far, in order.

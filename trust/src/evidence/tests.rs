@@ -396,6 +396,56 @@ proptest! {
         }
     }
 
+    /// A table computed around a store's lone agents is the table
+    /// computed in full, whatever the store's shape, and the digest handed
+    /// over for the rest is the digest of the store rebuilt without the
+    /// lone agents' records. Each lone agent is named by its own record
+    /// alone.
+    #[test]
+    fn a_table_around_lone_agents_is_the_table_computed(
+        root in subset(),
+        held in subset(),
+        added in proptest::collection::vec(0usize..6, 0..6),
+        shape in 0..3u8,
+        epoch in prop::sample::select(vec![0u64, 1_000, 2_000]),
+    ) {
+        let (w, records) = pool();
+        let mut store = match shape {
+            0 => store_of(&root),
+            _ => EvidenceStore::overlay(Arc::new(store_of(&root))),
+        };
+        for &i in &held {
+            store.insert(Arc::clone(&records[i % records.len()]));
+        }
+        if shape == 2 {
+            store = store.rebased(Arc::new(store_of(&held)));
+        }
+        for &i in &added {
+            store.insert(Arc::clone(&newcomers()[i]));
+        }
+        let mut handed = None;
+        let table = crate::ScoreTable::compute_around_lone_agents(&store, epoch, |digest, compute| {
+            handed = Some(digest);
+            Arc::new(compute())
+        });
+        prop_assert_eq!(&*table, &crate::ScoreTable::compute(&store, epoch));
+        let lone = store.lone_agents();
+        let mut rest = EvidenceStore::new(Arc::new(w.genesis.clone()));
+        for record in store.records() {
+            if !lone.iter().any(|(_, id)| *id == record.id()) {
+                rest.insert(Arc::clone(record));
+            }
+        }
+        prop_assert_eq!(handed, Some(rest.digest()));
+        for (did, id) in &lone {
+            let naming: Vec<_> = (store.records())
+                .filter(|r| r.author() == *did || r.evidence().subject() == *did)
+                .map(|r| r.id())
+                .collect();
+            prop_assert_eq!(naming, vec![*id]);
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..500)) {
         let mut store = store_of(&[]);
@@ -586,4 +636,35 @@ fn a_table_outgrows_its_shared_identities_only_when_a_base_would_share_more() {
     };
     assert!(!fewer(64));
     assert!(fewer(65));
+}
+
+/// Lone agents are the agents a store added over its base that nothing
+/// else names: not an agent its base knows, nor one named by another
+/// record.
+#[test]
+fn lone_agents_are_new_and_named_by_nothing_else() {
+    let (_, records) = pool();
+    let all: Vec<usize> = (0..records.len()).collect();
+    let root = Arc::new(store_of(&all));
+    let mut node = EvidenceStore::overlay(Arc::clone(&root));
+    assert_eq!(node.lone_agents(), vec![]);
+    // A new agent, and a second record of the pool's own agent.
+    let (fresh, again) = (&newcomers()[1], &newcomers()[5]);
+    node.insert(Arc::clone(fresh));
+    node.insert(Arc::clone(again));
+    assert_eq!(node.lone_agents(), vec![(fresh.author(), fresh.id())]);
+    // The first newcomer's sub-agent names it as its mandate's issuer, not
+    // in a slot: both stay lone.
+    let (first, sub) = (&newcomers()[0], &newcomers()[4]);
+    node.insert(Arc::clone(first));
+    node.insert(Arc::clone(sub));
+    let mut expected: Vec<_> = [fresh, first, sub]
+        .iter()
+        .map(|r| (r.author(), r.id()))
+        .collect();
+    expected.sort();
+    assert_eq!(node.lone_agents(), expected);
+    let around =
+        crate::ScoreTable::compute_around_lone_agents(&node, 0, |_, compute| Arc::new(compute()));
+    assert_eq!(*around, crate::ScoreTable::compute(&node, 0));
 }

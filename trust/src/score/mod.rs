@@ -46,7 +46,9 @@
 //! that grew only by agent records of identities the table does not score
 //! yet (newcomers joining, the common change in a large mesh) needs no
 //! pass at all: such an identity has no edges, so it scores its base and
-//! moves no one else ([`ScoreTable::with_newcomers`]).
+//! moves no one else ([`ScoreTable::with_newcomers`]). For the same
+//! reason, replicas whose evidence differs only in such agents can share
+//! one computation of the rest ([`ScoreTable::compute_around_lone_agents`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -264,7 +266,36 @@ impl ScoreTable {
 
     /// Computes the table for `epoch` from `store` (see the module docs).
     pub fn compute(store: &EvidenceStore, epoch: u64) -> Self {
-        Graph::gather(store, epoch).solve(epoch)
+        Graph::gather(store, epoch, &[]).solve(epoch)
+    }
+
+    /// The table [`ScoreTable::compute`] gives, computed as the table of
+    /// `store` without its lone agents (see
+    /// [`EvidenceStore::lone_agents`]) extended by them. `core` is handed
+    /// the digest of that smaller evidence set (see
+    /// [`EvidenceStore::digest_without`]) and its computation, and may
+    /// answer with a table it already holds for an equal digest at this
+    /// epoch: replicas that differ only in which new agents they have
+    /// heard of then compute the rest once between them.
+    pub fn compute_around_lone_agents(
+        store: &EvidenceStore,
+        epoch: u64,
+        core: impl FnOnce((u64, [u8; 16]), &dyn Fn() -> Self) -> Arc<Self>,
+    ) -> Arc<Self> {
+        let lone = store.lone_agents();
+        let digest = store.digest_without(lone.iter().map(|(_, id)| id));
+        let mut skip: Vec<u32> = (lone.iter())
+            .filter_map(|(did, _)| store.identity_number(did))
+            .collect();
+        skip.sort_unstable();
+        let table = core(digest, &|| Graph::gather(store, epoch, &skip).solve(epoch));
+        if lone.is_empty() {
+            return table;
+        }
+        let agents: Vec<Did> = lone.into_iter().map(|(did, _)| did).collect();
+        let extended = (table.with_newcomers(store, &agents))
+            .unwrap_or_else(|| unreachable!("lone agents have no edges in the rest"));
+        Arc::new(extended)
     }
 
     /// Whether this table's own identities outgrew a sixteenth of its
@@ -362,7 +393,9 @@ struct Graph<'a> {
 }
 
 impl<'a> Graph<'a> {
-    fn gather(store: &'a EvidenceStore, epoch: u64) -> Self {
+    /// The evidence of `store`, less the agent slots of the identities
+    /// numbered in `skip` (sorted).
+    fn gather(store: &'a EvidenceStore, epoch: u64, skip: &[u32]) -> Self {
         let genesis: &Genesis = store.genesis();
         let params = genesis.params();
         let epoch_start_ms = epoch.saturating_mul(params.epoch_ms);
@@ -380,6 +413,9 @@ impl<'a> Graph<'a> {
             let Some((_, best)) = kept.first() else {
                 continue;
             };
+            if matches!(slot, Slot::Agent(_)) && skip.binary_search(&from).is_ok() {
+                continue;
+            }
             held[from as usize] = true;
             held[to as usize] = true;
             match (slot, best.evidence()) {
