@@ -10,6 +10,7 @@
 //! node holds a result. A node without a memo computes everything itself.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use automerge::ChangeHash;
@@ -85,6 +86,8 @@ pub struct Memo {
     scores: Mutex<Shared<ScoreKey, ScoreTable>>,
     /// Tables of evidence without its lone agents.
     cores: Mutex<Shared<ScoreKey, ScoreTable>>,
+    /// Tables computed in full so far (see [`Memo::score_computations`]).
+    cores_computed: AtomicU64,
     /// The scores tables give their base's identities, by content (see
     /// [`ScoreTable::share_scores`]).
     score_vectors: Mutex<Shared<(usize, Hash), Vec<u16>>>,
@@ -175,6 +178,7 @@ impl Memo {
             policies: Mutex::default(),
             scores: Mutex::new(Shared::keeping(RECENT_SCORES)),
             cores: Mutex::new(Shared::keeping(RECENT_CORES)),
+            cores_computed: AtomicU64::new(0),
             score_vectors: Mutex::new(Shared::keeping(RECENT_SCORES)),
             items: Mutex::default(),
             tree_keys: Mutex::default(),
@@ -275,10 +279,18 @@ impl Memo {
         table.unwrap_or_else(|e| match e {})
     }
 
+    /// How many score tables the nodes sharing this memo computed in full
+    /// so far: the costly part of scoring, over every identity, which
+    /// extending a table by newcomers avoids.
+    pub fn score_computations(&self) -> u64 {
+        self.cores_computed.load(Ordering::Relaxed)
+    }
+
     /// The table of evidence without its lone agents with this digest, its
     /// scores held once for every table that agrees on them.
     fn core_scores(&self, key: ScoreKey, compute: &dyn Fn() -> ScoreTable) -> Arc<ScoreTable> {
         memoised_total(&self.cores, key, || {
+            self.cores_computed.fetch_add(1, Ordering::Relaxed);
             let mut table = compute();
             table.share_scores(|scores| {
                 let bytes: Vec<u8> = scores.iter().flat_map(|s| s.to_le_bytes()).collect();

@@ -100,7 +100,7 @@ pub struct Sim {
     coords: Vec<(f32, f32)>,
     side: Vec<bool>,
     partitioned: bool,
-    memo: Arc<Memo>,
+    pub(crate) memo: Arc<Memo>,
     pub(crate) snapshots: Snapshots,
     config: Arc<Config>,
     pub(crate) metrics: Metrics,

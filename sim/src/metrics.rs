@@ -105,6 +105,9 @@ pub struct Report {
     pub attacks: Option<crate::adversary::AttackFigures>,
     /// What the live nodes' gossip cores turned away, by reason, summed.
     pub drops: BTreeMap<String, u64>,
+    /// Score tables computed in full over every identity, by all nodes
+    /// together: every other table was shared or extended by newcomers.
+    pub score_computations: u64,
     /// Events processed.
     pub events: u64,
     /// Events per wall-clock second.

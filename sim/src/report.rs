@@ -108,6 +108,7 @@ impl Sim {
             killed_deliveries_after: m.killed_deliveries_after,
             attacks,
             drops: self.drops(),
+            score_computations: self.memo.score_computations(),
             events: self.events,
             events_per_s: self.events as f64 / wall_s.max(1e-9),
             wall_s,

@@ -156,6 +156,10 @@ fn text(r: &starling_sim::Report) -> String {
     if let Some(t) = &r.sybil_tier_max {
         lines.push(format!("highest tier any Sybil reached: {t}"));
     }
+    lines.push(format!(
+        "score tables computed in full: {}",
+        r.score_computations
+    ));
     if let Some(a) = r.score_agreement {
         lines.push(format!(
             "score tables agreeing: {:.1}% of sampled nodes",
