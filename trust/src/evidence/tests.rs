@@ -668,3 +668,47 @@ fn lone_agents_are_new_and_named_by_nothing_else() {
         crate::ScoreTable::compute_around_lone_agents(&node, 0, |_, compute| Arc::new(compute()));
     assert_eq!(*around, crate::ScoreTable::compute(&node, 0));
 }
+
+/// A large store read through by overlays answers agent lookups from its
+/// index, as the store itself answers them: for its agents, for agents it
+/// lacks, and for agents whose record an overlay replaced, also through an
+/// overlay of an overlay.
+#[test]
+fn overlays_of_a_large_store_find_its_agents() {
+    let (w, records) = pool();
+    let org = long_org();
+    let mut base = store_of(&(0..records.len()).collect::<Vec<_>>());
+    let keys: Vec<Keypair> = (0..1100u32)
+        .map(|i| {
+            let mut secret = [9u8; 32];
+            secret[..4].copy_from_slice(&i.to_le_bytes());
+            Keypair::from_secret_bytes(&secret)
+        })
+        .collect();
+    for key in &keys {
+        base.insert(agent_record(
+            key,
+            vec![org.clone(), under_org(&org, key, 10_000_000_000)],
+        ));
+    }
+    let base = Arc::new(base);
+    let mut node = EvidenceStore::overlay(Arc::clone(&base));
+    let again = &newcomers()[5];
+    assert_eq!(again.author(), w.agent.did());
+    assert!(matches!(
+        node.insert(Arc::clone(again)),
+        Inserted::Added { .. }
+    ));
+    let deeper = EvidenceStore::overlay(Arc::new(node.clone()));
+    for store in [&node, &deeper] {
+        for key in keys.iter().step_by(7) {
+            assert_eq!(store.agent(&key.did()), base.agent(&key.did()));
+            assert!(store.agent(&key.did()).is_some());
+        }
+        assert_eq!(store.agent(&w.agent.did()), Some(again));
+        assert_ne!(base.agent(&w.agent.did()), Some(again));
+        assert_eq!(store.agent(&w.sub.did()), base.agent(&w.sub.did()));
+        assert_eq!(store.agent(&w.org.did()), None);
+        assert_eq!(store.agent(&newcomers()[0].author()), None);
+    }
+}
