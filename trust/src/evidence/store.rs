@@ -661,24 +661,36 @@ impl EvidenceStore {
     }
 
     /// Agents whose only evidence is their own agent record, with its id:
-    /// agents this store numbered itself (so its base never named them),
-    /// not governors, and named by no other record held. They are the
-    /// usual difference between replicas of a large mesh (agents that just
-    /// joined, heard of by some nodes and not yet by others), and each
+    /// agents the bottom snapshot this store grew from does not name (a
+    /// store without a base has none), not governors, and named by no other
+    /// record held. They are the usual difference between replicas of a
+    /// large mesh (agents that joined since, heard of by some nodes and not
+    /// yet by others, whichever later snapshot each node sits on), and each
     /// scores only its own base (see
     /// [`ScoreTable::with_newcomers`](crate::ScoreTable::with_newcomers)).
-    /// In DID order; costs a pass over the slots this store holds itself.
+    /// In DID order; costs a pass over the slots changed above the bottom
+    /// snapshot.
     pub fn lone_agents(&self) -> Vec<(Did, RecordId)> {
-        let first_own = self.base_identity_count();
+        let Some(bottom) = self.chain().last().filter(|b| !std::ptr::eq(*b, self)) else {
+            return Vec::new();
+        };
+        let first_new = bottom.identity_count();
+        let changed: BTreeSet<Slot> = (self.chain())
+            .take_while(|s| !std::ptr::eq(*s, bottom))
+            .flat_map(|s| s.slots.keys().copied())
+            .collect();
         let mut lone = Vec::new();
         let mut named = HashSet::new();
-        for (slot, kept) in self.slots.iter() {
+        for slot in changed {
+            let Some(kept) = self.kept(&slot) else {
+                continue;
+            };
             let Some((rank, _)) = kept.records.first() else {
                 continue;
             };
             match slot {
-                Slot::Agent(did) if kept.ends.0 >= first_own && !self.genesis.is_governor(did) => {
-                    lone.push((*did, rank.id));
+                Slot::Agent(did) if kept.ends.0 >= first_new && !self.genesis.is_governor(&did) => {
+                    lone.push((did, kept.ends.0, rank.id));
                 }
                 _ => {
                     named.insert(kept.ends.0);
@@ -686,11 +698,10 @@ impl EvidenceStore {
                 }
             }
         }
-        lone.retain(|(did, _)| {
-            let number = self.index.get(did).copied();
-            !number.is_some_and(|n| named.contains(&n)) && !self.terminated.contains(did)
-        });
-        lone
+        (lone.into_iter())
+            .filter(|(did, number, _)| !named.contains(number) && !self.terminated.contains(did))
+            .map(|(did, _, id)| (did, id))
+            .collect()
     }
 
     /// Identities terminated so far, in order.

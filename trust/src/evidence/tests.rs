@@ -397,7 +397,8 @@ proptest! {
     }
 
     /// A table computed around a store's lone agents is the table
-    /// computed in full, whatever the store's shape, and the digest handed
+    /// computed in full, whatever the store's shape (no base, an overlay,
+    /// a rebased one, an overlay of an overlay), and the digest handed
     /// over for the rest is the digest of the store rebuilt without the
     /// lone agents' records. Each lone agent is named by its own record
     /// alone.
@@ -406,7 +407,7 @@ proptest! {
         root in subset(),
         held in subset(),
         added in proptest::collection::vec(0usize..6, 0..6),
-        shape in 0..3u8,
+        shape in 0..4u8,
         epoch in prop::sample::select(vec![0u64, 1_000, 2_000]),
     ) {
         let (w, records) = pool();
@@ -420,7 +421,12 @@ proptest! {
         if shape == 2 {
             store = store.rebased(Arc::new(store_of(&held)));
         }
-        for &i in &added {
+        for (n, &i) in added.iter().enumerate() {
+            // Shape 3: a node over a snapshot that already holds some of
+            // the new agents, over the root.
+            if shape == 3 && n == added.len() / 2 {
+                store = EvidenceStore::overlay(Arc::new(store));
+            }
             store.insert(Arc::clone(&newcomers()[i]));
         }
         let mut handed = None;
@@ -638,9 +644,9 @@ fn a_table_outgrows_its_shared_identities_only_when_a_base_would_share_more() {
     assert!(fewer(65));
 }
 
-/// Lone agents are the agents a store added over its base that nothing
-/// else names: not an agent its base knows, nor one named by another
-/// record.
+/// Lone agents are the agents a store added over its bottom snapshot that
+/// nothing else names: not an agent the snapshot knows, nor one named by
+/// another record.
 #[test]
 fn lone_agents_are_new_and_named_by_nothing_else() {
     let (_, records) = pool();
@@ -664,6 +670,11 @@ fn lone_agents_are_new_and_named_by_nothing_else() {
         .collect();
     expected.sort();
     assert_eq!(node.lone_agents(), expected);
+    // Counted from the bottom snapshot: the same over a snapshot of the
+    // node, and none without a snapshot at all.
+    let upper = EvidenceStore::overlay(Arc::new(node.clone()));
+    assert_eq!(upper.lone_agents(), expected);
+    assert_eq!(store_of(&all).lone_agents(), vec![]);
     let around =
         crate::ScoreTable::compute_around_lone_agents(&node, 0, |_, compute| Arc::new(compute()));
     assert_eq!(*around, crate::ScoreTable::compute(&node, 0));
