@@ -220,6 +220,20 @@ fn merged(a: &EvidenceStore, b: &EvidenceStore) -> EvidenceStore {
     out
 }
 
+/// The pool's records `root`, then `held` added (over `root` shared as a
+/// base, if `overlay`).
+fn root_and_held(root: &[usize], held: &[usize], overlay: bool) -> EvidenceStore {
+    let (_, records) = pool();
+    let mut store = match overlay {
+        false => store_of(root),
+        true => EvidenceStore::overlay(Arc::new(store_of(root))),
+    };
+    for &i in held {
+        store.insert(Arc::clone(&records[i % records.len()]));
+    }
+    store
+}
+
 fn subset() -> impl Strategy<Value = Vec<usize>> {
     proptest::collection::vec(0usize..64, 0..40)
 }
@@ -360,14 +374,7 @@ proptest! {
         shape in 0..3u8,
         epoch in prop::sample::select(vec![0u64, 1_000, 2_000]),
     ) {
-        let (_, records) = pool();
-        let mut store = match shape {
-            0 => store_of(&root),
-            _ => EvidenceStore::overlay(Arc::new(store_of(&root))),
-        };
-        for &i in &held {
-            store.insert(Arc::clone(&records[i % records.len()]));
-        }
+        let mut store = root_and_held(&root, &held, shape > 0);
         if shape == 2 {
             let mut base = store_of(&root);
             for &i in &in_base {
@@ -410,14 +417,8 @@ proptest! {
         shape in 0..4u8,
         epoch in prop::sample::select(vec![0u64, 1_000, 2_000]),
     ) {
-        let (w, records) = pool();
-        let mut store = match shape {
-            0 => store_of(&root),
-            _ => EvidenceStore::overlay(Arc::new(store_of(&root))),
-        };
-        for &i in &held {
-            store.insert(Arc::clone(&records[i % records.len()]));
-        }
+        let (w, _) = pool();
+        let mut store = root_and_held(&root, &held, shape > 0);
         if shape == 2 {
             store = store.rebased(Arc::new(store_of(&held)));
         }
