@@ -53,7 +53,7 @@ fn agent(mesh: &Mesh, org: &Keypair, org_link: &Mandate, i: usize) -> (Keypair, 
         START_MS,
         Evidence::Agent(AgentRecord {
             chain,
-            kem_public_key: vec![],
+            kem_public_key: Default::default(),
             addrs: vec![],
         }),
     )

@@ -122,7 +122,7 @@ impl Mesh {
             0,
             Evidence::Agent(AgentRecord {
                 chain,
-                kem_public_key: vec![],
+                kem_public_key: Default::default(),
                 addrs: vec![],
             }),
         );
@@ -309,7 +309,7 @@ pub fn decide_latencies_ns(policy: &Policy, dids: &[Did], calls: usize, seed: u6
 
 /// Signatures verified per second, singly and in batches of 64.
 pub fn verify_rates(records: &[Arc<Record>], sample: usize) -> (f64, f64) {
-    let items: Vec<(Did, Vec<u8>, [u8; 64])> = records
+    let items: Vec<(Did, _, [u8; 64])> = records
         .iter()
         .take(sample)
         .map(|r| {
@@ -331,7 +331,7 @@ pub fn verify_rates(records: &[Arc<Record>], sample: usize) -> (f64, f64) {
     for chunk in items.chunks(64) {
         let batch: Vec<_> = chunk
             .iter()
-            .map(|(d, b, s)| (*d, Domain::Evidence, b.as_slice(), *s))
+            .map(|(d, b, s)| (*d, Domain::Evidence, b.as_ref(), *s))
             .collect();
         assert!(keys::verify_batch(&batch), "bench batch verifies");
     }

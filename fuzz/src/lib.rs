@@ -54,7 +54,7 @@ pub fn signed(domain: Domain, body: &[u8]) -> Vec<u8> {
 fn signed_over(domain: Domain, body: &[u8], covered: &[u8]) -> Vec<u8> {
     SignedProto {
         version: WIRE_VERSION,
-        body: body.to_vec(),
+        body: body.to_vec().into(),
         signature: mesh().0.sign(domain, covered).to_vec(),
     }
     .encode_to_vec()

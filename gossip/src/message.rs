@@ -128,8 +128,8 @@ impl SignedMessage {
 /// Checks the body encodes back to what was signed (used by tests).
 #[cfg(test)]
 fn body_of(message: &SignedMessage) -> MessageBody {
-    let env = SignedProto::open(&message.raw, usize::MAX, WHAT).unwrap();
-    prost::Message::decode(env.body.as_slice()).unwrap()
+    let env = SignedProto::open(message.raw.as_slice(), usize::MAX, WHAT).unwrap();
+    prost::Message::decode(env.body).unwrap()
 }
 
 #[cfg(test)]

@@ -285,7 +285,7 @@ fn wrong_genesis_missing_mandates_and_borrowed_records_are_refused() {
     let chain = starling_trust::MandateChain::new(vec![mesh.org_link.clone(), link]);
     let agent = starling_trust::evidence::record::AgentRecord {
         chain,
-        kem_public_key: vec![],
+        kem_public_key: Default::default(),
         addrs: vec![],
     };
     let expired = Record::create(

@@ -260,7 +260,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         now_ms,
         Evidence::Agent(AgentRecord {
             chain: chain.clone(),
-            kem_public_key: kem.public_key(),
+            kem_public_key: kem.public_key().into(),
             addrs: listen_addrs
                 .iter()
                 .take(starling_trust::evidence::record::ADDRS_MAX)

@@ -100,7 +100,7 @@ impl World {
             START_MS,
             Evidence::Agent(AgentRecord {
                 chain,
-                kem_public_key: vec![],
+                kem_public_key: Default::default(),
                 addrs: vec![],
             }),
         )

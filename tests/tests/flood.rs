@@ -73,7 +73,7 @@ impl Flooder {
             now,
             Evidence::Agent(AgentRecord {
                 chain,
-                kem_public_key: Vec::new(),
+                kem_public_key: Default::default(),
                 addrs: Vec::new(),
             }),
         )?;

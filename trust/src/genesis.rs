@@ -313,7 +313,7 @@ mod tests {
         let mut envelope = SignedProto::open(genesis.to_bytes(), GENESIS_BYTES_MAX, WHAT).unwrap();
         let mut body: GenesisBody = envelope.body(WHAT).unwrap();
         body.name = "forged".into();
-        envelope.body = body.encode_to_vec();
+        envelope.body = body.encode_to_vec().into();
         assert!(matches!(
             Genesis::from_bytes(&envelope.encode_to_vec()),
             Err(DecodeError::Signature { .. })

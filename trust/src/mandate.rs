@@ -8,6 +8,7 @@
 //! `delegate(N)` with room left, is in time, and nothing in it has been
 //! revoked or terminated. Links carry the exact bytes that were signed.
 
+use bytes::Bytes;
 use prost::Message;
 
 use crate::did::Did;
@@ -196,8 +197,8 @@ struct MandateBody {
 
 #[derive(Clone, PartialEq, Message)]
 struct ChainProto {
-    #[prost(bytes = "vec", repeated, tag = "1")]
-    links: Vec<Vec<u8>>,
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    links: Vec<Bytes>,
 }
 
 /// What a new mandate grants.
@@ -228,7 +229,7 @@ pub struct Mandate {
     not_before_ms: u64,
     expires_ms: u64,
     parent: Option<MandateId>,
-    raw: Vec<u8>,
+    raw: Bytes,
 }
 
 impl Mandate {
@@ -246,7 +247,7 @@ impl Mandate {
             parent: parent.map(|p| p.id.to_vec()).unwrap_or_default(),
         };
         Self::decode(
-            &SignedProto::seal(issuer, Domain::Mandate, &body),
+            SignedProto::seal(issuer, Domain::Mandate, &body).into(),
             Verify::Skip,
         )
         .unwrap_or_else(|e| unreachable!("a freshly signed mandate decodes: {e}"))
@@ -254,11 +255,14 @@ impl Mandate {
 
     /// Reads one link and checks its signature by its issuer.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, MandateError> {
-        Self::decode(bytes, Verify::Signature)
+        Self::decode(Bytes::copy_from_slice(bytes), Verify::Signature)
     }
 
-    pub(crate) fn decode(bytes: &[u8], verify: Verify) -> Result<Self, MandateError> {
-        let envelope = SignedProto::open(bytes, MANDATE_BYTES_MAX, WHAT)?;
+    /// Reads one link from `bytes`, which it keeps as its signed form: a
+    /// link read out of a larger object (a chain, an evidence record) is a
+    /// view of that object's bytes, not a second copy of its own.
+    pub(crate) fn decode(bytes: Bytes, verify: Verify) -> Result<Self, MandateError> {
+        let envelope = SignedProto::open(bytes.clone(), MANDATE_BYTES_MAX, WHAT)?;
         let body: MandateBody = envelope.body(WHAT)?;
         let issuer = wire::did_field(&body.issuer, WHAT, "issuer")?;
         let subject = wire::did_field(&body.subject, WHAT, "subject")?;
@@ -281,7 +285,7 @@ impl Mandate {
             envelope.verify(&issuer, Domain::Mandate, WHAT)?;
         }
         Ok(Self {
-            id: wire::sha256(bytes),
+            id: wire::sha256(&bytes),
             mesh,
             issuer,
             subject,
@@ -289,7 +293,7 @@ impl Mandate {
             not_before_ms: body.not_before_ms,
             expires_ms: body.expires_ms,
             parent,
-            raw: bytes.to_vec(),
+            raw: bytes,
         })
     }
 
@@ -387,10 +391,12 @@ impl MandateChain {
 
     /// Reads a chain and checks each link's signature (not yet the chain rules).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, MandateError> {
-        Self::decode(bytes, Verify::Signature)
+        Self::decode(Bytes::copy_from_slice(bytes), Verify::Signature)
     }
 
-    pub(crate) fn decode(bytes: &[u8], verify: Verify) -> Result<Self, MandateError> {
+    /// Reads a chain whose links stay views of `bytes` (see
+    /// [`Mandate::decode`]).
+    pub(crate) fn decode(bytes: Bytes, verify: Verify) -> Result<Self, MandateError> {
         let proto: ChainProto = wire::decode_capped(bytes, CHAIN_BYTES_MAX, "mandate chain")?;
         if proto.links.len() > 16 {
             return Err(MandateError::TooDeep {
@@ -400,7 +406,7 @@ impl MandateChain {
         }
         let links = proto
             .links
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(link, bytes)| {
                 Mandate::decode(bytes, verify).map_err(|e| match e {
@@ -758,10 +764,10 @@ pub(crate) mod tests {
         let w = world();
         let base = chain(&w);
         let bytes = base.links()[1].to_bytes().to_vec();
-        let mut envelope = SignedProto::open(&bytes, MANDATE_BYTES_MAX, WHAT).unwrap();
+        let mut envelope = SignedProto::open(bytes.as_slice(), MANDATE_BYTES_MAX, WHAT).unwrap();
         let mut body: MandateBody = envelope.body(WHAT).unwrap();
         body.scope = vec!["publish:*".into(), "delegate(8)".into()];
-        envelope.body = body.encode_to_vec();
+        envelope.body = body.encode_to_vec().into();
         assert!(matches!(
             Mandate::from_bytes(&envelope.encode_to_vec()),
             Err(MandateError::Decode(DecodeError::Signature { .. }))

@@ -5,6 +5,7 @@
 //! never re-encode before verifying. Every decoder takes a size cap first and
 //! reports what was wrong in words a user can act on.
 
+use bytes::{Buf, Bytes};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -93,14 +94,14 @@ pub(crate) enum Verify {
 
 /// Decodes a protobuf message after checking its size.
 pub fn decode_capped<M: Message + Default>(
-    bytes: &[u8],
+    bytes: impl Buf,
     max: usize,
     what: &'static str,
 ) -> Result<M, DecodeError> {
-    if bytes.len() > max {
+    if bytes.remaining() > max {
         return Err(DecodeError::TooLarge {
             what,
-            len: bytes.len(),
+            len: bytes.remaining(),
             max,
         });
     }
@@ -142,9 +143,11 @@ pub struct SignedProto {
     /// Envelope version, [`WIRE_VERSION`].
     #[prost(uint32, tag = "1")]
     pub version: u32,
-    /// The encoded body, exactly as signed.
-    #[prost(bytes = "vec", tag = "2")]
-    pub body: Vec<u8>,
+    /// The encoded body, exactly as signed. Opened from [`Bytes`], it is a
+    /// view of them, as are the byte fields of a body read from it (see
+    /// [`SignedProto::body`]).
+    #[prost(bytes = "bytes", tag = "2")]
+    pub body: Bytes,
     /// Ed25519 signature over `domain || body`.
     #[prost(bytes = "vec", tag = "3")]
     pub signature: Vec<u8>,
@@ -168,14 +171,14 @@ impl SignedProto {
         let signature = key.sign(domain, &bound(context, &body)).to_vec();
         Self {
             version: WIRE_VERSION,
-            body,
+            body: body.into(),
             signature,
         }
         .encode_to_vec()
     }
 
     /// Decodes an envelope of at most `max` bytes and checks its version.
-    pub fn open(bytes: &[u8], max: usize, what: &'static str) -> Result<Self, DecodeError> {
+    pub fn open(bytes: impl Buf, max: usize, what: &'static str) -> Result<Self, DecodeError> {
         let envelope: Self = decode_capped(bytes, max, what)?;
         if envelope.version != WIRE_VERSION {
             return Err(DecodeError::Version {
@@ -188,7 +191,7 @@ impl SignedProto {
 
     /// Decodes the body as `M`.
     pub fn body<M: Message + Default>(&self, what: &'static str) -> Result<M, DecodeError> {
-        M::decode(self.body.as_slice()).map_err(|e| DecodeError::Malformed {
+        M::decode(self.body.clone()).map_err(|e| DecodeError::Malformed {
             what,
             reason: e.to_string(),
         })
@@ -233,14 +236,14 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn envelope_decode_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            let _ = SignedProto::open(&bytes, 256, "envelope");
+            let _ = SignedProto::open(bytes.as_slice(), 256, "envelope");
         }
 
         #[test]
         fn envelope_round_trips(body in proptest::collection::vec(proptest::num::u8::ANY, 0..100), sig in proptest::collection::vec(proptest::num::u8::ANY, 0..70)) {
-            let env = SignedProto { version: WIRE_VERSION, body, signature: sig };
+            let env = SignedProto { version: WIRE_VERSION, body: body.into(), signature: sig };
             let bytes = env.encode_to_vec();
-            proptest::prop_assert_eq!(SignedProto::open(&bytes, 1024, "envelope").unwrap(), env);
+            proptest::prop_assert_eq!(SignedProto::open(bytes.as_slice(), 1024, "envelope").unwrap(), env);
         }
     }
 
@@ -248,19 +251,19 @@ mod tests {
     fn caps_and_versions_are_enforced() {
         let env = SignedProto {
             version: 2,
-            body: vec![1, 2],
+            body: vec![1, 2].into(),
             signature: vec![],
         }
         .encode_to_vec();
         assert_eq!(
-            SignedProto::open(&env, 1024, "thing"),
+            SignedProto::open(env.as_slice(), 1024, "thing"),
             Err(DecodeError::Version {
                 what: "thing",
                 got: 2
             })
         );
         assert_eq!(
-            SignedProto::open(&env, 3, "thing"),
+            SignedProto::open(env.as_slice(), 3, "thing"),
             Err(DecodeError::TooLarge {
                 what: "thing",
                 len: env.len(),

@@ -92,7 +92,7 @@ impl Mesh {
             START_MS,
             Evidence::Agent(AgentRecord {
                 chain,
-                kem_public_key: vec![],
+                kem_public_key: Default::default(),
                 addrs: vec![],
             }),
         )

@@ -249,7 +249,7 @@ pub(crate) fn kem_key_of(core: &Node<PeerId, StdRng>, did: &Did) -> Option<Vec<u
     let record = core.trust().store().agent(did)?;
     match record.evidence() {
         starling_trust::Evidence::Agent(a) if !a.kem_public_key.is_empty() => {
-            Some(a.kem_public_key.clone())
+            Some(a.kem_public_key.to_vec())
         }
         _ => None,
     }

@@ -8,6 +8,7 @@
 //! here is everything that does not depend on other records or the clock, so
 //! every honest node accepts exactly the same records.
 
+use bytes::Bytes;
 use prost::Message;
 
 use crate::did::Did;
@@ -120,7 +121,7 @@ pub struct AgentRecord {
     /// The chain from a governor to this agent.
     pub chain: MandateChain,
     /// The agent's hybrid KEM public key (X25519 || ML-KEM-768), or empty.
-    pub kem_public_key: Vec<u8>,
+    pub kem_public_key: Bytes,
     /// Where the agent's node listens (multiaddrs).
     pub addrs: Vec<String>,
 }
@@ -149,7 +150,9 @@ pub struct Record {
     author: Did,
     issued_ms: u64,
     evidence: Evidence,
-    raw: Vec<u8>,
+    /// The signed bytes; what the record holds besides (mandates, the KEM
+    /// key) are views of them rather than copies.
+    raw: Bytes,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -218,8 +221,8 @@ struct VouchProto {
 
 #[derive(Clone, PartialEq, Message)]
 struct RevocationProto {
-    #[prost(bytes = "vec", tag = "1")]
-    mandate: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "1")]
+    mandate: Bytes,
     #[prost(string, tag = "2")]
     reason: String,
 }
@@ -230,16 +233,16 @@ struct TerminationProto {
     subject: Vec<u8>,
     #[prost(string, tag = "2")]
     reason: String,
-    #[prost(bytes = "vec", tag = "3")]
-    mandate: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "3")]
+    mandate: Bytes,
 }
 
 #[derive(Clone, PartialEq, Message)]
 struct AgentProto {
-    #[prost(bytes = "vec", tag = "1")]
-    chain: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    kem_public_key: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "1")]
+    chain: Bytes,
+    #[prost(bytes = "bytes", tag = "2")]
+    kem_public_key: Bytes,
     #[prost(string, repeated, tag = "3")]
     addrs: Vec<String>,
 }
@@ -296,7 +299,7 @@ impl Evidence {
                 expires_ms: v.expires_ms,
             }),
             Self::Revocation(r) => Kind::Revocation(RevocationProto {
-                mandate: r.mandate.to_bytes().to_vec(),
+                mandate: Bytes::copy_from_slice(r.mandate.to_bytes()),
                 reason: r.reason.clone(),
             }),
             Self::Termination(t) => Kind::Termination(TerminationProto {
@@ -305,11 +308,11 @@ impl Evidence {
                 mandate: t
                     .mandate
                     .as_ref()
-                    .map(|m| m.to_bytes().to_vec())
+                    .map(|m| Bytes::copy_from_slice(m.to_bytes()))
                     .unwrap_or_default(),
             }),
             Self::Agent(a) => Kind::Agent(AgentProto {
-                chain: a.chain.to_bytes(),
+                chain: a.chain.to_bytes().into(),
                 kem_public_key: a.kem_public_key.clone(),
                 addrs: a.addrs.clone(),
             }),
@@ -332,7 +335,7 @@ impl Record {
             kind: Some(evidence.to_kind()),
         };
         Self::decode(
-            &SignedProto::seal(author, Domain::Evidence, &body),
+            SignedProto::seal(author, Domain::Evidence, &body).into(),
             genesis,
             Verify::Skip,
         )
@@ -340,11 +343,11 @@ impl Record {
 
     /// Reads and validates a record for the mesh of `genesis`.
     pub fn from_bytes(bytes: &[u8], genesis: &Genesis) -> Result<Self, EvidenceError> {
-        Self::decode(bytes, genesis, Verify::Signature)
+        Self::decode(Bytes::copy_from_slice(bytes), genesis, Verify::Signature)
     }
 
-    fn decode(bytes: &[u8], genesis: &Genesis, verify: Verify) -> Result<Self, EvidenceError> {
-        let envelope = SignedProto::open(bytes, RECORD_BYTES_MAX, WHAT)?;
+    fn decode(bytes: Bytes, genesis: &Genesis, verify: Verify) -> Result<Self, EvidenceError> {
+        let envelope = SignedProto::open(bytes.clone(), RECORD_BYTES_MAX, WHAT)?;
         let body: RecordBody = envelope.body(WHAT)?;
         if body.mesh != genesis.id() {
             return Err(EvidenceError::WrongMesh);
@@ -358,11 +361,11 @@ impl Record {
             envelope.verify(&author, Domain::Evidence, WHAT)?;
         }
         Ok(Self {
-            id: wire::sha256(bytes),
+            id: wire::sha256(&bytes),
             author,
             issued_ms: body.issued_ms,
             evidence,
-            raw: bytes.to_vec(),
+            raw: bytes,
         })
     }
 
@@ -461,7 +464,7 @@ fn decode_kind(
             })
         }
         Kind::Revocation(r) => {
-            let mandate = Mandate::decode(&r.mandate, verify)?;
+            let mandate = Mandate::decode(r.mandate, verify)?;
             if mandate.mesh() != genesis.id() {
                 return Err(EvidenceError::WrongMesh);
             }
@@ -479,7 +482,7 @@ fn decode_kind(
             let subject = subject(&t.subject, author)?;
             let mandate = match t.mandate.is_empty() {
                 true => None,
-                false => Some(Mandate::decode(&t.mandate, verify)?),
+                false => Some(Mandate::decode(t.mandate, verify)?),
             };
             let principal = mandate.as_ref().is_some_and(|m| {
                 m.issuer() == *author && m.subject() == subject && m.mesh() == genesis.id()
@@ -497,7 +500,7 @@ fn decode_kind(
             })
         }
         Kind::Agent(a) => {
-            let chain = MandateChain::decode(&a.chain, verify)?;
+            let chain = MandateChain::decode(a.chain, verify)?;
             let authority = chain.verify_structure(genesis)?;
             if authority.agent != *author {
                 return Err(EvidenceError::NotAuthorised(

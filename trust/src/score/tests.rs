@@ -60,7 +60,7 @@ impl Mesh {
             0,
             Evidence::Agent(AgentRecord {
                 chain,
-                kem_public_key: vec![],
+                kem_public_key: Default::default(),
                 addrs: vec![],
             }),
         );
