@@ -99,6 +99,11 @@ pub struct Sim {
     fifo: FxHashMap<u64, u64>,
     coords: Vec<(f32, f32)>,
     side: Vec<bool>,
+    /// When each node's current session started: a message counts as
+    /// delivered to the nodes live when it was sent, once each (a node that
+    /// joins or returns later may receive it too, and counting those put
+    /// the delivered ratio above 1 under heavy churn).
+    session_ms: Vec<u64>,
     partitioned: bool,
     pub(crate) memo: Arc<Memo>,
     pub(crate) snapshots: Snapshots,
@@ -163,6 +168,7 @@ impl Sim {
             fifo: FxHashMap::default(),
             coords: Vec::new(),
             side: Vec::new(),
+            session_ms: Vec::new(),
             partitioned: false,
             memo,
             snapshots: Snapshots::new(root),
@@ -373,7 +379,9 @@ impl Sim {
                 self.rng.random_range(0.0..1.0),
             ));
             self.side.push(false);
+            self.session_ms.push(0);
         }
+        self.session_ms[i as usize] = self.now;
         self.nodes[i as usize] = Some(Box::new(node));
         self.live_at.insert(i, self.live.len());
         self.live.push(i);
@@ -510,10 +518,12 @@ impl Sim {
         let Some(p) = self.metrics.published.get_mut(&d.id) else {
             return;
         };
-        p.delivered += 1;
-        p.last_ms = p.last_ms.max(now - p.at_ms);
-        p.ldh = p.ldh.max(d.hops);
-        self.metrics.latencies_ms.push((now - p.at_ms) as u32);
+        if self.session_ms[node as usize] <= p.at_ms {
+            p.delivered += 1;
+            p.last_ms = p.last_ms.max(now - p.at_ms);
+            p.ldh = p.ldh.max(d.hops);
+            self.metrics.latencies_ms.push((now - p.at_ms) as u32);
+        }
         if Some(d.origin) == self.killed.map(|k| self.agents[k as usize].key.did()) {
             self.metrics.killed_deliveries_after += 1;
         }

@@ -69,7 +69,9 @@ pub struct Report {
     pub stopped: Option<String>,
     /// Messages published.
     pub messages: u64,
-    /// Deliveries over expected deliveries (live nodes at publish, less the origin).
+    /// Deliveries to the nodes live at publish (less the origin), each
+    /// counted once, over their number; a node that joins or returns later
+    /// and receives the message too is not counted.
     pub delivered_ratio: f64,
     /// Delivery latency percentiles.
     pub latency_ms_p50: u32,

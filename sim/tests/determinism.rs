@@ -93,3 +93,29 @@ fn attacks_get_nothing_forged_or_replayed_through() {
         // at this size, where the victim's view is not full.
     }
 }
+
+/// Nodes that join while messages spread may receive them, but a message
+/// counts as delivered only to the nodes live when it was sent: the ratio
+/// of a growing mesh stays at most 1 (it was 1.011 in this run when
+/// newcomers counted).
+#[test]
+fn newcomers_do_not_count_as_deliveries() {
+    let sets = [
+        "nodes=100",
+        "duration_s=20",
+        "settle_s=4",
+        "join_interval_ms=20",
+        "churn.arrivals_per_s=40",
+        "churn.returning=0",
+        "churn.sessions.scale_s=100000",
+    ]
+    .map(String::from);
+    let s = Scenario::built_in_with("churn", &sets).unwrap();
+    let (_, r) = starling_sim::run(s, &mut |_, _, _| {});
+    assert!(
+        r.delivered_ratio > 0.99 && r.delivered_ratio <= 1.0,
+        "seed {}: delivered {}",
+        r.seed,
+        r.delivered_ratio
+    );
+}
