@@ -37,7 +37,7 @@ pub(crate) fn revoke(sim: &mut Sim) {
     let Evidence::Agent(agent) = sim.agents[v as usize].record.evidence().clone() else {
         return;
     };
-    let Some(mandate) = agent.chain.leaf().cloned() else {
+    let Some(mandate) = agent.chain.leaf().cloned().map(Box::new) else {
         return;
     };
     let revocation = Revocation {
