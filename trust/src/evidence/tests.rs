@@ -726,8 +726,8 @@ fn overlays_of_a_large_store_find_its_agents() {
 }
 
 /// A record read from bytes holds its mandates and KEM key as views of
-/// those bytes, not as copies: at a million agents the copies were a
-/// quarter of what an agent record cost.
+/// those bytes, not as copies: a simulated agent's chain is 521 of its
+/// record's 679 bytes, and a real agent's KEM key another 1,216.
 #[test]
 fn a_records_mandates_and_key_are_views_of_its_bytes() {
     let (w, records) = pool();
