@@ -41,8 +41,8 @@ const DIDS_MAX: usize = 4 * 1024 * 1024;
 /// identity, so [`RECENT`] of them held 1.5 GB in a churn run.)
 const RECENT_SCORES: usize = 0;
 
-/// Tables of evidence without its lone agents (see
-/// [`ScoreTable::compute_around_lone_agents`]) held strongly: no node
+/// Tables of evidence without its periphery (see
+/// [`ScoreTable::compute_around_periphery`]) held strongly: no node
 /// holds one itself, only the tables extended from it, and the same few
 /// (a snapshot's evidence with and without the records still spreading)
 /// serve every node while new agents keep joining. Two bytes an identity
@@ -84,7 +84,7 @@ pub struct Memo {
     messages: Mutex<Shared<(Hash, bool), SignedMessage>>,
     policies: Mutex<Shared<PolicyKey, Policy>>,
     scores: Mutex<Shared<ScoreKey, ScoreTable>>,
-    /// Tables of evidence without its lone agents.
+    /// Tables of evidence without its periphery.
     cores: Mutex<Shared<ScoreKey, ScoreTable>>,
     /// Tables computed in full so far (see [`Memo::score_computations`]).
     cores_computed: AtomicU64,
@@ -258,8 +258,8 @@ impl Memo {
 
     /// The score table of `store` at `epoch`: one computed for an equal
     /// store, else `extended` if it gives one, else one computed around
-    /// the store's lone agents (see
-    /// [`ScoreTable::compute_around_lone_agents`]).
+    /// the store's periphery (see
+    /// [`ScoreTable::compute_around_periphery`]).
     pub(crate) fn scores(
         &self,
         store: &EvidenceStore,
@@ -270,7 +270,7 @@ impl Memo {
         let table = memoised_shared(&self.scores, (count, fingerprint, epoch), || {
             let table = match extended() {
                 Some(table) => Arc::new(table),
-                None => ScoreTable::compute_around_lone_agents(store, epoch, |core, compute| {
+                None => ScoreTable::compute_around_periphery(store, epoch, |core, compute| {
                     self.core_scores((core.0, core.1, epoch), compute)
                 }),
             };
@@ -286,7 +286,7 @@ impl Memo {
         self.cores_computed.load(Ordering::Relaxed)
     }
 
-    /// The table of evidence without its lone agents with this digest, its
+    /// The table of evidence without its periphery with this digest, its
     /// scores held once for every table that agrees on them.
     fn core_scores(&self, key: ScoreKey, compute: &dyn Fn() -> ScoreTable) -> Arc<ScoreTable> {
         memoised_total(&self.cores, key, || {

@@ -100,6 +100,41 @@ struct Kept {
     records: Vec<(Rank, Arc<Record>)>,
 }
 
+/// What of a store a score table can be extended by rather than computed
+/// over (see [`EvidenceStore::periphery`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Periphery {
+    /// Lone agents, with their record's id, in DID order: agents the
+    /// bottom snapshot does not name, not governors, not terminated, and
+    /// named by no other record held save inert ones. Each has no edges,
+    /// so it scores its base and moves no one else.
+    pub lone: Vec<(Did, RecordId)>,
+    /// Outcome, vouch and violation slots about terminated identities, in
+    /// slot order. A terminated identity scores 0 and lends no weight, and
+    /// these slots only add to their subject's sums, so they move no
+    /// score; they only make their author known.
+    pub inert: Vec<InertSlot>,
+}
+
+/// An inert slot (see [`Periphery::inert`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InertSlot {
+    /// The slot.
+    pub slot: Slot,
+    /// Its author, who reported on or vouched for the terminated subject.
+    pub author: Did,
+    /// The records it keeps.
+    pub ids: Vec<RecordId>,
+}
+
+impl Periphery {
+    /// The ids of every record listed.
+    pub fn record_ids(&self) -> impl Iterator<Item = &RecordId> {
+        let inert = self.inert.iter().flat_map(|s| &s.ids);
+        self.lone.iter().map(|(_, id)| id).chain(inert)
+    }
+}
+
 /// What inserting a record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
@@ -660,19 +695,16 @@ impl EvidenceStore {
         }
     }
 
-    /// Agents whose only evidence is their own agent record, with its id:
-    /// agents the bottom snapshot this store grew from does not name (a
-    /// store without a base has none), not governors, and named by no other
-    /// record held. They are the usual difference between replicas of a
-    /// large mesh (agents that joined since, heard of by some nodes and not
-    /// yet by others, whichever later snapshot each node sits on), and each
-    /// scores only its own base (see
-    /// [`ScoreTable::with_newcomers`](crate::ScoreTable::with_newcomers)).
-    /// In DID order; costs a pass over the slots changed above the bottom
-    /// snapshot.
-    pub fn lone_agents(&self) -> Vec<(Did, RecordId)> {
+    /// What a score table can be extended by rather than computed over
+    /// (see [`ScoreTable::compute_around_periphery`](crate::ScoreTable::compute_around_periphery)),
+    /// among the slots changed above the bottom snapshot this store grew
+    /// from (a store without a base has none). These are the usual
+    /// differences between replicas of a large mesh: agents that joined
+    /// since, and what agents said of one just terminated, heard of by
+    /// some nodes and not yet by others. Costs a pass over those slots.
+    pub fn periphery(&self) -> Periphery {
         let Some(bottom) = self.chain().last().filter(|b| !std::ptr::eq(*b, self)) else {
-            return Vec::new();
+            return Periphery::default();
         };
         let first_new = bottom.identity_count();
         let changed: BTreeSet<Slot> = (self.chain())
@@ -680,6 +712,7 @@ impl EvidenceStore {
             .flat_map(|s| s.slots.keys().copied())
             .collect();
         let mut lone = Vec::new();
+        let mut inert = Vec::new();
         let mut named = HashSet::new();
         for slot in changed {
             let Some(kept) = self.kept(&slot) else {
@@ -692,16 +725,25 @@ impl EvidenceStore {
                 Slot::Agent(did) if kept.ends.0 >= first_new && !self.genesis.is_governor(&did) => {
                     lone.push((did, kept.ends.0, rank.id));
                 }
+                Slot::Outcome(author, subject)
+                | Slot::Vouch(author, subject)
+                | Slot::Violation(author, subject)
+                    if self.terminated.contains(&subject) =>
+                {
+                    let ids = kept.records.iter().map(|(rank, _)| rank.id).collect();
+                    inert.push(InertSlot { slot, author, ids });
+                }
                 _ => {
                     named.insert(kept.ends.0);
                     named.insert(kept.ends.1);
                 }
             }
         }
-        (lone.into_iter())
+        let lone = (lone.into_iter())
             .filter(|(did, number, _)| !named.contains(number) && !self.terminated.contains(did))
             .map(|(did, _, id)| (did, id))
-            .collect()
+            .collect();
+        Periphery { lone, inert }
     }
 
     /// Identities terminated so far, in order.

@@ -1,5 +1,6 @@
 //! Laws of the evidence CRDT and of reconciliation.
 
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
@@ -155,6 +156,25 @@ fn newcomers() -> &'static Vec<Arc<Record>> {
         let again = under_org(&org, &w.agent, expiries[3]);
         out.push(agent_record(&w.agent, vec![org, again]));
         out
+    })
+}
+
+/// Reports on the pool's terminated org, by the first two newcomers (a
+/// violation, an outcome) and by an identity with no agent record (a
+/// vouch).
+fn reports_on_terminated() -> &'static Vec<Arc<Record>> {
+    static REPORTS: OnceLock<Vec<Arc<Record>>> = OnceLock::new();
+    REPORTS.get_or_init(|| {
+        let (w, _) = pool();
+        let key = |n: u8| Keypair::from_secret_bytes(&[n; 32]);
+        [
+            (key(20), violation(&w.org, 1)),
+            (key(21), outcome(&w.org, 3, 1)),
+            (key(30), vouch(&w.org, 50)),
+        ]
+        .into_iter()
+        .map(|(author, e)| Arc::new(Record::create(&author, &w.genesis, 70, e).unwrap()))
+        .collect()
     })
 }
 
@@ -403,17 +423,18 @@ proptest! {
         }
     }
 
-    /// A table computed around a store's lone agents is the table
-    /// computed in full, whatever the store's shape (no base, an overlay,
-    /// a rebased one, an overlay of an overlay), and the digest handed
-    /// over for the rest is the digest of the store rebuilt without the
-    /// lone agents' records. Each lone agent is named by its own record
-    /// alone.
+    /// A table computed around a store's periphery is the table computed
+    /// in full, whatever the store's shape (no base, an overlay, a rebased
+    /// one, an overlay of an overlay), and the digest handed over for the
+    /// rest is the digest of the store rebuilt without the periphery's
+    /// records. Each lone agent is named by its own record and inert ones
+    /// alone, and every inert slot is about a terminated identity.
     #[test]
-    fn a_table_around_lone_agents_is_the_table_computed(
+    fn a_table_around_the_periphery_is_the_table_computed(
         root in subset(),
         held in subset(),
         added in proptest::collection::vec(0usize..6, 0..6),
+        reports in proptest::collection::vec(0usize..3, 0..3),
         shape in 0..4u8,
         epoch in prop::sample::select(vec![0u64, 1_000, 2_000]),
     ) {
@@ -430,26 +451,38 @@ proptest! {
             }
             store.insert(Arc::clone(&newcomers()[i]));
         }
+        for &i in &reports {
+            store.insert(Arc::clone(&reports_on_terminated()[i]));
+        }
         let mut handed = None;
-        let table = crate::ScoreTable::compute_around_lone_agents(&store, epoch, |digest, compute| {
+        let table = crate::ScoreTable::compute_around_periphery(&store, epoch, |digest, compute| {
             handed = Some(digest);
             Arc::new(compute())
         });
         prop_assert_eq!(&*table, &crate::ScoreTable::compute(&store, epoch));
-        let lone = store.lone_agents();
+        let periphery = store.periphery();
+        let aside: HashSet<RecordId> = periphery.record_ids().copied().collect();
         let mut rest = EvidenceStore::new(Arc::new(w.genesis.clone()));
         for record in store.records() {
-            if !lone.iter().any(|(_, id)| *id == record.id()) {
+            if !aside.contains(&record.id()) {
                 rest.insert(Arc::clone(record));
             }
         }
         prop_assert_eq!(handed, Some(rest.digest()));
-        for (did, id) in &lone {
+        let inert: HashSet<RecordId> = periphery.inert.iter().flat_map(|s| s.ids.clone()).collect();
+        for (did, id) in &periphery.lone {
             let naming: Vec<_> = (store.records())
                 .filter(|r| r.author() == *did || r.evidence().subject() == *did)
                 .map(|r| r.id())
+                .filter(|id| !inert.contains(id))
                 .collect();
             prop_assert_eq!(naming, vec![*id]);
+        }
+        for slot in &periphery.inert {
+            for record in slot.ids.iter().map(|id| store.get(id).unwrap()) {
+                prop_assert_eq!(record.author(), slot.author);
+                prop_assert!(store.is_terminated(&record.evidence().subject()));
+            }
         }
     }
 
@@ -647,19 +680,21 @@ fn a_table_outgrows_its_shared_identities_only_when_a_base_would_share_more() {
 
 /// Lone agents are the agents a store added over its bottom snapshot that
 /// nothing else names: not an agent the snapshot knows, nor one named by
-/// another record.
+/// another record save reports on a terminated identity. Those reports
+/// are the periphery's inert slots.
 #[test]
-fn lone_agents_are_new_and_named_by_nothing_else() {
-    let (_, records) = pool();
+fn the_periphery_is_new_agents_and_reports_on_the_terminated() {
+    let (w, records) = pool();
     let all: Vec<usize> = (0..records.len()).collect();
     let root = Arc::new(store_of(&all));
     let mut node = EvidenceStore::overlay(Arc::clone(&root));
-    assert_eq!(node.lone_agents(), vec![]);
+    assert_eq!(node.periphery(), Default::default());
     // A new agent, and a second record of the pool's own agent.
     let (fresh, again) = (&newcomers()[1], &newcomers()[5]);
     node.insert(Arc::clone(fresh));
     node.insert(Arc::clone(again));
-    assert_eq!(node.lone_agents(), vec![(fresh.author(), fresh.id())]);
+    let lone = |store: &EvidenceStore| store.periphery().lone;
+    assert_eq!(lone(&node), vec![(fresh.author(), fresh.id())]);
     // The first newcomer's sub-agent names it as its mandate's issuer, not
     // in a slot: both stay lone.
     let (first, sub) = (&newcomers()[0], &newcomers()[4]);
@@ -670,14 +705,41 @@ fn lone_agents_are_new_and_named_by_nothing_else() {
         .map(|r| (r.author(), r.id()))
         .collect();
     expected.sort();
-    assert_eq!(node.lone_agents(), expected);
+    assert_eq!(lone(&node), expected);
+    // Reports on the terminated org leave their authors lone; each is a
+    // slot of its own.
+    let reports = reports_on_terminated();
+    for report in reports {
+        node.insert(Arc::clone(report));
+    }
+    assert_eq!(lone(&node), expected);
+    let inert: Vec<_> = (node.periphery().inert.into_iter())
+        .map(|s| (s.author, s.ids))
+        .collect();
+    let mut reported: Vec<_> = (reports.iter())
+        .map(|r| (r.author(), vec![r.id()]))
+        .collect();
+    reported.sort_by_key(|(_, ids)| super::store::Slot::of(&node.get(&ids[0]).unwrap().clone()));
+    assert_eq!(inert, reported);
+    // A report on anyone else names its author, and a report on a lone
+    // agent names it: neither is lone any more.
+    let report = |author: u8, subject: &Keypair| {
+        let key = Keypair::from_secret_bytes(&[author; 32]);
+        Arc::new(Record::create(&key, &w.genesis, 70, violation(subject, 1)).unwrap())
+    };
+    node.insert(report(21, &w.sub));
+    expected.retain(|(did, _)| *did != fresh.author());
+    assert_eq!(lone(&node), expected);
+    node.insert(report(50, &Keypair::from_secret_bytes(&[20; 32])));
+    expected.retain(|(did, _)| *did != first.author());
+    assert_eq!(lone(&node), expected);
     // Counted from the bottom snapshot: the same over a snapshot of the
     // node, and none without a snapshot at all.
     let upper = EvidenceStore::overlay(Arc::new(node.clone()));
-    assert_eq!(upper.lone_agents(), expected);
-    assert_eq!(store_of(&all).lone_agents(), vec![]);
+    assert_eq!(upper.periphery(), node.periphery());
+    assert_eq!(store_of(&all).periphery(), Default::default());
     let around =
-        crate::ScoreTable::compute_around_lone_agents(&node, 0, |_, compute| Arc::new(compute()));
+        crate::ScoreTable::compute_around_periphery(&node, 0, |_, compute| Arc::new(compute()));
     assert_eq!(*around, crate::ScoreTable::compute(&node, 0));
 }
 

@@ -47,8 +47,10 @@
 //! yet (newcomers joining, the common change in a large mesh) needs no
 //! pass at all: such an identity has no edges, so it scores its base and
 //! moves no one else ([`ScoreTable::with_newcomers`]). For the same
-//! reason, replicas whose evidence differs only in such agents can share
-//! one computation of the rest ([`ScoreTable::compute_around_lone_agents`]).
+//! reason, replicas whose evidence differs only in such agents, or in
+//! what agents said of an identity already terminated (it scores 0 and
+//! lends no weight, so nothing said of it moves a score), can share one
+//! computation of the rest ([`ScoreTable::compute_around_periphery`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -270,32 +272,38 @@ impl ScoreTable {
     }
 
     /// The table [`ScoreTable::compute`] gives, computed as the table of
-    /// `store` without its lone agents (see
-    /// [`EvidenceStore::lone_agents`]) extended by them. `core` is handed
-    /// the digest of that smaller evidence set (see
+    /// `store` without its periphery (see [`EvidenceStore::periphery`]:
+    /// lone agents, and what was said of identities just terminated)
+    /// extended by the identities only the periphery names, each at its
+    /// base. `core` is handed the digest of that smaller evidence set (see
     /// [`EvidenceStore::digest_without`]) and its computation, and may
     /// answer with a table it already holds for an equal digest at this
-    /// epoch: replicas that differ only in which new agents they have
-    /// heard of then compute the rest once between them.
-    pub fn compute_around_lone_agents(
+    /// epoch: replicas that differ only in which new agents and which
+    /// reports on a terminated agent they have heard of then compute the
+    /// rest once between them.
+    pub fn compute_around_periphery(
         store: &EvidenceStore,
         epoch: u64,
         core: impl FnOnce((u64, [u8; 16]), &dyn Fn() -> Self) -> Arc<Self>,
     ) -> Arc<Self> {
-        let lone = store.lone_agents();
-        let digest = store.digest_without(lone.iter().map(|(_, id)| id));
-        let mut skip: Vec<u32> = (lone.iter())
-            .filter_map(|(did, _)| store.identity_number(did))
+        let periphery = store.periphery();
+        let digest = store.digest_without(periphery.record_ids());
+        let mut skip: Vec<Slot> = (periphery.lone.iter())
+            .map(|(did, _)| Slot::Agent(*did))
+            .chain(periphery.inert.iter().map(|s| s.slot))
             .collect();
         skip.sort_unstable();
         let table = core(digest, &|| Graph::gather(store, epoch, &skip).solve(epoch));
-        if lone.is_empty() {
+        let mut named: Vec<Did> = (periphery.lone.iter().map(|(did, _)| *did))
+            .chain(periphery.inert.iter().map(|s| s.author))
+            .filter(|did| !table.contains(did))
+            .collect();
+        if named.is_empty() {
             return table;
         }
-        let agents: Vec<Did> = lone.into_iter().map(|(did, _)| did).collect();
-        let extended = (table.with_newcomers(store, &agents))
-            .unwrap_or_else(|| unreachable!("lone agents have no edges in the rest"));
-        Arc::new(extended)
+        named.sort_unstable();
+        named.dedup();
+        Arc::new(table.with_bases(store, named))
     }
 
     /// Whether this table's own identities outgrew a sixteenth of its
@@ -317,25 +325,38 @@ impl ScoreTable {
     /// if one of them is already scored (its standing may move others) or
     /// has no agent record in `store`.
     pub fn with_newcomers(&self, store: &EvidenceStore, agents: &[Did]) -> Option<Self> {
-        let params = store.genesis().params();
-        let last_ms = epoch_last_ms(params, self.epoch);
         let mut agents = agents.to_vec();
         agents.sort_unstable();
         agents.dedup();
-        let mut added = Vec::with_capacity(agents.len());
-        for did in agents {
-            if self.contains(&did) {
-                return None;
-            }
-            let Evidence::Agent(agent) = store.agent(&did)?.evidence() else {
-                unreachable!("an agent slot holds agent records")
-            };
-            let score = match check_current(agent.chain.links(), last_ms, store) {
-                Ok(()) => params.newcomer_score,
-                Err(_) => params.unanchored_score,
-            };
-            added.push((did, score as u16));
+        if (agents.iter()).any(|did| self.contains(did) || store.agent(did).is_none()) {
+            return None;
         }
+        Some(self.with_bases(store, agents))
+    }
+
+    /// This table and `dids` (sorted, distinct, none scored here), each
+    /// at its base: newcomer if its agent record in `store` holds a chain
+    /// current at the epoch's last millisecond, else unanchored. That is
+    /// the score [`ScoreTable::compute`] gives an identity with no edges
+    /// in `store`, and such an identity moves no one else.
+    fn with_bases(&self, store: &EvidenceStore, dids: Vec<Did>) -> Self {
+        let params = store.genesis().params();
+        let last_ms = epoch_last_ms(params, self.epoch);
+        let added = dids.into_iter().map(|did| {
+            let anchored = store
+                .agent(&did)
+                .is_some_and(|record| match record.evidence() {
+                    Evidence::Agent(agent) => {
+                        check_current(agent.chain.links(), last_ms, store).is_ok()
+                    }
+                    _ => unreachable!("an agent slot holds agent records"),
+                });
+            let score = match anchored {
+                true => params.newcomer_score,
+                false => params.unanchored_score,
+            };
+            (did, score as u16)
+        });
         let mut own: Vec<(Did, u16)> = (self.own.iter().copied())
             .zip(self.own_scores.iter().copied())
             .chain(added)
@@ -343,7 +364,7 @@ impl ScoreTable {
         own.sort_unstable_by_key(|entry| entry.0);
         let len = self.len + own.len() - self.own.len();
         let (own, own_scores) = own.into_iter().unzip();
-        Some(Self {
+        Self {
             epoch: self.epoch,
             shared: Arc::clone(&self.shared),
             shared_scores: Arc::clone(&self.shared_scores),
@@ -351,7 +372,7 @@ impl ScoreTable {
             own_scores,
             len,
             unknown: self.unknown,
-        })
+        }
     }
 }
 
@@ -393,9 +414,8 @@ struct Graph<'a> {
 }
 
 impl<'a> Graph<'a> {
-    /// The evidence of `store`, less the agent slots of the identities
-    /// numbered in `skip` (sorted).
-    fn gather(store: &'a EvidenceStore, epoch: u64, skip: &[u32]) -> Self {
+    /// The evidence of `store`, less the slots in `skip` (sorted).
+    fn gather(store: &'a EvidenceStore, epoch: u64, skip: &[Slot]) -> Self {
         let genesis: &Genesis = store.genesis();
         let params = genesis.params();
         let epoch_start_ms = epoch.saturating_mul(params.epoch_ms);
@@ -413,7 +433,7 @@ impl<'a> Graph<'a> {
             let Some((_, best)) = kept.first() else {
                 continue;
             };
-            if matches!(slot, Slot::Agent(_)) && skip.binary_search(&from).is_ok() {
+            if !skip.is_empty() && skip.binary_search(slot).is_ok() {
                 continue;
             }
             held[from as usize] = true;
