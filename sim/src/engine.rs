@@ -522,7 +522,7 @@ impl Sim {
             p.delivered += 1;
             p.last_ms = p.last_ms.max(now - p.at_ms);
             p.ldh = p.ldh.max(d.hops);
-            self.metrics.latencies_ms.push((now - p.at_ms) as u32);
+            self.metrics.latencies.record((now - p.at_ms) as u32);
         }
         if Some(d.origin) == self.killed.map(|k| self.agents[k as usize].key.did()) {
             self.metrics.killed_deliveries_after += 1;

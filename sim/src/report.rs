@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::engine::Sim;
-use crate::metrics::{Report, quantile};
+use crate::metrics::Report;
 use crate::world::START_MS;
 
 /// Peak resident memory of this process, in MiB (Linux; 0 elsewhere).
@@ -35,7 +35,6 @@ impl Sim {
     /// The report of the run so far.
     pub fn report(&mut self, wall_s: f64, stopped: Option<String>) -> Report {
         let m = &mut self.metrics;
-        m.latencies_ms.sort_unstable();
         let expected: u64 = m.published.values().map(|p| u64::from(p.expected)).sum();
         let delivered: u64 = m.published.values().map(|p| u64::from(p.delivered)).sum();
         let ldhs: Vec<u32> = m
@@ -82,10 +81,10 @@ impl Sim {
             } else {
                 delivered as f64 / expected as f64
             },
-            latency_ms_p50: quantile(&m.latencies_ms, 0.50),
-            latency_ms_p90: quantile(&m.latencies_ms, 0.90),
-            latency_ms_p99: quantile(&m.latencies_ms, 0.99),
-            latency_ms_max: m.latencies_ms.last().copied().unwrap_or(0),
+            latency_ms_p50: m.latencies.quantile(0.50),
+            latency_ms_p90: m.latencies.quantile(0.90),
+            latency_ms_p99: m.latencies.quantile(0.99),
+            latency_ms_max: m.latencies.max(),
             ldh_max: ldhs.iter().copied().max().unwrap_or(0),
             ldh_mean: if ldhs.is_empty() {
                 0.0
@@ -127,14 +126,7 @@ impl Sim {
         }
         std::fs::write(dir.join("delivery.csv"), &delivery)?;
         let mut cdf = String::from("latency_ms,fraction\n");
-        let lat = &self.metrics.latencies_ms;
-        let step = (lat.len() / 200).max(1);
-        let points: Vec<(f64, f64)> = lat
-            .iter()
-            .enumerate()
-            .step_by(step)
-            .map(|(i, l)| (f64::from(*l), (i + 1) as f64 / lat.len() as f64))
-            .collect();
+        let points = self.metrics.latencies.cdf(200);
         for (l, f) in &points {
             let _ = writeln!(cdf, "{l},{f:.4}");
         }
