@@ -169,6 +169,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 }
                 self.broadcast.expire(now_ms);
                 self.graylist.expire(now_ms);
+                self.origins.forget_full(now_ms);
                 self.sweep_links(now_ms);
                 self.expire_requests(now_ms);
             }

@@ -10,6 +10,8 @@ use starling_trust::small_map::SmallMap;
 pub struct Bucket {
     tokens_milli: u64,
     updated_ms: u64,
+    /// When it will be full again at the rate and burst last taken with.
+    full_ms: u64,
 }
 
 impl Bucket {
@@ -18,6 +20,7 @@ impl Bucket {
         Self {
             tokens_milli: u64::from(burst) * 1000,
             updated_ms: now_ms,
+            full_ms: now_ms,
         }
     }
 
@@ -27,13 +30,23 @@ impl Bucket {
         let cap = u64::from(burst) * 1000;
         self.tokens_milli = (self.tokens_milli + elapsed * u64::from(rate_per_s)).min(cap);
         self.updated_ms = now_ms.max(self.updated_ms);
-        match self.tokens_milli >= 1000 {
-            true => {
-                self.tokens_milli -= 1000;
-                true
-            }
-            false => false,
+        let taken = self.tokens_milli >= 1000;
+        if taken {
+            self.tokens_milli -= 1000;
         }
+        let missing = cap.saturating_sub(self.tokens_milli);
+        self.full_ms = match (missing, u64::from(rate_per_s)) {
+            (0, _) => self.updated_ms,
+            (_, 0) => u64::MAX,
+            (missing, rate) => self.updated_ms.saturating_add(missing.div_ceil(rate)),
+        };
+        taken
+    }
+
+    /// Whether it is full at `now_ms` (at the rate and burst last taken
+    /// with): then it answers as a new bucket would.
+    pub fn is_full(&self, now_ms: u64) -> bool {
+        self.full_ms <= now_ms
     }
 }
 
@@ -68,6 +81,16 @@ impl Buckets {
         self.buckets
             .get_or_insert_with(did, || Bucket::full(burst, now_ms))
             .take(now_ms, rate_per_s, burst)
+    }
+
+    /// Forgets the buckets that are full again: each answers as the new
+    /// bucket made on the next take would, so a node holds buckets only
+    /// for the identities that sent lately, not for every author it ever
+    /// heard from (a million simulated nodes each heard every new agent).
+    /// An identity whose rate or burst changed meanwhile starts afresh at
+    /// its new burst, as one never heard from does.
+    pub fn forget_full(&mut self, now_ms: u64) {
+        self.buckets.retain(|_, bucket| !bucket.is_full(now_ms));
     }
 
     /// Number tracked.
@@ -125,6 +148,40 @@ mod tests {
         assert!(!b.take(50, 10, 2));
         assert!(b.take(100, 10, 2));
         assert!(b.take(10_000, 10, 2) && b.take(10_000, 10, 2) && !b.take(10_000, 10, 2));
+    }
+
+    /// A bucket is forgotten once refilled to its burst, and a take then
+    /// answers as it would have with the bucket kept.
+    #[test]
+    fn full_buckets_are_forgotten() {
+        let did = starling_trust::Keypair::from_secret_bytes(&[1; 32]).did();
+        let (mut kept, mut forgetting) = (Bucket::full(3, 0), Buckets::new(8));
+        let mut answers = Vec::new();
+        let times = [
+            0, 0, 0, 0, 150, 500, 700, 1_200, 1_300, 1_300, 1_300, 2_000, 2_000, 2_000,
+        ];
+        for now in times {
+            forgetting.forget_full(now);
+            let (a, b) = (kept.take(now, 4, 3), forgetting.take(did, now, 4, 3));
+            assert_eq!(a, b, "at {now} ms");
+            answers.push(a);
+        }
+        // Three tokens, then empty; one back every 250 ms; full again at
+        // 2,000 ms (750 ms after the last take at 1,300 left it empty), so
+        // forgotten there and made afresh.
+        let expected = [
+            true, true, true, false, false, true, true, true, true, true, false, true, true, true,
+        ];
+        assert_eq!(answers, expected);
+        // Emptied again at 2,000 ms: full 750 ms later.
+        forgetting.forget_full(2_749);
+        assert_eq!(forgetting.len(), 1);
+        forgetting.forget_full(2_750);
+        assert!(forgetting.is_empty());
+        // Without a rate it never refills, so it is never forgotten.
+        let mut dry = Bucket::full(1, 0);
+        assert!(dry.take(0, 0, 1));
+        assert!(!dry.is_full(u64::MAX - 1));
     }
 
     #[test]
