@@ -324,7 +324,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 
-    /// Signs and spreads a violation by `origin`, at most once per cooldown.
+    /// Signs and spreads a violation by `origin`, at most once per
+    /// cooldown, unless `origin` is terminated: what is said of a
+    /// terminated identity moves no score (it scores 0 and lends no
+    /// weight), and at a million nodes every neighbour that refused a
+    /// killed agent's message flooded its own report of it to all.
     fn report_violation(
         &mut self,
         now_ms: u64,
@@ -333,7 +337,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         severity: u32,
         id: &MessageId,
     ) {
-        if origin == self.did() {
+        if origin == self.did() || self.trust.store().terminated().contains(&origin) {
             return;
         }
         let reported = self.reported.get(&origin).copied();

@@ -314,4 +314,41 @@ fn forged_replayed_and_out_of_scope_messages_are_dropped() {
                 && d.payload != b"old"
                 && d.payload != b"hello!")
     );
+
+    // Once the narrow agent is terminated, its messages are refused but
+    // not reported: a report on a terminated identity moves no score.
+    let kill = starling_trust::Record::create(
+        &net.mesh.governor,
+        &net.mesh.genesis,
+        net.now,
+        starling_trust::Evidence::Termination(starling_trust::evidence::record::Termination {
+            subject: narrow_key.did(),
+            reason: "kill switch".into(),
+            mandate: None,
+        }),
+    )
+    .unwrap();
+    net.command(
+        receiver,
+        Command::SubmitEvidence {
+            record: kill.to_bytes().to_vec(),
+        },
+    )
+    .unwrap();
+    net.run_for(2_000);
+    let after_kill = SignedMessage::sign(
+        &narrow_key,
+        Domain::Message,
+        &mesh_id,
+        "billing.x",
+        2,
+        net.now,
+        b"after the kill".to_vec(),
+    );
+    // To the sender, which has reported nothing yet (a node reports an
+    // origin at most once in a cooldown).
+    assert_eq!(net.node(sender).stats().violations_reported, 0);
+    inject(&mut net, receiver, sender, &after_kill);
+    assert_eq!(net.node(sender).stats().dropped_refused, 1);
+    assert_eq!(net.node(sender).stats().violations_reported, 0);
 }
