@@ -301,6 +301,13 @@ impl Mandate {
     pub fn to_bytes(&self) -> &[u8] {
         &self.raw
     }
+
+    /// The signed bytes, shared: a record carrying this link encodes it
+    /// without a copy.
+    pub(crate) fn shared_bytes(&self) -> Bytes {
+        self.raw.clone()
+    }
+
     /// This link's id.
     pub fn id(&self) -> MandateId {
         self.id

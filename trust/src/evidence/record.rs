@@ -301,7 +301,7 @@ impl Evidence {
                 expires_ms: v.expires_ms,
             }),
             Self::Revocation(r) => Kind::Revocation(RevocationProto {
-                mandate: Bytes::copy_from_slice(r.mandate.to_bytes()),
+                mandate: r.mandate.shared_bytes(),
                 reason: r.reason.clone(),
             }),
             Self::Termination(t) => Kind::Termination(TerminationProto {
@@ -310,7 +310,7 @@ impl Evidence {
                 mandate: t
                     .mandate
                     .as_ref()
-                    .map(|m| Bytes::copy_from_slice(m.to_bytes()))
+                    .map(|m| m.shared_bytes())
                     .unwrap_or_default(),
             }),
             Self::Agent(a) => Kind::Agent(AgentProto {
