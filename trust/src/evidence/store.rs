@@ -462,6 +462,10 @@ impl EvidenceStore {
                 records: Vec::new(),
             })
         });
+        // Room for exactly one more: most slots keep one record, for which
+        // a vector's first growth (room for four) would cost 168 bytes more
+        // in every store holding it.
+        kept.records.reserve_exact(1);
         kept.records.insert(at, (rank, Arc::clone(&record)));
         let displaced = (kept.records.len() > slot.capacity())
             .then(|| kept.records.pop())
