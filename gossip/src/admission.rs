@@ -160,13 +160,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
         });
     }
 
-    /// Checks a hello; on success the agent's record is in the store. A
-    /// record new here is pushed down the evidence tree: a new agent is
-    /// known to the mesh, and scored alike everywhere, within the seconds
-    /// a broadcast takes, where anti-entropy alone took tens of seconds at
-    /// a million nodes, each node meanwhile holding its own mix of the
-    /// records still spreading. Anti-entropy still repairs, and a node
-    /// holding a message of an agent it does not know pulls its record.
+    /// Checks a hello; on success the agent's record is in the store (from
+    /// where anti-entropy spreads it, and any node holding a message of this
+    /// agent pulls it).
     fn check_hello(&mut self, now_ms: u64, peer: P, hello: &Hello) -> Result<(), String> {
         let did = self
             .links
@@ -214,7 +210,6 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 subject,
             });
             self.release_awaiting(now_ms, &did);
-            self.broadcast_record(now_ms, &record, Some(peer));
         }
         Ok(())
     }
