@@ -3,13 +3,9 @@
 //! Every node starts from one shared roster and holds only what it adds
 //! (see `EvidenceStore::overlay`). Evidence created during a run (new
 //! agents, outcomes) would otherwise be held once per node for the rest of
-//! the run. So every simulated second each live node's store is
-//! re-expressed on the snapshot taken the second before, and a new
-//! snapshot is taken from a live node. A node that still lacks a record of
-//! the snapshot holds a note of it instead until it arrives, so a shorter
-//! period only costs more rebasing (at 10^4 nodes with two new agents a
-//! second, nodes held 0.3 entries each at the end of a run rebased every
-//! second, 6 every 2 s, 18 every 5 s). The
+//! the run. So every few simulated seconds each live node's store is
+//! re-expressed on the snapshot taken the time before, by when everything
+//! in it has spread, and a new snapshot is taken from a live node. The
 //! re-expression is exact (`EvidenceStore::rebased`): no node answers,
 //! scores or sends anything differently, and the trace is unchanged; only
 //! what each node holds by itself shrinks to what it learnt since.
@@ -22,7 +18,7 @@ use starling_trust::{EvidenceStore, Succession};
 use crate::engine::SimNode;
 
 /// Simulated time between re-expressions.
-pub(crate) const RESHARE_MS: u64 = 1_000;
+pub(crate) const RESHARE_MS: u64 = 5_000;
 
 /// The root every snapshot is taken over, the snapshot nodes last moved
 /// to, and the one they move to next.
