@@ -40,44 +40,39 @@ fn to_wire(parts: Vec<Part>) -> Vec<RangePart> {
                 prefix: range.prefix,
                 bits: u32::from(range.bits),
                 count,
-                fingerprint: fingerprint.to_vec(),
-                ids: Vec::new(),
+                fingerprint: Some(fingerprint),
+                ..RangePart::default()
             },
             Part::Ids { range, ids } => RangePart {
                 prefix: range.prefix,
                 bits: u32::from(range.bits),
-                count: 0,
-                fingerprint: Vec::new(),
-                ids: ids.iter().map(|id| id.to_vec()).collect(),
+                ids,
+                ..RangePart::default()
             },
         })
         .collect()
 }
 
-fn from_wire(parts: &[RangePart]) -> Option<Vec<Part>> {
+fn from_wire(parts: Vec<RangePart>) -> Option<Vec<Part>> {
     parts
-        .iter()
+        .into_iter()
         .take(PARTS_MAX)
         .map(|p| {
             let range = Range {
                 prefix: p.prefix,
                 bits: u8::try_from(p.bits).ok()?,
             };
-            if !range.is_valid() {
+            if !range.is_valid() || p.malformed {
                 return None;
             }
-            match p.fingerprint.len() {
-                16 => Some(Part::Fingerprint {
+            Some(match p.fingerprint {
+                Some(fingerprint) => Part::Fingerprint {
                     range,
                     count: p.count,
-                    fingerprint: p.fingerprint.as_slice().try_into().ok()?,
-                }),
-                0 => Some(Part::Ids {
-                    range,
-                    ids: ids(&p.ids)?,
-                }),
-                _ => None,
-            }
+                    fingerprint,
+                },
+                None => Part::Ids { range, ids: p.ids },
+            })
         })
         .collect()
 }
@@ -109,7 +104,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     pub(crate) fn on_reconcile(&mut self, now_ms: u64, from: P, r: Reconcile) {
-        let Some(parts) = from_wire(&r.parts) else {
+        let Some(parts) = from_wire(r.parts) else {
             self.strike(
                 now_ms,
                 from,

@@ -6,6 +6,8 @@
 //! panics; what a well-formed frame *means* is checked by the state machine.
 
 use prost::Message;
+use prost::encoding::WireType;
+use starling_trust::RecordId;
 
 /// The wire version this build speaks.
 pub const FRAME_VERSION: u32 = 2;
@@ -267,23 +269,137 @@ pub struct Prune {
 }
 
 /// One reconciliation part (see `starling_trust::evidence::reconcile`).
-#[derive(Clone, PartialEq, Message)]
+///
+/// Its codec is written out by hand, byte for byte what `#[derive(Message)]`
+/// gives for the fields as documented (numbers and types in brackets), so
+/// that a part's fingerprint and ids are read into arrays in place: a
+/// vector of their own for each, as the derived codec makes, was the
+/// largest single cost of a simulated node. A fingerprint or id of the
+/// wrong length does not fail the decoding; it marks the part `malformed`,
+/// for the receiver to refuse it as it refuses any bad range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RangePart {
-    /// Range prefix, left-aligned.
-    #[prost(fixed64, tag = "1")]
+    /// Range prefix, left-aligned (1, fixed64).
     pub prefix: u64,
-    /// Prefix length in bits.
-    #[prost(uint32, tag = "2")]
+    /// Prefix length in bits (2, uint32).
     pub bits: u32,
-    /// For a fingerprint part: the count.
-    #[prost(uint64, tag = "3")]
+    /// For a fingerprint part: the count (3, uint64).
     pub count: u64,
-    /// For a fingerprint part: 16 bytes; empty for an id list.
-    #[prost(bytes = "vec", tag = "4")]
-    pub fingerprint: Vec<u8>,
-    /// For an id list: the ids.
-    #[prost(bytes = "vec", repeated, tag = "5")]
-    pub ids: Vec<Vec<u8>>,
+    /// For a fingerprint part, the fingerprint; absent (empty bytes) for an
+    /// id list (4, bytes).
+    pub fingerprint: Option<[u8; FINGERPRINT_BYTES]>,
+    /// For an id list: the ids (5, repeated bytes).
+    pub ids: Vec<RecordId>,
+    /// A fingerprint or id of another length was read.
+    pub malformed: bool,
+}
+
+/// Bytes of a range fingerprint.
+pub const FINGERPRINT_BYTES: usize = 16;
+
+/// Reads a length-delimited field into `out` if it is exactly as long, and
+/// skips it otherwise; returns its length. A length past the end of the
+/// buffer consumes the buffer, which the enclosing message's length check
+/// then reports.
+fn merge_array(
+    wire_type: WireType,
+    out: &mut [u8],
+    buf: &mut impl prost::bytes::Buf,
+) -> Result<u64, prost::DecodeError> {
+    prost::encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+    let len = prost::encoding::decode_varint(buf)?;
+    match usize::try_from(len).ok().filter(|l| *l <= buf.remaining()) {
+        Some(l) if l == out.len() => buf.copy_to_slice(out),
+        Some(l) => buf.advance(l),
+        None => buf.advance(buf.remaining()),
+    }
+    Ok(len)
+}
+
+/// Writes `bytes` as length-delimited field `tag` (below 16).
+fn encode_array(tag: u32, bytes: &[u8], buf: &mut impl prost::bytes::BufMut) {
+    prost::encoding::encode_key(tag, WireType::LengthDelimited, buf);
+    prost::encoding::encode_varint(bytes.len() as u64, buf);
+    buf.put_slice(bytes);
+}
+
+/// The encoded length of [`encode_array`]'s field.
+fn array_len(bytes: &[u8]) -> usize {
+    1 + prost::encoding::encoded_len_varint(bytes.len() as u64) + bytes.len()
+}
+
+impl Message for RangePart {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        use prost::encoding::{fixed64, uint32, uint64};
+        if self.prefix != 0 {
+            fixed64::encode(1, &self.prefix, buf);
+        }
+        if self.bits != 0 {
+            uint32::encode(2, &self.bits, buf);
+        }
+        if self.count != 0 {
+            uint64::encode(3, &self.count, buf);
+        }
+        if let Some(fingerprint) = &self.fingerprint {
+            encode_array(4, fingerprint, buf);
+        }
+        for id in &self.ids {
+            encode_array(5, id, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        use prost::encoding::{fixed64, skip_field, uint32, uint64};
+        match tag {
+            1 => fixed64::merge(wire_type, &mut self.prefix, buf, ctx),
+            2 => uint32::merge(wire_type, &mut self.bits, buf, ctx),
+            3 => uint64::merge(wire_type, &mut self.count, buf, ctx),
+            4 => {
+                let mut fingerprint = [0u8; FINGERPRINT_BYTES];
+                let len = merge_array(wire_type, &mut fingerprint, buf)?;
+                // Empty bytes are absence.
+                self.fingerprint = (len == FINGERPRINT_BYTES as u64).then_some(fingerprint);
+                self.malformed |= len != 0 && self.fingerprint.is_none();
+                Ok(())
+            }
+            5 => {
+                let mut id = RecordId::default();
+                match merge_array(wire_type, &mut id, buf)? == id.len() as u64 {
+                    true => self.ids.push(id),
+                    false => self.malformed = true,
+                }
+                Ok(())
+            }
+            _ => skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        use prost::encoding::{uint32, uint64};
+        (if self.prefix != 0 { 1 + 8 } else { 0 })
+            + (if self.bits != 0 {
+                uint32::encoded_len(2, &self.bits)
+            } else {
+                0
+            })
+            + (if self.count != 0 {
+                uint64::encoded_len(3, &self.count)
+            } else {
+                0
+            })
+            + self.fingerprint.as_ref().map_or(0, |f| array_len(f))
+            + self.ids.iter().map(|id| array_len(id)).sum::<usize>()
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
 }
 
 /// Evidence reconciliation step.
@@ -447,8 +563,8 @@ mod tests {
                 any::<u64>(),
                 any::<u32>(),
                 any::<u64>(),
-                bytes(),
-                proptest::collection::vec(bytes(), 0..3)
+                any::<Option<[u8; FINGERPRINT_BYTES]>>(),
+                proptest::collection::vec(any::<RecordId>(), 0..3)
             )
                 .prop_map(|(prefix, bits, count, fingerprint, ids)| Body::Reconcile(
                     Reconcile {
@@ -457,7 +573,8 @@ mod tests {
                             bits,
                             count,
                             fingerprint,
-                            ids
+                            ids,
+                            malformed: false,
                         }]
                     }
                 )),
@@ -466,7 +583,85 @@ mod tests {
         ]
     }
 
+    /// What [`RangePart`] was before its codec was written out: the
+    /// derived message its bytes must stay identical to.
+    #[derive(Clone, PartialEq, Message)]
+    struct DerivedRangePart {
+        #[prost(fixed64, tag = "1")]
+        prefix: u64,
+        #[prost(uint32, tag = "2")]
+        bits: u32,
+        #[prost(uint64, tag = "3")]
+        count: u64,
+        #[prost(bytes = "vec", tag = "4")]
+        fingerprint: Vec<u8>,
+        #[prost(bytes = "vec", repeated, tag = "5")]
+        ids: Vec<Vec<u8>>,
+    }
+
+    /// Lengths that are right for a fingerprint or id, and some that are not.
+    fn field_bytes(right: usize) -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), right),
+            proptest::collection::vec(any::<u8>(), 0..40),
+        ]
+    }
+
     proptest! {
+        #[test]
+        fn range_parts_encode_as_derived(
+            prefix in any::<u64>(),
+            bits in any::<u32>(),
+            count in any::<u64>(),
+            fingerprint in any::<Option<[u8; FINGERPRINT_BYTES]>>(),
+            ids in proptest::collection::vec(any::<RecordId>(), 0..4),
+        ) {
+            let part = RangePart { prefix, bits, count, fingerprint, ids: ids.clone(), malformed: false };
+            let derived = DerivedRangePart {
+                prefix,
+                bits,
+                count,
+                fingerprint: fingerprint.map(|f| f.to_vec()).unwrap_or_default(),
+                ids: ids.iter().map(|id| id.to_vec()).collect(),
+            };
+            prop_assert_eq!(part.encode_to_vec(), derived.encode_to_vec());
+            prop_assert_eq!(part.encoded_len(), derived.encoded_len());
+            prop_assert_eq!(RangePart::decode(derived.encode_to_vec().as_slice()).unwrap(), part);
+        }
+
+        #[test]
+        fn range_parts_decode_as_derived(
+            prefix in any::<u64>(),
+            bits in any::<u32>(),
+            count in any::<u64>(),
+            fingerprint in field_bytes(FINGERPRINT_BYTES),
+            ids in proptest::collection::vec(field_bytes(32), 0..4),
+        ) {
+            let derived = DerivedRangePart { prefix, bits, count, fingerprint, ids };
+            let part = RangePart::decode(derived.encode_to_vec().as_slice()).unwrap();
+            let fingerprint_ok = matches!(derived.fingerprint.len(), 0 | FINGERPRINT_BYTES);
+            let ids_ok = derived.ids.iter().all(|id| id.len() == 32);
+            prop_assert_eq!(part.malformed, !(fingerprint_ok && ids_ok));
+            prop_assert_eq!((part.prefix, part.bits, part.count), (prefix, bits, count));
+            if !part.malformed {
+                prop_assert_eq!(part.fingerprint.map(|f| f.to_vec()).unwrap_or_default(), derived.fingerprint);
+                let ids: Vec<Vec<u8>> = part.ids.iter().map(|id| id.to_vec()).collect();
+                prop_assert_eq!(ids, derived.ids);
+            }
+        }
+
+        #[test]
+        fn truncated_range_parts_are_refused(
+            ids in proptest::collection::vec(any::<RecordId>(), 1..4),
+            cut in 1usize..32,
+        ) {
+            let reconcile = Reconcile {
+                parts: vec![RangePart { ids, ..RangePart::default() }],
+            };
+            let bytes = reconcile.encode_to_vec();
+            prop_assert!(Reconcile::decode(&bytes[..bytes.len() - cut]).is_err());
+        }
+
         #[test]
         fn frames_round_trip(body in body()) {
             let bytes = Frame::new(body.clone()).encode();
