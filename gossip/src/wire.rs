@@ -298,22 +298,25 @@ pub struct RangePart {
 pub const FINGERPRINT_BYTES: usize = 16;
 
 /// Reads a length-delimited field into `out` if it is exactly as long, and
-/// skips it otherwise; returns its length. A length past the end of the
-/// buffer consumes the buffer, which the enclosing message's length check
-/// then reports.
+/// skips it otherwise; returns its length, or `None` if it runs past the
+/// end of the buffer. That consumes the buffer, which the enclosing
+/// message's length check then reports.
 fn merge_array(
     wire_type: WireType,
     out: &mut [u8],
     buf: &mut impl prost::bytes::Buf,
-) -> Result<u64, prost::DecodeError> {
+) -> Result<Option<usize>, prost::DecodeError> {
     prost::encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
     let len = prost::encoding::decode_varint(buf)?;
-    match usize::try_from(len).ok().filter(|l| *l <= buf.remaining()) {
-        Some(l) if l == out.len() => buf.copy_to_slice(out),
-        Some(l) => buf.advance(l),
-        None => buf.advance(buf.remaining()),
+    let Some(len) = usize::try_from(len).ok().filter(|l| *l <= buf.remaining()) else {
+        buf.advance(buf.remaining());
+        return Ok(None);
+    };
+    match len == out.len() {
+        true => buf.copy_to_slice(out),
+        false => buf.advance(len),
     }
-    Ok(len)
+    Ok(Some(len))
 }
 
 /// Writes `bytes` as length-delimited field `tag` (below 16).
@@ -364,13 +367,13 @@ impl Message for RangePart {
                 let mut fingerprint = [0u8; FINGERPRINT_BYTES];
                 let len = merge_array(wire_type, &mut fingerprint, buf)?;
                 // Empty bytes are absence.
-                self.fingerprint = (len == FINGERPRINT_BYTES as u64).then_some(fingerprint);
-                self.malformed |= len != 0 && self.fingerprint.is_none();
+                self.fingerprint = (len == Some(FINGERPRINT_BYTES)).then_some(fingerprint);
+                self.malformed |= len != Some(0) && self.fingerprint.is_none();
                 Ok(())
             }
             5 => {
                 let mut id = RecordId::default();
-                match merge_array(wire_type, &mut id, buf)? == id.len() as u64 {
+                match merge_array(wire_type, &mut id, buf)? == Some(id.len()) {
                     true => self.ids.push(id),
                     false => self.malformed = true,
                 }
@@ -655,11 +658,12 @@ mod tests {
             ids in proptest::collection::vec(any::<RecordId>(), 1..4),
             cut in 1usize..32,
         ) {
-            let reconcile = Reconcile {
-                parts: vec![RangePart { ids, ..RangePart::default() }],
-            };
-            let bytes = reconcile.encode_to_vec();
-            prop_assert!(Reconcile::decode(&bytes[..bytes.len() - cut]).is_err());
+            let part = RangePart { ids, ..RangePart::default() };
+            let bytes = part.encode_to_vec();
+            let truncated = &bytes[..bytes.len() - cut];
+            prop_assert!(RangePart::decode(truncated).unwrap().malformed);
+            let reconcile = Reconcile { parts: vec![part] }.encode_to_vec();
+            prop_assert!(Reconcile::decode(&reconcile[..reconcile.len() - cut]).is_err());
         }
 
         #[test]
