@@ -245,3 +245,52 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn part() -> impl Strategy<Value = Part> {
+        let range = (0u8..=16).prop_flat_map(|nibbles| {
+            let bits = nibbles * 4;
+            any::<u64>().prop_map(move |p| Range {
+                prefix: if bits == 0 {
+                    0
+                } else {
+                    p >> (64 - bits) << (64 - bits)
+                },
+                bits,
+            })
+        });
+        prop_oneof![
+            (range.clone(), any::<u64>(), any::<[u8; 16]>()).prop_map(
+                |(range, count, fingerprint)| Part::Fingerprint {
+                    range,
+                    count,
+                    fingerprint,
+                }
+            ),
+            (range, proptest::collection::vec(any::<RecordId>(), 0..4))
+                .prop_map(|(range, ids)| Part::Ids { range, ids }),
+        ]
+    }
+
+    proptest! {
+        /// Parts survive the wire, and a malformed part or a bad range
+        /// refuses the whole step.
+        #[test]
+        fn parts_cross_the_wire(parts in proptest::collection::vec(part(), 1..5), bad in 0usize..5) {
+            let wire = to_wire(parts.clone());
+            prop_assert_eq!(from_wire(wire.clone()), Some(parts));
+            let mut malformed = wire.clone();
+            let at = bad % malformed.len();
+            malformed[at].malformed = true;
+            prop_assert_eq!(from_wire(malformed), None);
+            let mut misaligned = wire;
+            misaligned[at].bits = 3;
+            prop_assert_eq!(from_wire(misaligned), None);
+        }
+    }
+}
