@@ -290,7 +290,7 @@ pub struct RangePart {
     pub fingerprint: Option<[u8; FINGERPRINT_BYTES]>,
     /// For an id list: the ids (5, repeated bytes).
     pub ids: Vec<RecordId>,
-    /// A fingerprint or id of another length was read.
+    /// A fingerprint or id of another length, or cut short, was read.
     pub malformed: bool,
 }
 
@@ -384,18 +384,11 @@ impl Message for RangePart {
     }
 
     fn encoded_len(&self) -> usize {
-        use prost::encoding::{uint32, uint64};
-        (if self.prefix != 0 { 1 + 8 } else { 0 })
-            + (if self.bits != 0 {
-                uint32::encoded_len(2, &self.bits)
-            } else {
-                0
-            })
-            + (if self.count != 0 {
-                uint64::encoded_len(3, &self.count)
-            } else {
-                0
-            })
+        use prost::encoding::{fixed64, uint32, uint64};
+        let unless_zero = |value: u64, len: usize| if value == 0 { 0 } else { len };
+        unless_zero(self.prefix, fixed64::encoded_len(1, &self.prefix))
+            + unless_zero(self.bits.into(), uint32::encoded_len(2, &self.bits))
+            + unless_zero(self.count, uint64::encoded_len(3, &self.count))
             + self.fingerprint.as_ref().map_or(0, |f| array_len(f))
             + self.ids.iter().map(|id| array_len(id)).sum::<usize>()
     }
