@@ -330,6 +330,32 @@ mod tests {
         assert_eq!(store.peers().unwrap()[0].1.len(), 2);
     }
 
+    /// A commit runs under either runtime flavor (`block_in_place` would
+    /// panic on a current-thread runtime) and outside any runtime.
+    #[test]
+    fn commits_run_under_any_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        let commit = |store: std::sync::Arc<Store>, seq: u64| async move {
+            let mut batch = Batch::default();
+            batch.audit.push((seq, vec![1]));
+            batch.meta.push((crate::audit::HEAD_KEY, vec![2]));
+            store.commit(&batch, true)
+        };
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        current.block_on(commit(store.clone(), 0)).unwrap();
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let task = multi.spawn(commit(store.clone(), 1));
+        multi.block_on(task).unwrap().unwrap();
+        futures::executor::block_on(commit(store.clone(), 2)).unwrap();
+        assert_eq!(store.audit_len().unwrap(), 3);
+    }
+
     #[test]
     fn a_corrupt_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
