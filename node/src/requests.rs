@@ -12,7 +12,7 @@ use starling_trust::{Did, Evidence, Record};
 
 use crate::audit::Fact;
 use crate::driver::{Driver, kem_key_of};
-use crate::handle::{ApiError, EvidenceInput, PolicyInput, Reply, Request};
+use crate::handle::{ApiError, EvidenceInput, PolicyInput, Query, Reply, Request};
 
 fn command_error(e: CommandError) -> ApiError {
     match e {
@@ -116,12 +116,12 @@ impl Driver {
             } => self.direct(to, payload, task, reply),
             Request::Evidence { input, task, reply } => self.evidence(input, task, reply),
             Request::Policy { input, reply } => self.policy(input, reply),
+            // Reads of the store see every write made before them.
+            Request::Query {
+                query: query @ (Query::Audit { .. } | Query::Evidence(_)),
+                reply,
+            } => self.read_after_writes(query, reply),
             Request::Query { query, reply } => {
-                // Reads of the store see every write made before them.
-                if let Err(e) = self.flush(false) {
-                    let _ = reply.send(Err(ApiError::unavailable(e.to_string())));
-                    return;
-                }
                 let _ = reply.send(self.query(query));
             }
             Request::Shutdown => {}

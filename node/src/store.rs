@@ -227,26 +227,10 @@ impl Store {
     }
 
     /// Commits a batch in one transaction; `durable` waits for the disk.
-    ///
-    /// The caller (the node's event loop) waits, but on a multi-thread
-    /// runtime its worker's other tasks move to another thread meanwhile:
-    /// otherwise the writer task of a frame the loop has just forwarded,
-    /// woken into the worker's LIFO slot where no other worker may take it,
-    /// waits for the disk too. That wait was most of Starling's p99 in
-    /// `bench vs-gossipsub`.
     pub fn commit(&self, batch: &Batch, durable: bool) -> Result<(), StoreError> {
         if !batch.is_sealed() {
             return Err(StoreError::UnsealedAudit);
         }
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        match multi_thread {
-            true => tokio::task::block_in_place(|| self.write(batch, durable)),
-            false => self.write(batch, durable),
-        }
-    }
-
-    fn write(&self, batch: &Batch, durable: bool) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().map_err(io)?;
         if !durable {
             tx.set_durability(Durability::None).map_err(io)?;
@@ -328,32 +312,6 @@ mod tests {
         assert_eq!(store.audit(1, 10).unwrap(), vec![(1, vec![7])]);
         assert_eq!(store.audit_len().unwrap(), 2);
         assert_eq!(store.peers().unwrap()[0].1.len(), 2);
-    }
-
-    /// A commit runs under either runtime flavor (`block_in_place` would
-    /// panic on a current-thread runtime) and outside any runtime.
-    #[test]
-    fn commits_run_under_any_runtime() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
-        let commit = |store: std::sync::Arc<Store>, seq: u64| async move {
-            let mut batch = Batch::default();
-            batch.audit.push((seq, vec![1]));
-            batch.meta.push((crate::audit::HEAD_KEY, vec![2]));
-            store.commit(&batch, true)
-        };
-        let current = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        current.block_on(commit(store.clone(), 0)).unwrap();
-        let multi = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
-        let task = multi.spawn(commit(store.clone(), 1));
-        multi.block_on(task).unwrap().unwrap();
-        futures::executor::block_on(commit(store.clone(), 2)).unwrap();
-        assert_eq!(store.audit_len().unwrap(), 3);
     }
 
     #[test]

@@ -97,6 +97,35 @@ async fn five_nodes_deliver_revoke_kill_and_restart() -> anyhow::Result<()> {
         );
     }
 
+    // A read of the store sees every write before it, though commits run
+    // off the loop: two deliveries in quick succession (the second within
+    // the commit interval of the first), and the audit page asked for at
+    // once holds the second's entry, which no request waited for.
+    let mut rx = mesh.handle(1).events();
+    mesh.handle(2).publish("news", b"second", "t-1").await?;
+    mesh.handle(2).publish("news", b"third", "t-1").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(WAIT_MS);
+    let third = loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(AgentEvent::Message { payload, id, .. })) if payload == "third" => break id,
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            _ => anyhow::bail!("seed {seed}: node 1 did not deliver the third message"),
+        }
+    };
+    let page = mesh
+        .handle(1)
+        .query(Query::Audit {
+            from: 0,
+            limit: 1000,
+        })
+        .await?;
+    let entries = page["entries"].as_array().cloned().unwrap_or_default();
+    assert!(
+        entries.iter().any(|e| e["task"] == third.as_str()),
+        "seed {seed}: none of node 1's {} audit entries is its last delivery",
+        entries.len()
+    );
+
     // Revocation: the governor revokes node 3's mandate; everyone cuts it off.
     let victim = mesh.did(3);
     let r = mesh

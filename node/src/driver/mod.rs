@@ -8,11 +8,14 @@
 //! backwards. A peer is reported `Connected` with the DID derived from the
 //! PeerId the TLS/QUIC handshake authenticated, never from anything it says.
 //!
-//! - this module: the loop itself, timers, housekeeping and the store;
+//! - this module: the loop itself, timers, housekeeping and what the
+//!   store is yet to hold;
+//! - `commits`: group commits of the store, off the loop;
 //! - `links`: swarm events, sessions, dialling and sending frames;
 //! - `outputs`: performing the core's outputs (deliveries, direct
 //!   messages, events) and auditing them.
 
+mod commits;
 mod links;
 mod outputs;
 
@@ -28,7 +31,7 @@ use starling_trust::{Did, Keypair};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::audit::AuditLog;
-use crate::handle::{AgentEvent, ApiError, Request};
+use crate::handle::{AgentEvent, Request};
 use crate::metrics::Metrics;
 use crate::net::Behaviour;
 use crate::seal::KemSecret;
@@ -49,8 +52,9 @@ pub const SESSION_BATCH_MAX: usize = 64;
 /// mesh) are committed at most this often, in one transaction. Such a
 /// commit is not durable (no fsync) in any case; a request that is
 /// acknowledged waits for a durable commit of everything before it, and a
-/// read of the store commits first. Committing after every frame cost
-/// a fifth of the node's CPU in `bench vs-gossipsub`.
+/// read of the store for a commit of every write before it (see
+/// `commits`). Committing after every frame cost a fifth of the node's
+/// CPU in `bench vs-gossipsub`.
 pub const COMMIT_EVERY_MS: u64 = 50;
 /// Frames and session reports queued for the loop.
 pub const SESSION_QUEUE_MAX: usize = 4096;
@@ -77,7 +81,7 @@ pub struct Driver {
     pub(crate) core: Node<PeerId, StdRng>,
     pub(crate) swarm: Swarm<Behaviour>,
     pub(crate) control: libp2p_stream::Control,
-    pub(crate) store: Store,
+    pub(crate) store: std::sync::Arc<Store>,
     pub(crate) audit: AuditLog,
     pub(crate) batch: Batch,
     pub(crate) key: Keypair,
@@ -124,10 +128,14 @@ pub struct Driver {
     /// Identities the core graylisted, until when (Unix ms), for `/v1/peers`.
     pub(crate) graylisted: BTreeMap<Did, u64>,
     /// Answers waiting for the next durable commit.
-    pub(crate) acks: Vec<(
+    pub(crate) acks: Vec<commits::Ack>,
+    /// Reads of the store waiting for the writes made before them.
+    pub(crate) reads: Vec<(
+        crate::handle::Query,
         crate::handle::Reply<serde_json::Value>,
-        Result<serde_json::Value, ApiError>,
     )>,
+    /// The commit running on the blocking pool, if any.
+    pub(crate) committing: Option<commits::Commit>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -153,7 +161,7 @@ impl Driver {
         self.drain();
         let mut shutdown = false;
         loop {
-            let commit_at = match self.batch.is_empty() {
+            let commit_at = match self.batch.is_empty() || self.committing.is_some() {
                 true => u64::MAX,
                 false => self.commit_due_ms(),
             };
@@ -206,6 +214,13 @@ impl Driver {
                     self.tick();
                     self.on_swarm(event);
                 }
+                done = commits::commit_done(&mut self.committing) => {
+                    self.tick();
+                    if let Err(e) = self.on_committed(done) {
+                        tracing::error!("store failed, stopping the node: {e}");
+                        break;
+                    }
+                }
                 Some((peer, stream)) = incoming.next() => {
                     session::spawn_reader(
                         peer,
@@ -222,36 +237,12 @@ impl Driver {
             self.tick();
             self.fire_timers();
             self.drain();
-            if let Err(e) = self.commit_and_answer() {
-                tracing::error!("store failed, stopping the node: {e}");
-                break;
-            }
+            self.maybe_commit();
             if shutdown {
                 break;
             }
         }
-        let _ = self.commit_and_answer();
-        let _ = self.flush(true);
-    }
-
-    /// Commits pending writes and answers the requests waiting for them:
-    /// durably at once if any request waits, otherwise at most every
-    /// [`COMMIT_EVERY_MS`].
-    fn commit_and_answer(&mut self) -> Result<(), crate::store::StoreError> {
-        if self.acks.is_empty() {
-            if self.now_ms < self.commit_due_ms() {
-                return Ok(());
-            }
-            return self.flush(false);
-        }
-        // A failed commit has answered the waiting requests itself. Stay up:
-        // the next request may succeed (a full disk freed).
-        if self.flush(true).is_ok() {
-            for (reply, answer) in std::mem::take(&mut self.acks) {
-                let _ = reply.send(answer);
-            }
-        }
-        Ok(())
+        self.finish_commits().await;
     }
 
     /// When writes nobody waits for are next committed.
@@ -360,41 +351,5 @@ impl Driver {
                     .push((hash.0.to_vec(), change.to_bytes().to_vec()));
             }
         }
-    }
-
-    /// Commits pending writes; `durable` waits for the disk. If the commit
-    /// fails, the records and policy changes it held are queued again,
-    /// the audit log resumes from what is on disk, and every request
-    /// waiting for a commit is told its write was not stored.
-    pub(crate) fn flush(&mut self, durable: bool) -> Result<(), crate::store::StoreError> {
-        if self.batch.is_empty() && !durable {
-            return Ok(());
-        }
-        self.committed_at_ms = self.now_ms;
-        self.audit.seal(&mut self.batch);
-        let batch = std::mem::take(&mut self.batch);
-        let result = self.store.commit(&batch, durable);
-        if let Err(e) = &result {
-            // Keep the in-memory chain in step with what is on disk.
-            if let Ok(log) = AuditLog::resume(self.key.clone(), &self.store) {
-                self.audit = log;
-            }
-            for (id, _) in &batch.evidence {
-                self.persisted_evidence.remove(id);
-            }
-            self.scanned_generation = u64::MAX;
-            for (hash, _) in &batch.policy {
-                if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
-                    self.persisted_policy.remove(&hash);
-                }
-            }
-            for (reply, _) in std::mem::take(&mut self.acks) {
-                let _ = reply.send(Err(ApiError::unavailable(format!(
-                    "not stored, try again: {e}"
-                ))));
-            }
-        }
-        self.metrics.commits += 1;
-        result
     }
 }

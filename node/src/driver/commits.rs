@@ -1,0 +1,148 @@
+//! Group commits, off the event loop.
+//!
+//! The loop never waits for the disk. Writes gather in `Driver::batch`;
+//! when a commit is due (a request waits for its answer, a read of the
+//! store waits, or `COMMIT_EVERY_MS` has passed) and none is running, the
+//! batch is sealed and committed on tokio's blocking pool while the loop
+//! goes on forwarding frames. Writes made meanwhile gather for the next
+//! commit. One commit at a time keeps them in order and the audit chain
+//! whole, and bounds what waits to what arrives during one commit.
+//!
+//! Before, the loop committed in place. A busy disk then stalled every
+//! node's forwarding, and a frame the loop had just handed to a writer
+//! task waited for the disk too, in the worker's LIFO slot where no other
+//! worker may take it: that was most of Starling's p99 in
+//! `bench vs-gossipsub`.
+//!
+//! A request is answered once the commit holding its writes is durable; a
+//! read of the store once every write before it is committed.
+
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use super::Driver;
+use crate::audit::AuditLog;
+use crate::handle::{ApiError, Query, Reply};
+use crate::store::{Batch, StoreError};
+
+/// A request's answer, sent once its writes are durable.
+pub(crate) type Ack = (Reply<Value>, Result<Value, ApiError>);
+
+/// The commit running on the blocking pool, and who waits for it.
+#[derive(Debug)]
+pub(crate) struct Commit {
+    task: JoinHandle<Result<(), StoreError>>,
+    acks: Vec<Ack>,
+    reads: Vec<(Query, Reply<Value>)>,
+}
+
+/// Resolves when the running commit ends; never, if none runs.
+pub(crate) async fn commit_done(running: &mut Option<Commit>) -> Result<(), StoreError> {
+    match running {
+        Some(commit) => (&mut commit.task)
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Io(e.to_string()))),
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    /// Answers `query` once every write made before it is in the store.
+    pub(crate) fn read_after_writes(&mut self, query: Query, reply: Reply<Value>) {
+        self.reads.push((query, reply));
+    }
+
+    /// Starts a commit if one is due and none runs; answers the reads
+    /// that wait for nothing.
+    pub(crate) fn maybe_commit(&mut self) {
+        if self.committing.is_some() {
+            return;
+        }
+        let waiting = !self.acks.is_empty() || !self.reads.is_empty();
+        if self.batch.is_empty() && self.acks.is_empty() {
+            for (query, reply) in std::mem::take(&mut self.reads) {
+                let _ = reply.send(self.query(query));
+            }
+        } else if waiting || self.now_ms >= self.commit_due_ms() {
+            self.start_commit(!self.acks.is_empty());
+        }
+    }
+
+    /// Seals the batch and commits it on the blocking pool (`durable` waits
+    /// for the disk), with the requests and reads waiting for it.
+    fn start_commit(&mut self, durable: bool) {
+        self.committed_at_ms = self.now_ms;
+        self.audit.seal(&mut self.batch);
+        let batch = std::mem::take(&mut self.batch);
+        let store = std::sync::Arc::clone(&self.store);
+        self.committing = Some(Commit {
+            task: tokio::task::spawn_blocking(move || store.commit(&batch, durable)),
+            acks: std::mem::take(&mut self.acks),
+            reads: std::mem::take(&mut self.reads),
+        });
+    }
+
+    /// The running commit ended. On success its requests and reads are
+    /// answered. On failure what was not written is dropped: every record
+    /// and policy change is queued again (rewriting one is harmless), the
+    /// audit log resumes from what is on disk (entries since were chained
+    /// on the lost ones), and every waiting request is told its write was
+    /// not stored. A failed commit nobody waited for is returned: the node
+    /// stops rather than run without its disk.
+    pub(crate) fn on_committed(
+        &mut self,
+        result: Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let Some(commit) = self.committing.take() else {
+            return Ok(());
+        };
+        self.metrics.commits += 1;
+        let Err(e) = result else {
+            for (reply, answer) in commit.acks {
+                let _ = reply.send(answer);
+            }
+            for (query, reply) in commit.reads {
+                let _ = reply.send(self.query(query));
+            }
+            return Ok(());
+        };
+        self.batch = Batch::default();
+        self.persisted_evidence.clear();
+        self.persisted_policy.clear();
+        self.scanned_generation = u64::MAX;
+        if let Ok(log) = AuditLog::resume(self.key.clone(), &self.store) {
+            self.audit = log;
+        }
+        let waited = !commit.acks.is_empty() || !commit.reads.is_empty();
+        let acks = commit
+            .acks
+            .into_iter()
+            .chain(std::mem::take(&mut self.acks));
+        for (reply, _) in acks {
+            let _ = reply.send(Err(ApiError::unavailable(format!(
+                "not stored, try again: {e}"
+            ))));
+        }
+        for (_, reply) in commit.reads {
+            let _ = reply.send(Err(ApiError::unavailable(e.to_string())));
+        }
+        match waited {
+            true => Ok(()),
+            false => Err(e),
+        }
+    }
+
+    /// Waits for the running commit, then commits what is left, durably
+    /// (which makes the commits before it durable too).
+    pub(crate) async fn finish_commits(&mut self) {
+        if self.committing.is_some() {
+            let done = commit_done(&mut self.committing).await;
+            if self.on_committed(done).is_err() {
+                return;
+            }
+        }
+        self.start_commit(true);
+        let done = commit_done(&mut self.committing).await;
+        let _ = self.on_committed(done);
+    }
+}
