@@ -80,13 +80,18 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// How many writes it holds.
+    pub fn len(&self) -> usize {
+        self.evidence.len()
+            + self.policy.len()
+            + self.audit.len()
+            + self.meta.len()
+            + self.peers.len()
+    }
+
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.evidence.is_empty()
-            && self.policy.is_empty()
-            && self.audit.is_empty()
-            && self.meta.is_empty()
-            && self.peers.is_empty()
+        self.len() == 0
     }
 
     /// Whether the batch may commit as far as the audit log goes: it has no

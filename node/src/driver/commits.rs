@@ -25,6 +25,11 @@ use crate::audit::AuditLog;
 use crate::handle::{ApiError, Query, Reply};
 use crate::store::{Batch, StoreError};
 
+/// Most writes gathered while a commit runs. Past it the loop waits for
+/// the commit, so a stalled disk slows the node (its inbound queues fill
+/// and its peers are read no faster) instead of filling its memory.
+pub const PENDING_WRITES_MAX: usize = 10_000;
+
 /// A request's answer, sent once its writes are durable.
 pub(crate) type Ack = (Reply<Value>, Result<Value, ApiError>);
 
@@ -66,6 +71,18 @@ impl Driver {
         } else if waiting || self.now_ms >= self.commit_due_ms() {
             self.start_commit(!self.acks.is_empty());
         }
+    }
+
+    /// Waits for the running commit if the writes gathered since it
+    /// started reach [`PENDING_WRITES_MAX`], then starts the next.
+    pub(crate) async fn hold_back(&mut self) -> Result<(), StoreError> {
+        if self.committing.is_none() || self.batch.len() < PENDING_WRITES_MAX {
+            return Ok(());
+        }
+        let done = commit_done(&mut self.committing).await;
+        self.on_committed(done)?;
+        self.maybe_commit();
+        Ok(())
     }
 
     /// Seals the batch and commits it on the blocking pool (`durable` waits

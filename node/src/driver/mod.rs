@@ -38,6 +38,7 @@ use crate::seal::KemSecret;
 use crate::session::{self, InboundBudget, SessionEvent, WriterMsg};
 use crate::store::{Batch, Store};
 
+pub use commits::PENDING_WRITES_MAX;
 pub use links::{ACTIVE_MIN, ADDRESS_BOOK_MAX, ADDRS_PER_PEER_MAX, CLOSE_GRACE_MS, REJOIN_MS};
 pub(crate) use outputs::kem_key_of;
 pub use outputs::{GRAYLIST_SHOWN_MAX, REASON_CHARS_MAX};
@@ -178,6 +179,7 @@ impl Driver {
                 false => next.min(self.now_ms + 50),
             };
             let wait = Duration::from_millis(next.saturating_sub(unix_ms()));
+            let mut stored = Ok(());
             tokio::select! {
                 biased;
                 Some(req) = requests.recv() => {
@@ -216,10 +218,7 @@ impl Driver {
                 }
                 done = commits::commit_done(&mut self.committing) => {
                     self.tick();
-                    if let Err(e) = self.on_committed(done) {
-                        tracing::error!("store failed, stopping the node: {e}");
-                        break;
-                    }
+                    stored = self.on_committed(done);
                 }
                 Some((peer, stream)) = incoming.next() => {
                     session::spawn_reader(
@@ -237,7 +236,14 @@ impl Driver {
             self.tick();
             self.fire_timers();
             self.drain();
-            self.maybe_commit();
+            if stored.is_ok() {
+                self.maybe_commit();
+                stored = self.hold_back().await;
+            }
+            if let Err(e) = stored {
+                tracing::error!("store failed, stopping the node: {e}");
+                break;
+            }
             if shutdown {
                 break;
             }
