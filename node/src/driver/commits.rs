@@ -33,12 +33,15 @@ pub const PENDING_WRITES_MAX: usize = 10_000;
 /// A request's answer, sent once its writes are durable.
 pub(crate) type Ack = (Reply<Value>, Result<Value, ApiError>);
 
+/// A read of the store, answered once the writes before it are committed.
+pub(crate) type Read = (Query, Reply<Value>);
+
 /// The commit running on the blocking pool, and who waits for it.
 #[derive(Debug)]
 pub(crate) struct Commit {
     task: JoinHandle<Result<(), StoreError>>,
     acks: Vec<Ack>,
-    reads: Vec<(Query, Reply<Value>)>,
+    reads: Vec<Read>,
 }
 
 /// Resolves when the running commit ends; never, if none runs.

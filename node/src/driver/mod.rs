@@ -131,10 +131,7 @@ pub struct Driver {
     /// Answers waiting for the next durable commit.
     pub(crate) acks: Vec<commits::Ack>,
     /// Reads of the store waiting for the writes made before them.
-    pub(crate) reads: Vec<(
-        crate::handle::Query,
-        crate::handle::Reply<serde_json::Value>,
-    )>,
+    pub(crate) reads: Vec<commits::Read>,
     /// The commit running on the blocking pool, if any.
     pub(crate) committing: Option<commits::Commit>,
 }
