@@ -82,10 +82,16 @@ impl Driver {
         if self.committing.is_none() || self.batch.len() < PENDING_WRITES_MAX {
             return Ok(());
         }
-        let done = commit_done(&mut self.committing).await;
-        self.on_committed(done)?;
+        self.wait_commit().await?;
         self.maybe_commit();
         Ok(())
+    }
+
+    /// Waits for the running commit and takes its result (see
+    /// [`Driver::on_committed`]).
+    async fn wait_commit(&mut self) -> Result<(), StoreError> {
+        let done = commit_done(&mut self.committing).await;
+        self.on_committed(done)
     }
 
     /// Seals the batch and commits it on the blocking pool (`durable` waits
@@ -155,14 +161,10 @@ impl Driver {
     /// Waits for the running commit, then commits what is left, durably
     /// (which makes the commits before it durable too).
     pub(crate) async fn finish_commits(&mut self) {
-        if self.committing.is_some() {
-            let done = commit_done(&mut self.committing).await;
-            if self.on_committed(done).is_err() {
-                return;
-            }
+        if self.committing.is_some() && self.wait_commit().await.is_err() {
+            return;
         }
         self.start_commit(true);
-        let done = commit_done(&mut self.committing).await;
-        let _ = self.on_committed(done);
+        let _ = self.wait_commit().await;
     }
 }
