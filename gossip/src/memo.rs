@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use automerge::ChangeHash;
 use starling_trust::did::DidError;
+use starling_trust::evidence::reconcile::Fingerprint;
 use starling_trust::keys::Domain;
 use starling_trust::policy::Policy;
 use starling_trust::wire::{DecodeError, Hash, sha256};
@@ -24,7 +25,7 @@ use crate::broadcast::TreeKey;
 use crate::message::SignedMessage;
 
 type PolicyKey = (Vec<ChangeHash>, ChangeHash);
-type ScoreKey = (u64, [u8; 16], u64);
+type ScoreKey = (u64, Fingerprint, u64);
 
 /// Results most recently computed are also held strongly, this many per
 /// kind: a message is received by every node over a second or so, long

@@ -265,13 +265,16 @@ mod tests {
             })
         });
         prop_oneof![
-            (range.clone(), any::<u64>(), any::<[u8; 16]>()).prop_map(
-                |(range, count, fingerprint)| Part::Fingerprint {
+            (
+                range.clone(),
+                any::<u64>(),
+                any::<starling_trust::evidence::reconcile::Fingerprint>()
+            )
+                .prop_map(|(range, count, fingerprint)| Part::Fingerprint {
                     range,
                     count,
                     fingerprint,
-                }
-            ),
+                }),
             (range, proptest::collection::vec(any::<RecordId>(), 0..4))
                 .prop_map(|(range, ids)| Part::Ids { range, ids }),
         ]

@@ -8,6 +8,7 @@
 use prost::Message;
 use prost::encoding::WireType;
 use starling_trust::RecordId;
+use starling_trust::evidence::reconcile::Fingerprint;
 
 /// The wire version this build speaks.
 pub const FRAME_VERSION: u32 = 2;
@@ -287,7 +288,7 @@ pub struct RangePart {
     pub count: u64,
     /// For a fingerprint part, the fingerprint; absent (empty bytes) for an
     /// id list (4, bytes).
-    pub fingerprint: Option<[u8; FINGERPRINT_BYTES]>,
+    pub fingerprint: Option<Fingerprint>,
     /// For an id list: the ids (5, repeated bytes).
     pub ids: Vec<RecordId>,
     /// A fingerprint or id of another length, or cut short, was read.
@@ -295,7 +296,7 @@ pub struct RangePart {
 }
 
 /// Bytes of a range fingerprint.
-pub const FINGERPRINT_BYTES: usize = 16;
+pub const FINGERPRINT_BYTES: usize = size_of::<Fingerprint>();
 
 /// Reads a length-delimited field into `out` if it is exactly as long, and
 /// skips it otherwise; returns its length, or `None` if it runs past the
@@ -364,7 +365,7 @@ impl Message for RangePart {
             2 => uint32::merge(wire_type, &mut self.bits, buf, ctx),
             3 => uint64::merge(wire_type, &mut self.count, buf, ctx),
             4 => {
-                let mut fingerprint = [0u8; FINGERPRINT_BYTES];
+                let mut fingerprint = Fingerprint::default();
                 let len = merge_array(wire_type, &mut fingerprint, buf)?;
                 // Empty bytes are absence.
                 self.fingerprint = (len == Some(FINGERPRINT_BYTES)).then_some(fingerprint);
@@ -559,7 +560,7 @@ mod tests {
                 any::<u64>(),
                 any::<u32>(),
                 any::<u64>(),
-                any::<Option<[u8; FINGERPRINT_BYTES]>>(),
+                any::<Option<Fingerprint>>(),
                 proptest::collection::vec(any::<RecordId>(), 0..3)
             )
                 .prop_map(|(prefix, bits, count, fingerprint, ids)| Body::Reconcile(
@@ -609,7 +610,7 @@ mod tests {
             prefix in any::<u64>(),
             bits in any::<u32>(),
             count in any::<u64>(),
-            fingerprint in any::<Option<[u8; FINGERPRINT_BYTES]>>(),
+            fingerprint in any::<Option<Fingerprint>>(),
             ids in proptest::collection::vec(any::<RecordId>(), 0..4),
         ) {
             let part = RangePart { prefix, bits, count, fingerprint, ids: ids.clone(), malformed: false };

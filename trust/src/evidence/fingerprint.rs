@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
+use super::reconcile::Fingerprint;
 use super::record::RecordId;
 use crate::small_map::SmallMap;
 
@@ -80,16 +81,16 @@ impl Accumulator {
         self.count
     }
 
-    /// The 16-byte fingerprint.
-    pub(super) fn fingerprint(&self) -> [u8; 16] {
+    /// The range's fingerprint.
+    pub(super) fn fingerprint(&self) -> Fingerprint {
         let mut hasher = Sha256::new();
         hasher.update(self.count.to_le_bytes());
         for limb in self.sum {
             hasher.update(limb.to_le_bytes());
         }
         let digest: [u8; 32] = hasher.finalize().into();
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&digest[..16]);
+        let mut out = Fingerprint::default();
+        out.copy_from_slice(&digest[..size_of::<Fingerprint>()]);
         out
     }
 }

@@ -20,6 +20,10 @@ pub const PREFIX_BITS_MAX: u8 = 64;
 /// Sub-ranges a differing range splits into.
 pub const FANOUT: u64 = 16;
 
+/// A range's fingerprint: the first 16 bytes of a hash of its ids' count
+/// and sum (see `fingerprint`).
+pub type Fingerprint = [u8; 16];
+
 /// The ids whose first `bits` bits equal the first `bits` bits of `prefix`
 /// (big-endian). `bits` is a multiple of 4, at most [`PREFIX_BITS_MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -78,7 +82,7 @@ pub enum Part {
         /// How many ids.
         count: u64,
         /// Their fingerprint.
-        fingerprint: [u8; 16],
+        fingerprint: Fingerprint,
     },
     /// "These are all my ids in this range."
     Ids {
@@ -103,7 +107,7 @@ pub struct Reply {
 impl EvidenceStore {
     /// A digest of the whole set: equal digests mean equal stores (up to a
     /// 2^-128 collision), so results computed from the set can be shared.
-    pub fn digest(&self) -> (u64, [u8; 16]) {
+    pub fn digest(&self) -> (u64, Fingerprint) {
         self.digest_without([])
     }
 
@@ -112,7 +116,7 @@ impl EvidenceStore {
     pub fn digest_without<'a>(
         &self,
         ids: impl IntoIterator<Item = &'a RecordId>,
-    ) -> (u64, [u8; 16]) {
+    ) -> (u64, Fingerprint) {
         let mut rest = self.accumulate(Range::ALL);
         for id in ids {
             rest.toggle(id, false);

@@ -56,6 +56,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::did::Did;
+use crate::evidence::reconcile::Fingerprint;
 use crate::evidence::record::Evidence;
 use crate::evidence::store::{EvidenceStore, Slot};
 use crate::genesis::{Genesis, Params};
@@ -284,7 +285,7 @@ impl ScoreTable {
     pub fn compute_around_periphery(
         store: &EvidenceStore,
         epoch: u64,
-        core: impl FnOnce((u64, [u8; 16]), &dyn Fn() -> Self) -> Arc<Self>,
+        core: impl FnOnce((u64, Fingerprint), &dyn Fn() -> Self) -> Arc<Self>,
     ) -> Arc<Self> {
         let periphery = store.periphery();
         let digest = store.digest_without(periphery.record_ids());
