@@ -9,7 +9,8 @@
 //!   these peers; what each protocol then does with its connections (HyParView
 //!   shuffles, gossipsub's mesh maintenance) is its own business.
 //! - **Workload.** Message `m` is published by [`Workload::publisher`] at
-//!   `m * pace_ms` after the measurement starts, with [`Workload::payload`]:
+//!   `m * pace_ms` after the measurement starts, whether or not earlier
+//!   publishes have been answered, with [`Workload::payload`]:
 //!   the same size, the same bytes (index and send time first, then seeded
 //!   filler). Every node but the publisher is a subscriber.
 //! - **Wire bytes.** Counted by the kernel, not by either system:
@@ -33,6 +34,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -112,21 +115,36 @@ impl Workload {
     }
 
     /// The measured part of a run, the same for both systems: message `m`
-    /// goes to `publish(publisher(m), payload)` on the `pace_ms` tick, then
-    /// the drain passes. `publish` says whether the system took the
-    /// message; the number it refused is returned.
+    /// goes to `publish(publisher(m), payload)` at `m * pace_ms`, then the
+    /// drain passes. Publishes are not awaited one by one: Starling
+    /// answers once the message is durable, gossipsub at once, and a slow
+    /// answer must not delay (and then bunch up) the messages after it,
+    /// so the schedule is the same for both whatever they answer.
+    /// `publish` says whether the system took the message; the number it
+    /// refused is returned once every answer is in.
     pub async fn publish_paced<F, Fut>(&self, mut publish: F) -> usize
     where
         F: FnMut(usize, Vec<u8>) -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
         let mut refused = 0;
-        let mut tick = tokio::time::interval(Duration::from_millis(self.pace_ms));
+        let mut answers: FuturesUnordered<Fut> = FuturesUnordered::new();
+        let start = tokio::time::Instant::now();
         for m in 0..self.messages {
-            tick.tick().await;
-            if !publish(self.publisher(m), self.payload(m, now_us())).await {
-                refused += 1;
+            let due = start + Duration::from_millis(m as u64 * self.pace_ms);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = tokio::time::sleep_until(due) => break,
+                    Some(taken) = answers.next(), if !answers.is_empty() => {
+                        refused += usize::from(!taken);
+                    }
+                }
             }
+            answers.push(publish(self.publisher(m), self.payload(m, now_us())));
+        }
+        while let Some(taken) = answers.next().await {
+            refused += usize::from(!taken);
         }
         tokio::time::sleep(Duration::from_secs(self.drain_s)).await;
         refused
@@ -506,6 +524,27 @@ mod tests {
         assert_eq!(read_payload(&p), Some((4, 123_456)));
         assert_eq!(p, w.payload(4, 123_456));
         assert_eq!(read_payload(&p[..5]), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn publishes_keep_the_pace_whatever_the_answers_take() {
+        let w = workload();
+        let start = tokio::time::Instant::now();
+        let mut calls = Vec::new();
+        let refused = w
+            .publish_paced(|node, payload| {
+                let index = read_payload(&payload).map(|(m, _)| m);
+                calls.push((index, start.elapsed().as_millis()));
+                async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    node % 2 == 0
+                }
+            })
+            .await;
+        let expected: Vec<_> = (0..5).map(|m| (Some(m), m as u128 * 10)).collect();
+        assert_eq!(calls, expected);
+        // Publishers 1 to 5: the odd ones refused, and every answer counted.
+        assert_eq!(refused, 3);
     }
 
     #[test]
