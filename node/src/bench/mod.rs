@@ -57,6 +57,10 @@ pub(crate) enum BenchCommand {
         /// Time after the last publish before the window closes.
         #[arg(long, default_value_t = Workload::default().drain_s)]
         drain_s: u64,
+        /// Runs of each system: the figures are medians over them, beside
+        /// each run's ratios.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
         /// Run one system in this process and print its figures (used by
         /// the parent run, which starts one child per system).
         #[arg(long, hide = true)]
@@ -124,10 +128,12 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
             pace_ms,
             settle_s,
             drain_s,
+            runs,
             only,
             json,
         } => {
             anyhow::ensure!((4..=64).contains(&nodes), "--nodes must be 4..=64");
+            anyhow::ensure!((1..=25).contains(&runs), "--runs must be 1..=25");
             anyhow::ensure!(messages >= 10, "--messages must be at least 10");
             anyhow::ensure!(
                 (starling_benches::vs::PAYLOAD_HEADER_BYTES..=60_000).contains(&size),
@@ -150,8 +156,8 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
             };
             let text = match only {
                 Some(system) => serde_json::to_string(&vs_gossipsub::run_one(system, &workload)?)?,
-                None if json => serde_json::to_string(&vs_gossipsub::compare(&workload)?)?,
-                None => serde_json::to_string_pretty(&vs_gossipsub::compare(&workload)?)?,
+                None if json => serde_json::to_string(&vs_gossipsub::compare(&workload, runs)?)?,
+                None => serde_json::to_string_pretty(&vs_gossipsub::compare(&workload, runs)?)?,
             };
             files::say(text);
         }

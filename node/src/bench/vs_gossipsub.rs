@@ -10,7 +10,7 @@
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use serde::Serialize;
-use starling_benches::vs::{Comparison, SystemFigures, Workload};
+use starling_benches::vs::{Repeated, SystemFigures, Workload};
 
 /// Which system a child process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -22,11 +22,24 @@ pub(crate) enum System {
     Gossipsub,
 }
 
-/// Runs both systems in child processes and compares them.
-pub(crate) fn compare(workload: &Workload) -> Result<Comparison> {
-    let starling = child(System::Starling, workload)?;
-    let gossipsub = child(System::Gossipsub, workload)?;
-    Ok(Comparison::new(workload, starling, gossipsub))
+/// Runs both systems in child processes `runs` times, Starling first in
+/// the even runs and gossipsub first in the odd ones, and compares them.
+pub(crate) fn compare(workload: &Workload, runs: usize) -> Result<Repeated> {
+    let mut figures = Vec::with_capacity(runs);
+    for run in 0..runs {
+        let (starling, gossipsub) = match run % 2 {
+            0 => {
+                let s = child(System::Starling, workload)?;
+                (s, child(System::Gossipsub, workload)?)
+            }
+            _ => {
+                let g = child(System::Gossipsub, workload)?;
+                (child(System::Starling, workload)?, g)
+            }
+        };
+        figures.push((starling, gossipsub));
+    }
+    Repeated::new(workload, &figures).context("no runs")
 }
 
 /// Runs this binary as `bench vs-gossipsub --only <system>` and reads its JSON.
