@@ -39,6 +39,7 @@ pub(crate) struct Metrics {
     pub(crate) killed_deliveries_after: u64,
     pub(crate) sybil_tier_max: Option<String>,
     pub(crate) score_agreement: Option<f64>,
+    pub(crate) score_entry_agreement: Option<f64>,
     pub(crate) tier_counts: BTreeMap<String, u64>,
 }
 
@@ -145,6 +146,10 @@ pub struct Report {
     pub sybil_tier_max: Option<String>,
     /// Share of sampled nodes whose score table equals the most common one.
     pub score_agreement: Option<f64>,
+    /// Share of the sampled nodes' score entries (one per node and agent,
+    /// an unknown agent an entry too) that equal the most common entry for
+    /// their agent.
+    pub score_entry_agreement: Option<f64>,
     /// Deliveries of the killed agent's messages sent after the kill reached everyone.
     pub killed_deliveries_after: u64,
     /// What the adversaries achieved, if the scenario has any.

@@ -104,6 +104,7 @@ impl Sim {
             heal_ms,
             sybil_tier_max: m.sybil_tier_max.clone(),
             score_agreement: m.score_agreement,
+            score_entry_agreement: m.score_entry_agreement,
             killed_deliveries_after: m.killed_deliveries_after,
             attacks,
             drops: self.drops(),

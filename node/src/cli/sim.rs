@@ -166,6 +166,12 @@ fn text(r: &starling_sim::Report) -> String {
             a * 100.0
         ));
     }
+    if let Some(a) = r.score_entry_agreement {
+        lines.push(format!(
+            "score entries agreeing: {:.2}% of sampled nodes' entries",
+            a * 100.0
+        ));
+    }
     if let Some(a) = &r.attacks {
         lines.push(format!(
             "spam: {} messages sent, {:.1} deliveries each; forged: {} sent, {} delivered; \
