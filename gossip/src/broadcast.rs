@@ -1,19 +1,40 @@
 //! Plumtree broadcast: an eager-push spanning tree repaired by lazy push.
 //!
-//! Each tree (an application topic and origin, or the system trees for
-//! evidence and policy) starts with every active neighbour *eager*. Every
-//! origin gets its own tree per topic, so each settles into the
-//! first-arrival (lowest latency) tree from that origin instead of one
-//! shared tree that suits no sender and keeps being regrafted. An item received
-//! twice prunes the second sender to *lazy*, so the eager links settle into
-//! a spanning tree and each node receives each item about once. Lazy
-//! neighbours get batched IHAVE digests instead (short ids only, see
-//! [`IHave`]); a node that hears of an item it lacks waits `graft_first_ms`
-//! for the tree to deliver it, then GRAFTs an announcer, which sends the
-//! item and makes the link eager again: loss and churn are repaired within
-//! a round trip. Every item is verified once, deduplicated by id, and every
-//! cache is bounded. (Leitão, Pereira, Rodrigues, "Epidemic Broadcast
-//! Trees", SRDS 2007.)
+//! Every origin gets its own tree per topic (the system trees for evidence
+//! and policy are shared by all origins), so each fits the paths from that
+//! origin instead of one shared tree that suits no sender and keeps being
+//! regrafted. An item received twice prunes the second sender to *lazy*,
+//! so the eager links settle into a spanning tree and each node receives
+//! each item about once. Lazy neighbours get batched IHAVE digests instead
+//! (short ids and hop counts, see [`IHave`]); a node that hears of an item
+//! it lacks waits `graft_first_ms` for the tree to deliver it, then GRAFTs
+//! an announcer, which sends the item and makes the link eager again: loss
+//! and churn are repaired within a round trip. Every item is verified
+//! once, deduplicated by id, and every cache is bounded. (Leitão, Pereira,
+//! Rodrigues, "Epidemic Broadcast Trees", SRDS 2007.)
+//!
+//! A tree that starts with every neighbour eager floods its first item:
+//! each node sends it on every link, so about (view size - 2) copies a
+//! node are duplicates. With one tree per origin that flood is paid once
+//! per origin, which at 10^4 simulated nodes with 10 publishers was the
+//! whole of the redundancy (RMR 0.110), and in `bench vs-gossipsub` at 48
+//! nodes the largest part of Starling's wire bytes and latency tail. So only
+//! a topic's first tree floods. A later origin's tree starts as a copy of
+//! the topic's tree with the lowest origin, which every node that holds
+//! the same trees picks alike, so the copies join into one spanning tree
+//! and the first item crosses each node once (where nodes hold different
+//! trees, as when origins start together, a copy can leave a node out
+//! until a graft brings it in). The copy suits the other
+//! origin, so the tree then moves toward its own: an IHAVE carries the
+//! hops the announcer's copy took, and a node whose copy took at least
+//! `optimize_hops` more makes the announcer its parent (a link-only GRAFT)
+//! and prunes its old parent, whether the announcement came before the
+//! item or after it (the paper's optimisation, on hop counts). Each move
+//! shortens a node's path, so moves stop. Hop counts are not signed: a
+//! neighbour that claims fewer hops can make itself a node's parent in one
+//! tree and then withhold that tree's items, which costs the node a graft
+//! (a quarter second) for each item, as any eager neighbour that withholds
+//! does; it delivers nothing less.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -28,7 +49,7 @@ use crate::recent::Recent;
 use crate::wire::{Body, Gossip, Graft, IHave, Prune};
 
 /// Most trees kept; the least recently used is forgotten (it starts again
-/// all-eager if its origin speaks again).
+/// as a copy if its origin speaks again).
 const TREES_MAX: usize = 1_024;
 /// Most announcers remembered for one missing item.
 const ANNOUNCERS_MAX: usize = 8;
@@ -47,7 +68,8 @@ pub(crate) type TreeKey = (String, Vec<u8>);
 #[derive(Debug, Clone, Default)]
 struct Tree<P> {
     lazy: Vec<P>,
-    /// The neighbour the tree's latest item came from first.
+    /// The neighbour the tree's latest item came from first, or the
+    /// announcer this node moved to since.
     parent: Option<P>,
     used_ms: u64,
 }
@@ -163,6 +185,8 @@ impl<P: Peer> Broadcast<P> {
                     self.trees.remove(&k);
                 }
             }
+            // A topic's first tree, and a shared tree, start all eager;
+            // a later origin's starts as a copy (see the module's docs).
             let lazy = match key.1.is_empty() {
                 true => Vec::new(),
                 false => self
@@ -368,10 +392,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// got over `hops` hops. If this node's copy took at least
     /// `optimize_hops` more, the lazy link to `from` becomes the tree's
     /// parent link (a link-only graft) and the old parent link is pruned,
-    /// so the tree moves toward the shortest paths from its origin. Each
-    /// move shortens this node's path, so moves stop. A new origin's tree
-    /// starts as a copy of another tree of its topic instead of flooding
-    /// (see `tree`), and this is how it then fits its own origin.
+    /// so the tree moves toward the shortest paths from its origin.
     pub(crate) fn move_closer(&mut self, now_ms: u64, from: P, id: u64, hops: u32) {
         let threshold = self.config.optimize_hops;
         if threshold == 0 || !self.views.is_active(&from) {
