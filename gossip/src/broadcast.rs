@@ -1,19 +1,40 @@
 //! Plumtree broadcast: an eager-push spanning tree repaired by lazy push.
 //!
-//! Each tree (an application topic and origin, or the system trees for
-//! evidence and policy) starts with every active neighbour *eager*. Every
-//! origin gets its own tree per topic, so each settles into the
-//! first-arrival (lowest latency) tree from that origin instead of one
-//! shared tree that suits no sender and keeps being regrafted. An item received
-//! twice prunes the second sender to *lazy*, so the eager links settle into
-//! a spanning tree and each node receives each item about once. Lazy
-//! neighbours get batched IHAVE digests instead (short ids only, see
-//! [`IHave`]); a node that hears of an item it lacks waits `graft_first_ms`
-//! for the tree to deliver it, then GRAFTs an announcer, which sends the
-//! item and makes the link eager again: loss and churn are repaired within
-//! a round trip. Every item is verified once, deduplicated by id, and every
-//! cache is bounded. (Leitão, Pereira, Rodrigues, "Epidemic Broadcast
-//! Trees", SRDS 2007.)
+//! Every origin gets its own tree per topic (the system trees for evidence
+//! and policy are shared by all origins), so each fits the paths from that
+//! origin instead of one shared tree that suits no sender and keeps being
+//! regrafted. An item received twice prunes the second sender to *lazy*,
+//! so the eager links settle into a spanning tree and each node receives
+//! each item about once. Lazy neighbours get batched IHAVE digests instead
+//! (short ids and hop counts, see [`IHave`]); a node that hears of an item
+//! it lacks waits `graft_first_ms` for the tree to deliver it, then GRAFTs
+//! an announcer, which sends the item and makes the link eager again: loss
+//! and churn are repaired within a round trip. Every item is verified
+//! once, deduplicated by id, and every cache is bounded. (Leitão, Pereira,
+//! Rodrigues, "Epidemic Broadcast Trees", SRDS 2007.)
+//!
+//! A tree that starts with every neighbour eager floods its first item:
+//! each node sends it on every link, so about (view size - 2) copies a
+//! node are duplicates. With one tree per origin that flood is paid once
+//! per origin, which at 10^4 simulated nodes with 10 publishers was the
+//! whole of the redundancy (RMR 0.110), and in `bench vs-gossipsub` at 48
+//! nodes the largest part of Starling's wire bytes and latency tail. So only
+//! a topic's first tree floods. A later origin's tree starts as a copy of
+//! the topic's tree with the lowest origin, which every node that holds
+//! the same trees picks alike, so the copies join into one spanning tree
+//! and the first item crosses each node once (where nodes hold different
+//! trees, as when origins start together, a copy can leave a node out
+//! until a graft brings it in). The copy suits the other
+//! origin, so the tree then moves toward its own: an IHAVE carries the
+//! hops the announcer's copy took, and a node whose copy took at least
+//! `optimize_hops` more makes the announcer its parent (a link-only GRAFT)
+//! and prunes its old parent, whether the announcement came before the
+//! item or after it (the paper's optimisation, on hop counts). Each move
+//! shortens a node's path, so moves stop. Hop counts are not signed: a
+//! neighbour that claims fewer hops can make itself a node's parent in one
+//! tree and then withhold that tree's items, which costs the node a graft
+//! (a quarter second) for each item, as any eager neighbour that withholds
+//! does; it delivers nothing less.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -28,7 +49,7 @@ use crate::recent::Recent;
 use crate::wire::{Body, Gossip, Graft, IHave, Prune};
 
 /// Most trees kept; the least recently used is forgotten (it starts again
-/// all-eager if its origin speaks again).
+/// as a copy if its origin speaks again).
 const TREES_MAX: usize = 1_024;
 /// Most announcers remembered for one missing item.
 const ANNOUNCERS_MAX: usize = 8;
@@ -47,6 +68,9 @@ pub(crate) type TreeKey = (String, Vec<u8>);
 #[derive(Debug, Clone, Default)]
 struct Tree<P> {
     lazy: Vec<P>,
+    /// The neighbour the tree's latest item came from first, or the
+    /// announcer this node moved to since.
+    parent: Option<P>,
     used_ms: u64,
 }
 
@@ -75,7 +99,9 @@ struct Cached {
 
 #[derive(Debug, Clone)]
 struct Missing<P> {
-    announcers: VecDeque<P>,
+    /// Who announced the item, with the hops their copies took (255:
+    /// unknown).
+    announcers: VecDeque<(P, u8)>,
     attempts: u8,
 }
 
@@ -92,8 +118,9 @@ pub struct Broadcast<P> {
     seen: Recent<()>,
     /// Announced items not received yet, by short id.
     missing: BTreeMap<u64, Missing<P>>,
-    /// Short ids waiting for the next IHAVE flush, by peer.
-    ihave: SmallMap<P, Vec<u64>>,
+    /// Short ids waiting for the next IHAVE flush, with the hops each
+    /// took to reach this node, by peer.
+    ihave: SmallMap<P, Vec<(u64, u8)>>,
     flush_pending: bool,
 }
 
@@ -129,10 +156,13 @@ impl<P: Peer> Broadcast<P> {
     pub(crate) fn neighbor_down(&mut self, peer: &P) {
         for tree in self.trees.values_mut() {
             tree.make_eager(peer);
+            if tree.parent.as_ref() == Some(peer) {
+                tree.parent = None;
+            }
         }
         self.ihave.remove(peer);
         for missing in self.missing.values_mut() {
-            missing.announcers.retain(|p| p != peer);
+            missing.announcers.retain(|(p, _)| p != peer);
         }
     }
 
@@ -155,8 +185,20 @@ impl<P: Peer> Broadcast<P> {
                     self.trees.remove(&k);
                 }
             }
+            // A topic's first tree, and a shared tree, start all eager;
+            // a later origin's starts as a copy (see the module's docs).
+            let lazy = match key.1.is_empty() {
+                true => Vec::new(),
+                false => self
+                    .trees
+                    .iter()
+                    .find(|(k, _)| k.0 == key.0 && !k.1.is_empty())
+                    .map(|(_, t)| t.lazy.clone())
+                    .unwrap_or_default(),
+            };
             let tree = Tree {
-                lazy: Vec::new(),
+                lazy,
+                parent: None,
                 used_ms: now_ms,
             };
             self.trees.insert(shared(), tree);
@@ -189,9 +231,12 @@ impl<P: Peer> Broadcast<P> {
             .map(|c| Arc::clone(&c.tree))
     }
 
-    pub(crate) fn mark_seen(&mut self, id: MessageId, now_ms: u64) {
+    /// Marks `id` seen. Returns the neighbour that announced it over the
+    /// fewest hops before it came, if any did, with those hops.
+    pub(crate) fn mark_seen(&mut self, id: MessageId, now_ms: u64) -> Option<(P, u8)> {
         self.seen.insert(now_ms, short_id(&id), ());
-        self.missing.remove(&short_id(&id));
+        let missing = self.missing.remove(&short_id(&id))?;
+        missing.announcers.into_iter().min_by_key(|(_, hops)| *hops)
     }
 
     /// Forgets expired cache entries and ids.
@@ -252,6 +297,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let (key, t) = b.tree(tree, || self.trust.shared_tree_key(tree), now_ms);
         if let Some(f) = from.filter(|f| active.contains(f)) {
             t.make_eager(&f);
+            t.parent = Some(f);
         }
         let (eager, lazy): (Vec<P>, Vec<P>) = active
             .iter()
@@ -277,11 +323,12 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.stats.gossip_sent += 1;
             self.send_encoded(p, frame.clone());
         }
+        let hops = u8::try_from(round).unwrap_or(u8::MAX);
         for p in lazy {
             self.broadcast
                 .ihave
                 .get_or_insert_with(p, Vec::new)
-                .push(short_id(&id));
+                .push((short_id(&id), hops));
         }
         if !self.broadcast.ihave.is_empty() && !self.broadcast.flush_pending {
             self.broadcast.flush_pending = true;
@@ -299,7 +346,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
         else {
             return;
         };
-        if t.is_eager(&from, self.views.active()) {
+        // Pruned even if already lazy here: the sender still has this node
+        // eager (a graft answered after the tree delivered, say). Not the
+        // parent this node just chose, whose answer to a graft can trail
+        // the copy that made this node choose it.
+        if self.views.is_active(&from) && t.parent != Some(from) {
             t.make_lazy(from);
             let prune = Prune {
                 tree: tree.0.clone(),
@@ -309,10 +360,16 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 
-    /// Announcements: an item not seen yet starts the graft timer.
+    /// Announcements: an item not seen yet starts the graft timer; one
+    /// received over more hops than the announcer's may move this node to
+    /// it (see [`Self::move_closer`]).
     pub(crate) fn on_ihave(&mut self, now_ms: u64, from: P, ihave: IHave) {
-        for id in ihave.ids.into_iter().take(self.config.ihave_ids_max) {
+        let max = self.config.ihave_ids_max;
+        for (i, id) in ihave.ids.into_iter().take(max).enumerate() {
             if self.broadcast.seen.contains(id) {
+                if let Some(&hops) = ihave.hops.get(i) {
+                    self.move_closer(now_ms, from, id, u32::from(hops));
+                }
                 continue;
             }
             let fresh = !self.broadcast.missing.contains_key(&id);
@@ -320,12 +377,62 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 announcers: VecDeque::new(),
                 attempts: 0,
             });
-            if !missing.announcers.contains(&from) && missing.announcers.len() < ANNOUNCERS_MAX {
-                missing.announcers.push_back(from);
+            let known = missing.announcers.iter().any(|(p, _)| *p == from);
+            if !known && missing.announcers.len() < ANNOUNCERS_MAX {
+                let hops = ihave.hops.get(i).copied().unwrap_or(u8::MAX);
+                missing.announcers.push_back((from, hops));
             }
             if fresh {
                 self.set_timer(now_ms + self.config.graft_first_ms, Timer::Graft(id));
             }
+        }
+    }
+
+    /// Plumtree's tree optimisation: `from` announced item `id`, which it
+    /// got over `hops` hops. If this node's copy took at least
+    /// `optimize_hops` more, the lazy link to `from` becomes the tree's
+    /// parent link (a link-only graft) and the old parent link is pruned,
+    /// so the tree moves toward the shortest paths from its origin.
+    pub(crate) fn move_closer(&mut self, now_ms: u64, from: P, id: u64, hops: u32) {
+        let threshold = self.config.optimize_hops;
+        if threshold == 0 || !self.views.is_active(&from) {
+            return;
+        }
+        let Some(c) = self.broadcast.cache.get(id) else {
+            return;
+        };
+        // Shared trees serve many origins: what is closer for one is
+        // farther for another, so only an origin's own tree moves.
+        if c.tree.1.is_empty() || c.round < hops.saturating_add(threshold) {
+            return;
+        }
+        let key = Arc::clone(&c.tree);
+        let Some(t) = self.broadcast.trees.get_mut(&key) else {
+            return;
+        };
+        if !t.lazy.contains(&from) {
+            return;
+        }
+        t.make_eager(&from);
+        t.used_ms = t.used_ms.max(now_ms);
+        let old = t
+            .parent
+            .replace(from)
+            .filter(|p| *p != from && self.views.is_active(p));
+        if let Some(old) = old {
+            t.make_lazy(old);
+        }
+        let graft = Graft {
+            id,
+            link_only: true,
+        };
+        self.send(from, Body::Graft(graft));
+        if let Some(old) = old {
+            let prune = Prune {
+                tree: key.0.clone(),
+                origin: key.1.clone(),
+            };
+            self.send(old, Body::Prune(prune));
         }
     }
 
@@ -339,11 +446,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let Some(missing) = self.broadcast.missing.get_mut(&id) else {
             return;
         };
-        let Some(announcer) = missing.announcers.pop_front() else {
+        let Some((announcer, hops)) = missing.announcers.pop_front() else {
             self.broadcast.missing.remove(&id);
             return;
         };
-        missing.announcers.push_back(announcer);
+        missing.announcers.push_back((announcer, hops));
         missing.attempts += 1;
         match missing.attempts < GRAFT_ATTEMPTS_MAX {
             true => self.set_timer(now_ms + self.config.graft_next_ms, Timer::Graft(id)),
@@ -352,7 +459,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
             }
         }
         self.stats.grafts_sent += 1;
-        self.send(announcer, Body::Graft(Graft { id }));
+        let graft = Graft {
+            id,
+            link_only: false,
+        };
+        self.send(announcer, Body::Graft(graft));
     }
 
     /// A graft: send the item (to any admitted peer that asks), and make the
@@ -368,6 +479,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 .tree(&c.tree, shared, now_ms)
                 .1
                 .make_eager(&from);
+        }
+        if graft.link_only {
+            return;
         }
         self.stats.gossip_sent += 1;
         let gossip = Gossip {
@@ -391,8 +505,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let pending = std::mem::take(&mut self.broadcast.ihave);
         for (peer, items) in pending {
             for chunk in items.chunks(self.config.ihave_ids_max.max(1)) {
-                let ids = chunk.to_vec();
-                self.send(peer, Body::IHave(IHave { ids }));
+                let (ids, hops) = chunk.iter().copied().unzip();
+                self.send(peer, Body::IHave(IHave { ids, hops }));
             }
         }
     }

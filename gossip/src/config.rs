@@ -36,6 +36,11 @@ pub struct Config {
     pub ihave_flush_ms: u64,
     /// Most ids in one IHAVE frame.
     pub ihave_ids_max: usize,
+    /// A lazy neighbour that announces an item over at least this many
+    /// fewer hops than this node's copy took becomes its parent in the
+    /// item's tree (0: never). 2 moves a node whenever that brings it at
+    /// least one hop closer to the origin.
+    pub optimize_hops: u32,
     /// How long received messages are kept to answer grafts.
     pub message_cache_ms: u64,
     /// Most messages kept for grafts.
@@ -87,6 +92,7 @@ impl Default for Config {
             graft_next_ms: 100,
             ihave_flush_ms: 50,
             ihave_ids_max: 256,
+            optimize_hops: 2,
             message_cache_ms: 30_000,
             message_cache_max: 4_096,
             seen_ms: 120_000,

@@ -83,11 +83,15 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.await_origin(from, origin, g);
             return;
         }
-        self.broadcast.mark_seen(id, now_ms);
+        let announced = self.broadcast.mark_seen(id, now_ms);
         match verdict {
             Verdict::Accepted(tree, delivery) => {
                 self.stats.items_accepted += 1;
                 self.push_item(now_ms, Some(from), &tree, g.kind, g.round, g.item, id);
+                if let Some((announcer, hops)) = announced {
+                    let short = crate::broadcast::short_id(&id);
+                    self.move_closer(now_ms, announcer, short, u32::from(hops));
+                }
                 if let Some(d) = delivery {
                     self.stats.delivered += 1;
                     self.outbox.push_back(Output::Deliver(d));

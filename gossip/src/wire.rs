@@ -242,12 +242,19 @@ pub struct Gossip {
 /// Lazy push: items the sender holds, named by short id (the first 64 bits
 /// of the id, see `broadcast::short_id`). The tree is not named: a graft
 /// finds it in the announcer's cache, and the item names it when it comes.
-/// Eight bytes an announcement instead of a whole id, tree and origin.
+/// Eight bytes an announcement instead of a whole id, tree and origin,
+/// and one for the hops the sender's copy took, which tells a receiver
+/// whether the sender is closer to the item's origin than its own parent
+/// in the tree (see `broadcast`).
 #[derive(Clone, PartialEq, Message)]
 pub struct IHave {
     /// The announced items' short ids.
     #[prost(fixed64, repeated, tag = "1")]
     pub ids: Vec<u64>,
+    /// For each id in turn, the hops the sender's copy took from its
+    /// origin (at most 255). Entries past the end are unknown.
+    #[prost(bytes = "vec", tag = "2")]
+    pub hops: Vec<u8>,
 }
 
 /// Graft: send an announced item, and make the link eager in its tree.
@@ -256,6 +263,10 @@ pub struct Graft {
     /// The item's short id (see [`IHave`]).
     #[prost(fixed64, tag = "1")]
     pub id: u64,
+    /// Only make the link eager: the grafter has the item already, and
+    /// takes this link because it is fewer hops from the origin.
+    #[prost(bool, tag = "2")]
+    pub link_only: bool,
 }
 
 /// Prune.
@@ -553,9 +564,13 @@ mod tests {
                 round,
                 item
             })),
-            proptest::collection::vec(any::<u64>(), 0..4)
-                .prop_map(|ids| Body::IHave(IHave { ids })),
-            any::<u64>().prop_map(|id| Body::Graft(Graft { id })),
+            (
+                proptest::collection::vec(any::<u64>(), 0..4),
+                proptest::collection::vec(any::<u8>(), 0..4)
+            )
+                .prop_map(|(ids, hops)| Body::IHave(IHave { ids, hops })),
+            (any::<u64>(), any::<bool>())
+                .prop_map(|(id, link_only)| Body::Graft(Graft { id, link_only })),
             (
                 any::<u64>(),
                 any::<u32>(),

@@ -542,7 +542,10 @@ fn duplicates_prune_and_missing_items_are_grafted() {
 
     // An announcement of an unknown item sets a timer; when it fires, graft.
     let id = u64::from_le_bytes([5; 8]);
-    let ihave = IHave { ids: vec![id] };
+    let ihave = IHave {
+        ids: vec![id],
+        hops: vec![],
+    };
     b.handle(
         START_MS + 10,
         Input::Frame {
@@ -566,7 +569,10 @@ fn duplicates_prune_and_missing_items_are_grafted() {
         out,
         [Output::Send {
             to: 1,
-            frame: sent(Body::Graft(Graft { id }))
+            frame: sent(Body::Graft(Graft {
+                id,
+                link_only: false
+            }))
         }]
     );
     assert_eq!(b.stats().grafts_sent, 1);
@@ -648,7 +654,10 @@ fn a_graft_is_answered_from_the_cache_and_makes_the_link_eager() {
         START_MS + 10,
         Input::Frame {
             from: 1,
-            bytes: frame(Body::Graft(Graft { id: from_c.id })),
+            bytes: frame(Body::Graft(Graft {
+                id: from_c.id,
+                link_only: false,
+            })),
         },
     )
     .unwrap();
@@ -662,11 +671,136 @@ fn a_graft_is_answered_from_the_cache_and_makes_the_link_eager() {
         START_MS + 10,
         Input::Frame {
             from: 1,
-            bytes: frame(Body::Graft(Graft { id: !from_c.id })),
+            bytes: frame(Body::Graft(Graft {
+                id: !from_c.id,
+                link_only: false,
+            })),
         },
     )
     .unwrap();
     assert_eq!(drain(&mut b), []);
+}
+
+/// What `n` sent, in order, with every other output left out.
+fn sends(n: &mut N) -> Vec<(u32, Body)> {
+    drain(n)
+        .iter()
+        .filter(|o| matches!(o, Output::Send { .. }))
+        .map(body)
+        .collect()
+}
+
+fn ihave(id: u64, hops: u8) -> Input<u32> {
+    Input::Frame {
+        from: 1,
+        bytes: frame(Body::IHave(IHave {
+            ids: vec![id],
+            hops: vec![hops],
+        })),
+    }
+}
+
+fn link_only(id: u64) -> Body {
+    Body::Graft(Graft {
+        id,
+        link_only: true,
+    })
+}
+
+fn prune_news(origin: &Keypair) -> Body {
+    Body::Prune(Prune {
+        tree: "news".into(),
+        origin: origin.did().as_bytes().to_vec(),
+    })
+}
+
+#[test]
+fn a_new_origins_tree_starts_as_a_copy_of_its_topics_tree() {
+    let mesh = Mesh::new();
+    // b's tree of c's messages: 3 (c) and 4 eager, 1 lazy.
+    let (mut b, _) = settled_news_tree(&mesh);
+    let (d_key, _) = mesh.agent(4, &SCOPE);
+    let from_d = news(&mesh, &d_key, 1);
+    b.handle(START_MS + 10, from_d.frame(4, 1)).unwrap();
+    // d's first message follows the copy instead of flooding: on to 3,
+    // and 1 only hears of it.
+    assert_eq!(sends(&mut b), [(3, from_d.gossip(2))]);
+    b.handle(START_MS + 60, Input::Timer(Timer::IHaveFlush))
+        .unwrap();
+    let announced = Body::IHave(IHave {
+        ids: vec![from_d.id],
+        hops: vec![1],
+    });
+    assert_eq!(sends(&mut b), [(1, announced)]);
+    assert_eq!(b.broadcast().trees(), 2);
+}
+
+#[test]
+fn an_announcer_two_hops_closer_to_the_origin_becomes_the_parent() {
+    let mesh = Mesh::new();
+    let (mut b, c_key) = settled_news_tree(&mesh);
+    let second = news(&mesh, &c_key, 2);
+    // The tree brings c's next message over four hops.
+    b.handle(START_MS + 10, second.frame(3, 4)).unwrap();
+    drain(&mut b);
+    // 1 got it over three: no closer than one hop, no move.
+    b.handle(START_MS + 20, ihave(second.id, 3)).unwrap();
+    assert_eq!(sends(&mut b), []);
+    // Over two: 1 becomes the parent (eager without resending the item)
+    // and the old parent link is pruned.
+    b.handle(START_MS + 30, ihave(second.id, 2)).unwrap();
+    assert_eq!(
+        sends(&mut b),
+        [(1, link_only(second.id)), (3, prune_news(&c_key))]
+    );
+    assert_eq!(b.broadcast().links("news", b.active_view()), (2, 1));
+    // A copy from the new parent, say the answer to an earlier graft, is
+    // a duplicate that prunes nothing.
+    b.handle(START_MS + 40, second.frame(1, 3)).unwrap();
+    assert_eq!(sends(&mut b), []);
+    // The next message comes from 1 and goes on to 4 alone.
+    let third = news(&mesh, &c_key, 3);
+    b.handle(START_MS + 50, third.frame(1, 3)).unwrap();
+    assert_eq!(sends(&mut b), [(4, third.gossip(4))]);
+}
+
+#[test]
+fn an_announcement_before_the_item_counts_when_the_item_comes() {
+    let mesh = Mesh::new();
+    let (mut b, c_key) = settled_news_tree(&mesh);
+    let second = news(&mesh, &c_key, 2);
+    b.handle(START_MS + 10, ihave(second.id, 1)).unwrap();
+    assert_eq!(sends(&mut b), []);
+    b.handle(START_MS + 20, second.frame(3, 4)).unwrap();
+    assert_eq!(
+        sends(&mut b),
+        [
+            (4, second.gossip(5)),
+            (1, link_only(second.id)),
+            (3, prune_news(&c_key))
+        ]
+    );
+    // The item came: the graft timer finds nothing to do.
+    b.handle(START_MS + 300, Input::Timer(Timer::Graft(second.id)))
+        .unwrap();
+    assert_eq!(sends(&mut b), []);
+}
+
+#[test]
+fn a_link_only_graft_makes_the_link_eager_without_the_item() {
+    let mesh = Mesh::new();
+    let (mut b, c_key) = settled_news_tree(&mesh);
+    let from_c = news(&mesh, &c_key, 1);
+    b.handle(
+        START_MS + 10,
+        Input::Frame {
+            from: 1,
+            bytes: frame(link_only(from_c.id)),
+        },
+    )
+    .unwrap();
+    assert_eq!(sends(&mut b), []);
+    assert_eq!(b.broadcast().links("news", b.active_view()), (3, 0));
 }
 
 #[test]
