@@ -646,39 +646,31 @@ impl News {
 }
 
 #[test]
-fn a_graft_is_answered_from_the_cache_and_makes_the_link_eager() {
+fn a_graft_makes_the_link_eager_and_is_answered_unless_link_only() {
     let mesh = Mesh::new();
-    let (mut b, c_key) = settled_news_tree(&mesh);
-    let from_c = news(&mesh, &c_key, 1);
-    b.handle(
-        START_MS + 10,
-        Input::Frame {
-            from: 1,
-            bytes: frame(Body::Graft(Graft {
-                id: from_c.id,
-                link_only: false,
-            })),
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        drain(&mut b).iter().map(body).collect::<Vec<_>>(),
-        [(1, from_c.gossip(2))]
-    );
-    assert_eq!(b.broadcast().links("news", b.active_view()), (3, 0));
-    // An id not in the cache: no answer.
-    b.handle(
-        START_MS + 10,
-        Input::Frame {
-            from: 1,
-            bytes: frame(Body::Graft(Graft {
-                id: !from_c.id,
-                link_only: false,
-            })),
-        },
-    )
-    .unwrap();
-    assert_eq!(drain(&mut b), []);
+    for link_only in [false, true] {
+        let (mut b, c_key) = settled_news_tree(&mesh);
+        let from_c = news(&mesh, &c_key, 1);
+        b.handle(START_MS + 10, graft(from_c.id, link_only))
+            .unwrap();
+        let answer = match link_only {
+            false => vec![(1, from_c.gossip(2))],
+            true => vec![],
+        };
+        assert_eq!(sends(&mut b), answer);
+        assert_eq!(b.broadcast().links("news", b.active_view()), (3, 0));
+        // An id not in the cache: no answer.
+        b.handle(START_MS + 10, graft(!from_c.id, false)).unwrap();
+        assert_eq!(drain(&mut b), []);
+    }
+}
+
+/// A graft of item `id` from peer 1.
+fn graft(id: u64, link_only: bool) -> Input<u32> {
+    Input::Frame {
+        from: 1,
+        bytes: frame(Body::Graft(Graft { id, link_only })),
+    }
 }
 
 /// What `n` sent, in order, with every other output left out.
@@ -784,23 +776,6 @@ fn an_announcement_before_the_item_counts_when_the_item_comes() {
     b.handle(START_MS + 300, Input::Timer(Timer::Graft(second.id)))
         .unwrap();
     assert_eq!(sends(&mut b), []);
-}
-
-#[test]
-fn a_link_only_graft_makes_the_link_eager_without_the_item() {
-    let mesh = Mesh::new();
-    let (mut b, c_key) = settled_news_tree(&mesh);
-    let from_c = news(&mesh, &c_key, 1);
-    b.handle(
-        START_MS + 10,
-        Input::Frame {
-            from: 1,
-            bytes: frame(link_only(from_c.id)),
-        },
-    )
-    .unwrap();
-    assert_eq!(sends(&mut b), []);
-    assert_eq!(b.broadcast().links("news", b.active_view()), (3, 0));
 }
 
 #[test]
