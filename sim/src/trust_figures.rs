@@ -19,14 +19,15 @@ pub(crate) fn measure(sim: &mut Sim) {
         .filter(|i| !sim.agents[*i as usize].sybil)
         .take(SAMPLE)
         .collect();
+    let tables: Vec<&starling_trust::ScoreTable> = honest
+        .iter()
+        .filter_map(|&n| sim.nodes[n as usize].as_ref())
+        .map(|node| node.trust().scores().as_ref())
+        .collect();
     let mut digests: BTreeMap<[u8; 32], usize> = BTreeMap::new();
     let mut sybil_max: Option<Tier> = None;
     let mut tiers: BTreeMap<String, u64> = BTreeMap::new();
-    for (k, &n) in honest.iter().enumerate() {
-        let Some(node) = sim.nodes[n as usize].as_ref() else {
-            continue;
-        };
-        let table = node.trust().scores();
+    for (k, table) in tables.iter().enumerate() {
         *digests.entry(table.digest()).or_default() += 1;
         for agent in sim.agents.iter().filter(|a| a.sybil) {
             let tier = table.tier(&agent.key.did());
@@ -40,11 +41,6 @@ pub(crate) fn measure(sim: &mut Sim) {
             }
         }
     }
-    let tables: Vec<&starling_trust::ScoreTable> = honest
-        .iter()
-        .filter_map(|&n| sim.nodes[n as usize].as_ref())
-        .map(|node| node.trust().scores().as_ref())
-        .collect();
     let entries = entry_agreement(sim.agents.iter().map(|agent| {
         let did = agent.key.did();
         tables
