@@ -254,6 +254,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         } else {
             self.add_passive(from);
             self.views.refused.insert(from, now_ms);
+            self.close_unless_viewed(now_ms, from);
             self.refill_active(now_ms);
         }
     }
@@ -267,7 +268,20 @@ impl<P: Peer, R: Rng> Node<P, R> {
             true => self.add_passive(from),
             false => self.forget_unless_viewed(&from),
         }
+        self.close_unless_viewed(now_ms, from);
         self.refill_active(now_ms);
+    }
+
+    /// Closes the link to `peer` unless it is, or is becoming, a neighbour:
+    /// a link outside the active view that has done its work (a refused
+    /// request, a shuffle answered, a neighbour let go) closes at once, as
+    /// HyParView's temporary connections do, rather than idling until the
+    /// sweep; a node would otherwise hold about three times its active view
+    /// in such links.
+    fn close_unless_viewed(&mut self, now_ms: u64, peer: P) {
+        if !self.views.is_active(&peer) && !self.views.is_pending(&peer) {
+            self.drop_link(now_ms, peer);
+        }
     }
 
     fn request_neighbor(&mut self, now_ms: u64, peer: P, high_priority: bool) {
@@ -548,9 +562,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.integrate(&s.peers[..s.peers.len().min(limit)]);
     }
 
-    pub(crate) fn on_shuffle_reply(&mut self, r: ShuffleReply) {
+    /// The reply came over a link of its own (its sender dialled us).
+    pub(crate) fn on_shuffle_reply(&mut self, now_ms: u64, from: P, r: ShuffleReply) {
         let limit = self.config.shuffle_active + self.config.shuffle_passive + 1;
         self.integrate(&r.peers[..r.peers.len().min(limit)]);
+        self.close_unless_viewed(now_ms, from);
     }
 
     fn integrate(&mut self, refs: &[PeerRef]) {

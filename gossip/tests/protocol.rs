@@ -947,3 +947,68 @@ proptest::proptest! {
         drain(&mut a);
     }
 }
+
+#[test]
+fn links_outside_the_active_view_close_once_their_work_is_done() {
+    let mesh = Mesh::new();
+    let (mut b, _, _) = node(&mesh, 2);
+    let (mut c, _, _) = node(&mesh, 3);
+    let (mut d, _, _) = node(&mesh, 4);
+    let (mut e, _, _) = node(&mesh, 5);
+    let (mut g, _, _) = node(&mesh, 7);
+    let reply = || {
+        frame(Body::ShuffleReply(starling_gossip::wire::ShuffleReply {
+            peers: vec![],
+        }))
+    };
+    let closes = |out: &[Output<u32>], peer: u32| out.contains(&Output::Disconnect(peer));
+    // Alone, b asks the only live peer it knows (an admitted link) to be
+    // its neighbour; a refusal leaves nothing for the link to do.
+    connect(&mut b, &mut g, START_MS);
+    b.handle(START_MS, Input::Timer(Timer::Shuffle)).unwrap();
+    let out = drain(&mut b);
+    assert!(matches!(body(&out[0]), (7, Body::Neighbor(_))), "{out:?}");
+    let refused = frame(Body::NeighborReply(starling_gossip::wire::NeighborReply {
+        accepted: false,
+    }));
+    b.handle(
+        START_MS,
+        Input::Frame {
+            from: 7,
+            bytes: refused,
+        },
+    )
+    .unwrap();
+    assert!(closes(&drain(&mut b), 7));
+    // A shuffle answered by a stranger closes its link; one answered by a
+    // neighbour does not.
+    join(&mut b, &mut c);
+    connect(&mut b, &mut d, START_MS);
+    for (from, closed) in [(3, false), (4, true)] {
+        b.handle(
+            START_MS,
+            Input::Frame {
+                from,
+                bytes: reply(),
+            },
+        )
+        .unwrap();
+        assert_eq!(closes(&drain(&mut b), from), closed, "reply from {from}");
+    }
+    // A neighbour that leaves takes its link with it.
+    join(&mut b, &mut e);
+    let bye = frame(Body::Disconnect(starling_gossip::wire::Disconnect {
+        alive: false,
+    }));
+    b.handle(
+        START_MS,
+        Input::Frame {
+            from: 5,
+            bytes: bye,
+        },
+    )
+    .unwrap();
+    let out = drain(&mut b);
+    assert!(closes(&out, 5), "{out:?}");
+    assert_eq!(b.active_view(), [3]);
+}
