@@ -41,10 +41,6 @@ use crate::stats::{DropReason, Stats};
 use crate::trust_state::TrustState;
 use crate::wire::{Body, Frame};
 
-/// Outputs an empty outbox keeps room for: what one input usually queues
-/// (a frame to each neighbour, a timer, an event).
-const OUTBOX_KEPT: usize = 8;
-
 /// Something that happened to the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input<P> {
@@ -420,10 +416,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<Output<P>> {
         let output = self.outbox.pop_front();
-        if output.is_none() && self.outbox.capacity() > OUTBOX_KEPT {
-            // A burst's room is given back once drained (a sync queues an
-            // event for each record it brings): a million simulated nodes
-            // would each keep room for their largest.
+        if output.is_none() && self.outbox.capacity() > 0 {
+            // The room is given back once drained: a driver drains after
+            // every input, so an empty outbox is the usual state, and a
+            // million simulated nodes each keeping room for a few outputs
+            // of 128 bytes would hold a GB for nothing.
             self.outbox = VecDeque::new();
         }
         output
