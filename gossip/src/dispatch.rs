@@ -115,7 +115,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                     starling_trust::policy::Action::Subscribe,
                     &topic,
                 )?;
-                self.subscriptions.insert(topic);
+                self.subscriptions.insert(topic, ());
             }
             Command::Unsubscribe { topic } => {
                 self.subscriptions.remove(&topic);

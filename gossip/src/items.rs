@@ -229,7 +229,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         let delivery = self
             .subscriptions
-            .contains(&message.topic)
+            .contains_key(&message.topic)
             .then(|| Delivery {
                 id: message.id,
                 topic: message.topic.clone(),

@@ -53,7 +53,7 @@ impl Driver {
                 "policy_heads": self.core.trust().policy().heads().iter().map(|h| hex::encode(h.0)).collect::<Vec<_>>(),
                 "policy_rules": self.core.trust().policy().compiled().rules().iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
                 "audit_entries": self.audit.len(),
-                "subscriptions": self.core.subscriptions().iter().collect::<Vec<_>>(),
+                "subscriptions": self.core.subscriptions().collect::<Vec<_>>(),
             })),
         }
     }
