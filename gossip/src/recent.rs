@@ -8,15 +8,19 @@
 //!
 //! Entries are kept instead in *generations*, each opened for a quarter of
 //! the lifetime (or a sixteenth of the most entries kept, whichever fills
-//! first): the open generation is a hash map, as it is written to; a closed
-//! one is frozen into a slice sorted by id, read by binary search, at its
-//! bare size (8 bytes an id plus the value). A generation is forgotten as a
+//! first): the open generation is a [`SmallMap`], as it is written to (a
+//! sorted vector while it holds a few dozen entries, as a simulated node's
+//! usually does, where a hash map would be half empty; a B-tree past
+//! that); a closed one is frozen into a slice sorted by id, read by binary
+//! search, at its bare size (8 bytes an id plus the value). A generation is forgotten as a
 //! whole once its newest entry has lived the lifetime, so an entry lives
 //! the lifetime and at most a quarter more (until the next look after
 //! that); over the most kept, the oldest generation goes first, so a flood
 //! of ids forgets at most a sixteenth of the most kept before its time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use starling_trust::small_map::SmallMap;
 
 /// Generations per lifetime (the open one closes after a quarter of it).
 const GENERATIONS: u64 = 4;
@@ -36,7 +40,7 @@ struct Frozen<V> {
 pub(crate) struct Recent<V> {
     keep_ms: u64,
     max: usize,
-    open: HashMap<u64, V>,
+    open: SmallMap<u64, V>,
     opened_ms: u64,
     /// Oldest first.
     frozen: VecDeque<Frozen<V>>,
@@ -49,7 +53,7 @@ impl<V> Recent<V> {
         Self {
             keep_ms,
             max: max.max(SIZE_PARTS),
-            open: HashMap::new(),
+            open: SmallMap::new(),
             opened_ms: 0,
             frozen: VecDeque::new(),
             len: 0,
@@ -112,12 +116,11 @@ impl<V> Recent<V> {
         if self.open.is_empty() {
             return;
         }
-        let mut entries: Vec<(u64, V)> = self.open.drain().collect();
-        entries.sort_unstable_by_key(|(id, _)| *id);
-        self.open.shrink_to(0);
+        // In id order already.
+        let entries = std::mem::take(&mut self.open).into_iter().collect();
         self.frozen.push_back(Frozen {
             closed_ms: now_ms,
-            entries: entries.into_boxed_slice(),
+            entries,
         });
     }
 
