@@ -50,7 +50,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             (true, Body::NeighborReply(r)) => self.on_neighbor_reply(now_ms, from, r),
             (true, Body::Disconnect(d)) => self.on_disconnect_frame(now_ms, from, d),
             (true, Body::Shuffle(s)) => self.on_shuffle(from, s),
-            (true, Body::ShuffleReply(r)) => self.on_shuffle_reply(now_ms, from, r),
+            (true, Body::ShuffleReply(r)) => self.on_shuffle_reply(r),
             (true, Body::Gossip(g)) => self.on_gossip(now_ms, from, g),
             (true, Body::IHave(i)) => self.on_ihave(now_ms, from, i),
             (true, Body::Graft(g)) => self.on_graft(now_ms, from, g),

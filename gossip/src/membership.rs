@@ -234,7 +234,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     pub(crate) fn on_neighbor(&mut self, from: P, n: Neighbor) {
-        let room = self.views.active.len() < self.config.active_size;
+        // A peer already active here is accepted again, whatever the room:
+        // refusing it would leave the two views disagreeing (the asker
+        // would keep this node as passive only).
+        let room = self.views.active.len() < self.config.active_size || self.views.is_active(&from);
         let accepted = (n.high_priority || room) && self.add_active(from, n.high_priority);
         self.send(from, Body::NeighborReply(NeighborReply { accepted }));
         if !accepted {
@@ -254,7 +257,6 @@ impl<P: Peer, R: Rng> Node<P, R> {
         } else {
             self.add_passive(from);
             self.views.refused.insert(from, now_ms);
-            self.close_unless_viewed(now_ms, from);
             self.refill_active(now_ms);
         }
     }
@@ -268,20 +270,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             true => self.add_passive(from),
             false => self.forget_unless_viewed(&from),
         }
-        self.close_unless_viewed(now_ms, from);
         self.refill_active(now_ms);
-    }
-
-    /// Closes the link to `peer` unless it is, or is becoming, a neighbour:
-    /// a link outside the active view that has done its work (a refused
-    /// request, a shuffle answered, a neighbour let go) closes at once, as
-    /// HyParView's temporary connections do, rather than idling until the
-    /// sweep; a node would otherwise hold about three times its active view
-    /// in such links.
-    fn close_unless_viewed(&mut self, now_ms: u64, peer: P) {
-        if !self.views.is_active(&peer) && !self.views.is_pending(&peer) {
-            self.drop_link(now_ms, peer);
-        }
     }
 
     fn request_neighbor(&mut self, now_ms: u64, peer: P, high_priority: bool) {
@@ -562,11 +551,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.integrate(&s.peers[..s.peers.len().min(limit)]);
     }
 
-    /// The reply came over a link of its own (its sender dialled us).
-    pub(crate) fn on_shuffle_reply(&mut self, now_ms: u64, from: P, r: ShuffleReply) {
+    pub(crate) fn on_shuffle_reply(&mut self, r: ShuffleReply) {
         let limit = self.config.shuffle_active + self.config.shuffle_passive + 1;
         self.integrate(&r.peers[..r.peers.len().min(limit)]);
-        self.close_unless_viewed(now_ms, from);
     }
 
     fn integrate(&mut self, refs: &[PeerRef]) {
