@@ -36,7 +36,7 @@
 //! (a quarter second) for each item, as any eager neighbour that withholds
 //! does; it delivers nothing less.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use rand_core::Rng;
@@ -117,7 +117,7 @@ pub struct Broadcast<P> {
     /// Ids seen, by their first 64 bits (see [`short_id`]).
     seen: Recent<()>,
     /// Announced items not received yet, by short id.
-    missing: BTreeMap<u64, Missing<P>>,
+    missing: SmallMap<u64, Missing<P>>,
     /// Short ids waiting for the next IHAVE flush, with the hops each
     /// took to reach this node, by peer.
     ihave: SmallMap<P, Vec<(u64, u8)>>,
@@ -143,7 +143,7 @@ impl<P> Broadcast<P> {
             trees: SmallMap::new(),
             cache: Recent::new(config.message_cache_ms, config.message_cache_max),
             seen: Recent::new(config.seen_ms, config.seen_max),
-            missing: BTreeMap::new(),
+            missing: SmallMap::new(),
             ihave: SmallMap::new(),
             flush_pending: false,
         }
@@ -373,7 +373,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 continue;
             }
             let fresh = !self.broadcast.missing.contains_key(&id);
-            let missing = self.broadcast.missing.entry(id).or_insert_with(|| Missing {
+            let missing = self.broadcast.missing.get_or_insert_with(id, || Missing {
                 announcers: VecDeque::new(),
                 attempts: 0,
             });

@@ -10,7 +10,7 @@
 //! authentic but not allowed is the origin's, and this node signs a
 //! violation record about it. Nothing refused is forwarded.
 
-use std::collections::BTreeMap;
+use starling_trust::small_map::SmallMap;
 use std::sync::Arc;
 
 use rand_core::Rng;
@@ -123,7 +123,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 DropReason::Refused(format!("no agent record is known for {origin}")),
             );
         }
-        let held = self.awaiting.entry(origin).or_default();
+        let held = self.awaiting.get_or_insert_with(origin, Vec::new);
         if held.len() < AWAITING_PER_ORIGIN_MAX {
             held.push((from, gossip));
         }
@@ -349,7 +349,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             return;
         }
         if self.reported.len() >= REPORTED_MAX {
-            self.reported = BTreeMap::new();
+            self.reported = SmallMap::new();
         }
         self.reported.insert(origin, now_ms);
         let task: String = id.iter().take(8).map(|b| format!("{b:02x}")).collect();

@@ -22,7 +22,7 @@
 //! reads a clock, never draws OS randomness (its RNG is injected) and never
 //! touches IO, so the simulator drives this same code.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -313,9 +313,9 @@ pub struct Node<P: Peer, R: Rng> {
     pub(crate) origins: Buckets,
     pub(crate) graylist: Graylist,
     /// Messages waiting for their origin's agent record, by origin.
-    pub(crate) awaiting: BTreeMap<Did, Vec<(P, crate::wire::Gossip)>>,
+    pub(crate) awaiting: SmallMap<Did, Vec<(P, crate::wire::Gossip)>>,
     /// When each origin was last reported for a violation.
-    pub(crate) reported: BTreeMap<Did, u64>,
+    pub(crate) reported: SmallMap<Did, u64>,
     pub(crate) seq: u64,
     pub(crate) outbox: VecDeque<Output<P>>,
     pub(crate) stats: Stats,
@@ -385,8 +385,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
             subscriptions: SmallMap::new(),
             origins,
             graylist: Graylist::default(),
-            reported: BTreeMap::new(),
-            awaiting: BTreeMap::new(),
+            reported: SmallMap::new(),
+            awaiting: SmallMap::new(),
             seq: 0,
             outbox: VecDeque::new(),
             stats: Stats::default(),

@@ -1,7 +1,7 @@
 //! The trust side of a node: genesis, evidence, policy and current scores,
 //! and the checks built from them.
 
-use std::collections::BTreeSet;
+use starling_trust::small_map::SmallMap;
 use std::sync::Arc;
 
 use starling_trust::keys::Domain;
@@ -72,7 +72,7 @@ pub struct TrustState {
     newcomers: Option<Vec<Did>>,
     /// Agents admitted while the table was stale: newcomers until the next
     /// refresh.
-    fresh: BTreeSet<Did>,
+    fresh: SmallMap<Did, ()>,
     memo: Option<Arc<Memo>>,
 }
 
@@ -98,7 +98,7 @@ impl TrustState {
             scores,
             scored_generation,
             newcomers: Some(Vec::new()),
-            fresh: BTreeSet::new(),
+            fresh: SmallMap::new(),
             memo,
         }
     }
@@ -221,7 +221,7 @@ impl TrustState {
         self.scores = score(&self.store, epoch, self.memo.as_deref(), previous);
         self.scored_generation = self.store.generation();
         self.newcomers = Some(Vec::new());
-        self.fresh.clear();
+        self.fresh = SmallMap::new();
         true
     }
 
@@ -234,7 +234,7 @@ impl TrustState {
         let stale = self.store.generation() != self.scored_generation
             || self.scores.epoch() != self.genesis.epoch_at(now_ms);
         if stale {
-            self.fresh.insert(did);
+            self.fresh.insert(did, ());
         }
     }
 
@@ -246,7 +246,7 @@ impl TrustState {
     pub fn tier(&self, did: &Did) -> Tier {
         let scored = self.scores.tier(did);
         let unscored_agent = !self.scores.contains(did) && self.store.agent(did).is_some();
-        match self.fresh.contains(did) || unscored_agent {
+        match self.fresh.contains_key(did) || unscored_agent {
             true => scored.max(Tier::of(self.genesis.params().newcomer_score)),
             false => scored,
         }
