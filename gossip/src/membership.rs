@@ -15,6 +15,8 @@
 //! few random passive candidates. So a flood of identities minted by one
 //! principal, or of untrusted ones, cannot eclipse a node.
 
+use std::sync::Arc;
+
 use rand_core::Rng;
 use starling_trust::small_map::SmallMap;
 use starling_trust::{Did, Tier};
@@ -31,8 +33,10 @@ pub struct Views<P> {
     active: Vec<P>,
     passive: Vec<P>,
     /// The DIDs of the peers in the views or asked (a sorted vector: a
-    /// few dozen entries, held by every node).
-    hints: SmallMap<P, Did>,
+    /// few dozen entries, held by every node; each DID shared by the nodes
+    /// of a process with a memo, as a simulated million's passive views
+    /// hold 30 million of them).
+    hints: SmallMap<P, Arc<Did>>,
     /// Neighbour requests in flight, with when they were sent.
     pending: SmallMap<P, u64>,
     /// Join requests in flight, with when they were sent.
@@ -97,7 +101,7 @@ impl<P: Peer> Views<P> {
             .collect()
     }
     /// Records `p`'s DID.
-    pub(crate) fn learn(&mut self, p: P, did: Did) {
+    pub(crate) fn learn(&mut self, p: P, did: Arc<Did>) {
         self.hints.insert(p, did);
     }
     /// Whether anything is known of `p` (it is in a view or asked).
@@ -105,7 +109,7 @@ impl<P: Peer> Views<P> {
         self.hints.contains_key(p)
     }
     fn did(&self, p: &P) -> Option<Did> {
-        self.hints.get(p).copied()
+        self.hints.get(p).map(|did| **did)
     }
 }
 
@@ -150,14 +154,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         // Otherwise the first DID heard for a peer is kept, so a known
         // peer's is not parsed (a curve-point check) again.
-        let did = match self.views.did(&p) {
-            Some(did) => did,
-            None => match self.trust.did(&r.did) {
-                Ok(did) => did,
-                Err(_) => return Some(p),
-            },
-        };
-        self.views.learn(p, did);
+        if self.views.did(&p).is_some() {
+            return Some(p);
+        }
+        if let Ok(did) = self.trust.did(&r.did) {
+            let did = self.trust.shared_did(did);
+            self.views.learn(p, did);
+        }
         Some(p)
     }
 
@@ -449,8 +452,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// Keeps what the link to `peer` (if any) proved about it, for when the
     /// link is gone and `peer` is still in a view.
     pub(crate) fn remember_link(&mut self, peer: &P) {
-        if let Some(l) = self.links.get(peer) {
-            self.views.learn(*peer, l.did);
+        if let Some(l) = self.links.get(peer)
+            && self.views.did(peer) != Some(l.did)
+        {
+            let did = self.trust.shared_did(l.did);
+            self.views.learn(*peer, did);
         }
     }
 

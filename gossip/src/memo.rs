@@ -97,6 +97,8 @@ pub struct Memo {
     /// Keys already checked to be valid DIDs (a curve-point
     /// decompression each, the costliest step of learning a peer).
     dids: Mutex<HashSet<Did>>,
+    /// DIDs held by many nodes at once (their views' hints), one copy each.
+    shared_dids: Mutex<Shared<Did, Did>>,
 }
 
 /// Looks `key` up, or computes, stores and returns the value.
@@ -184,6 +186,7 @@ impl Memo {
             items: Mutex::default(),
             tree_keys: Mutex::default(),
             dids: Mutex::default(),
+            shared_dids: Mutex::new(Shared::keeping(0)),
         })
     }
 
@@ -195,6 +198,11 @@ impl Memo {
     /// A new node's evidence store: an overlay of the shared snapshot, if any.
     pub(crate) fn evidence(&self) -> Option<EvidenceStore> {
         self.evidence.clone().map(EvidenceStore::overlay)
+    }
+
+    /// One copy of `did` for every node that keeps it.
+    pub(crate) fn shared_did(&self, did: Did) -> Arc<Did> {
+        memoised_total(&self.shared_dids, did, || did)
     }
 
     /// `bytes` as a DID, checked once per process.

@@ -119,6 +119,14 @@ impl TrustState {
         }
     }
 
+    /// `did` to keep, one copy for all the nodes of a process with a memo.
+    pub fn shared_did(&self, did: Did) -> Arc<Did> {
+        match &self.memo {
+            Some(m) => m.shared_did(did),
+            None => Arc::new(did),
+        }
+    }
+
     /// Decodes and verifies a signed message (once per process with a memo).
     pub fn open_message(
         &self,
