@@ -770,7 +770,7 @@ impl EvidenceStore {
 /// rare, and a `BTreeSet` copied into every node of a simulated million
 /// that heard of one cost a node of eleven slots each (360 bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct SharedSet<T>(Arc<[T]>);
+pub(super) struct SharedSet<T>(pub(super) Arc<[T]>);
 
 impl<T> Default for SharedSet<T> {
     fn default() -> Self {
@@ -779,11 +779,11 @@ impl<T> Default for SharedSet<T> {
 }
 
 impl<T: Ord + Clone> SharedSet<T> {
-    fn contains(&self, x: &T) -> bool {
+    pub(super) fn contains(&self, x: &T) -> bool {
         self.0.binary_search(x).is_ok()
     }
 
-    fn insert(&mut self, x: T) {
+    pub(super) fn insert(&mut self, x: T) {
         if let Err(at) = self.0.binary_search(&x) {
             let (before, after) = self.0.split_at(at);
             let set: Vec<T> = before

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::reconcile::Part;
 use super::record::*;
-use super::store::{EvidenceStore, Inserted, Succession};
+use super::store::{EvidenceStore, Inserted, SharedSet, Succession};
 use crate::keys::Keypair;
 use crate::mandate::tests::{World, chain, spec, world};
 use crate::mandate::{Mandate, MandateChain, RevocationCheck};
@@ -824,4 +824,21 @@ fn a_records_mandates_and_key_are_views_of_its_bytes() {
 fn records_do_not_carry_a_mandate_inline() {
     let (evidence, record) = (size_of::<Evidence>(), size_of::<Record>());
     assert!(evidence <= 128 && record <= 224, "{evidence} and {record}");
+}
+
+proptest! {
+    /// A shared set holds what a `BTreeSet` given the same inserts holds,
+    /// in order; a copy taken before an insert keeps what it had.
+    #[test]
+    fn shared_sets_hold_what_a_btree_set_holds(xs in prop::collection::vec(0u8..40, 0..60)) {
+        let (mut set, mut model) = (SharedSet::default(), std::collections::BTreeSet::new());
+        for x in xs {
+            let before = set.clone();
+            set.insert(x);
+            model.insert(x);
+            prop_assert!(set.contains(&x));
+            prop_assert_eq!(before.contains(&x), set == before);
+        }
+        prop_assert!(set.0.iter().eq(model.iter()));
+    }
 }
