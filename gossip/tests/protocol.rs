@@ -947,3 +947,35 @@ proptest::proptest! {
         drain(&mut a);
     }
 }
+
+#[test]
+fn a_neighbour_asking_again_is_accepted_in_a_full_view() {
+    let mesh = Mesh::new();
+    let (mut b, _, _) = node(&mesh, 2);
+    for i in 3..8 {
+        let (mut peer, _, _) = node(&mesh, i);
+        join(&mut b, &mut peer);
+    }
+    drain(&mut b);
+    assert_eq!(b.active_view(), [3, 4, 5, 6, 7]);
+    let ask = frame(Body::Neighbor(starling_gossip::wire::Neighbor {
+        high_priority: false,
+    }));
+    b.handle(
+        START_MS,
+        Input::Frame {
+            from: 4,
+            bytes: ask,
+        },
+    )
+    .unwrap();
+    let accepted = Body::NeighborReply(starling_gossip::wire::NeighborReply { accepted: true });
+    assert_eq!(
+        drain(&mut b),
+        [Output::Send {
+            to: 4,
+            frame: sent(accepted)
+        }]
+    );
+    assert_eq!(b.active_view(), [3, 4, 5, 6, 7]);
+}
