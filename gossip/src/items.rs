@@ -341,7 +341,14 @@ impl<P: Peer, R: Rng> Node<P, R> {
         severity: u32,
         id: &MessageId,
     ) {
-        if origin == self.did() || self.trust.store().terminated().contains(&origin) {
+        if origin == self.did()
+            || self
+                .trust
+                .store()
+                .terminated()
+                .binary_search(&origin)
+                .is_ok()
+        {
             return;
         }
         let reported = self.reported.get(&origin).copied();

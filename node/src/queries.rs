@@ -70,7 +70,7 @@ impl Driver {
             "tier": trust.tier(did).name(),
             "known": record.is_some(),
             "governor": trust.genesis().is_governor(did),
-            "terminated": trust.store().terminated().contains(did),
+            "terminated": trust.store().terminated().binary_search(did).is_ok(),
             "principal": trust.authority_principal(did).map(|p| p.to_string()),
             "mandate_valid": authority.is_ok(),
             "mandate_error": authority.err().map(|e| e.to_string()),
