@@ -12,11 +12,12 @@
 //! sorted vector while it holds a few dozen entries, as a simulated node's
 //! usually does, where a hash map would be half empty; a B-tree past
 //! that); a closed one is frozen into a slice sorted by id, read by binary
-//! search, at its bare size (8 bytes an id plus the value). A generation is forgotten as a
-//! whole once its newest entry has lived the lifetime, so an entry lives
-//! the lifetime and at most a quarter more (until the next look after
-//! that); over the most kept, the oldest generation goes first, so a flood
-//! of ids forgets at most a sixteenth of the most kept before its time.
+//! search, at its bare size (8 bytes an id plus the value). A generation
+//! is forgotten as a whole once its newest entry has lived the lifetime,
+//! so an entry lives the lifetime and at most a quarter more (until the
+//! next look after that); over the most kept, the oldest generation goes
+//! first, so a flood of ids forgets at most a sixteenth of the most kept
+//! before its time.
 
 use std::collections::VecDeque;
 
