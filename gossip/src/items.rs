@@ -16,6 +16,7 @@ use std::sync::Arc;
 use rand_core::Rng;
 use starling_trust::evidence::record::Violation;
 use starling_trust::keys::Domain;
+use starling_trust::mandate::RevocationCheck;
 use starling_trust::policy::{Action, Applied, PolicyChange, PolicyError};
 use starling_trust::{Did, Evidence, Inserted, Record, wire};
 
@@ -341,14 +342,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         severity: u32,
         id: &MessageId,
     ) {
-        if origin == self.did()
-            || self
-                .trust
-                .store()
-                .terminated()
-                .binary_search(&origin)
-                .is_ok()
-        {
+        if origin == self.did() || self.trust.store().is_terminated(&origin) {
             return;
         }
         let reported = self.reported.get(&origin).copied();

@@ -2,6 +2,7 @@
 //! metrics and status. None of them changes anything.
 
 use serde_json::{Value, json};
+use starling_trust::mandate::RevocationCheck;
 use starling_trust::policy::Actor;
 use starling_trust::{Did, Evidence};
 
@@ -70,7 +71,7 @@ impl Driver {
             "tier": trust.tier(did).name(),
             "known": record.is_some(),
             "governor": trust.genesis().is_governor(did),
-            "terminated": trust.store().terminated().binary_search(did).is_ok(),
+            "terminated": trust.store().is_terminated(did),
             "principal": trust.authority_principal(did).map(|p| p.to_string()),
             "mandate_valid": authority.is_ok(),
             "mandate_error": authority.err().map(|e| e.to_string()),

@@ -385,7 +385,7 @@ impl EvidenceStore {
             }
             out.slots.insert(slot, kept);
         }
-        for did in self.terminated.0.iter() {
+        for did in self.terminated.as_slice() {
             out.intern(*did);
         }
         if out.revoked != self.revoked {
@@ -752,7 +752,7 @@ impl EvidenceStore {
 
     /// Identities terminated so far, in order.
     pub fn terminated(&self) -> &[Did] {
-        &self.terminated.0
+        self.terminated.as_slice()
     }
 
     /// The fingerprint sum of buckets `[first, first + n)`.
@@ -770,11 +770,18 @@ impl EvidenceStore {
 /// rare, and a `BTreeSet` copied into every node of a simulated million
 /// that heard of one cost a node of eleven slots each (360 bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct SharedSet<T>(pub(super) Arc<[T]>);
+pub(super) struct SharedSet<T>(Arc<[T]>);
 
 impl<T> Default for SharedSet<T> {
     fn default() -> Self {
         Self(Arc::new([]))
+    }
+}
+
+impl<T> SharedSet<T> {
+    /// The members, in order.
+    pub(super) fn as_slice(&self) -> &[T] {
+        &self.0
     }
 }
 

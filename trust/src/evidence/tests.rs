@@ -839,6 +839,6 @@ proptest! {
             prop_assert!(set.contains(&x));
             prop_assert_eq!(before.contains(&x), set == before);
         }
-        prop_assert!(set.0.iter().eq(model.iter()));
+        prop_assert!(set.as_slice().iter().eq(model.iter()));
     }
 }
