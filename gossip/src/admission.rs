@@ -27,13 +27,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let queue = self
             .dialing
             .remove(&peer)
-            .map(|(_, q)| q)
-            .unwrap_or_default();
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(_, q)| Box::new(q));
         let bucket = Bucket::full(self.config.peer_frames_burst, now_ms);
         self.links.insert(
             peer,
             Link {
-                did,
+                did: self.trust.shared_did(did),
                 admitted: false,
                 connected_ms: now_ms,
                 last_active_ms: now_ms,
@@ -79,8 +79,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
                     return;
                 };
                 link.admitted = true;
-                let did = link.did;
-                let queued = std::mem::take(&mut link.queue);
+                let did = *link.did;
+                let queued = link.queue.take().map(|q| *q).unwrap_or_default();
                 // A peer already in a view now has its DID and principal
                 // proved: they replace what shuffles said of it.
                 if self.views.knows(&peer) {
@@ -167,7 +167,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let did = self
             .links
             .get(&peer)
-            .map(|l| l.did)
+            .map(|l| *l.did)
             .ok_or("not connected")?;
         if hello.mesh != self.trust.genesis().id() {
             return Err("wrong genesis: the peer belongs to another mesh".into());
@@ -222,7 +222,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             .links
             .iter()
             .filter(|(_, l)| l.admitted)
-            .map(|(p, l)| (*p, l.did))
+            .map(|(p, l)| (*p, *l.did))
             .collect();
         for (peer, did) in admitted {
             if let Err(refusal) = self.trust.authority(&did, now_ms) {

@@ -129,7 +129,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
             }
             Command::ChangePolicy { change } => self.change_policy(now_ms, change)?,
             Command::Direct { to, payload } => {
-                let Some(to_did) = self.links.get(&to).filter(|l| l.admitted).map(|l| l.did) else {
+                let Some(to_did) = self.links.get(&to).filter(|l| l.admitted).map(|l| *l.did)
+                else {
                     return Err(CommandError::UnknownPeer);
                 };
                 let me = self.did();

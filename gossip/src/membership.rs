@@ -115,7 +115,7 @@ impl<P: Peer> Views<P> {
 
 impl<P: Peer, R: Rng> Node<P, R> {
     fn tier_of(&self, p: &P) -> Tier {
-        let did = self.links.get(p).map(|l| l.did);
+        let did = self.links.get(p).map(|l| *l.did);
         match did.or_else(|| self.views.did(p)) {
             Some(did) => self.trust.tier(&did),
             None => Tier::Probationary,
@@ -126,7 +126,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// link proved, else the one heard for it. (An admitted peer's record
     /// is in the store: its hello put it there.)
     fn principal_of(&self, p: &P) -> Option<Did> {
-        let proved = self.links.get(p).filter(|l| l.admitted).map(|l| l.did);
+        let proved = self.links.get(p).filter(|l| l.admitted).map(|l| *l.did);
         self.trust
             .authority_principal(&proved.or_else(|| self.views.did(p))?)
     }
@@ -453,10 +453,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// link is gone and `peer` is still in a view.
     pub(crate) fn remember_link(&mut self, peer: &P) {
         if let Some(l) = self.links.get(peer)
-            && self.views.did(peer) != Some(l.did)
+            && self.views.did(peer) != Some(*l.did)
         {
-            let did = self.trust.shared_did(l.did);
-            self.views.learn(*peer, did);
+            self.views.learn(*peer, Arc::clone(&l.did));
         }
     }
 

@@ -278,11 +278,15 @@ pub enum NodeError {
 /// One connection's state.
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
-    pub(crate) did: Did,
+    /// Shared with the views' hints (and, in a simulator, with the other
+    /// nodes): a node holds a dozen links at a time.
+    pub(crate) did: Arc<Did>,
     pub(crate) admitted: bool,
     pub(crate) connected_ms: u64,
     pub(crate) last_active_ms: u64,
-    pub(crate) queue: Vec<Bytes>,
+    /// Frames to send once admitted; boxed, as a link is admitted within a
+    /// round trip and then never queues again.
+    pub(crate) queue: Option<Box<Vec<Bytes>>>,
     pub(crate) bucket: Bucket,
     pub(crate) strikes: u32,
 }
@@ -470,7 +474,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.links
             .iter()
             .filter(|(_, l)| l.admitted)
-            .map(|(p, l)| (p, &l.did))
+            .map(|(p, l)| (p, &*l.did))
     }
     /// Topics delivered to the agent.
     pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
@@ -502,8 +506,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 self.outbox.push_back(Output::Send { to, frame });
             }
             Some(link) => {
-                if link.queue.len() < self.config.queued_frames_max {
-                    link.queue.push(frame);
+                let queue = link.queue.get_or_insert_default();
+                if queue.len() < self.config.queued_frames_max {
+                    queue.push(frame);
                 }
             }
             None => {
@@ -530,7 +535,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         };
         link.strikes += 1;
         if link.strikes >= self.config.strikes_max {
-            let did = link.did;
+            let did = *link.did;
             self.graylist.add(did, now_ms + self.config.graylist_ms);
             self.stats.graylisted += 1;
             self.event(Event::Graylisted { peer, did });

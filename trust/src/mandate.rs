@@ -411,17 +411,15 @@ impl MandateChain {
                 max: 16,
             });
         }
-        let links = proto
-            .links
-            .into_iter()
-            .enumerate()
-            .map(|(link, bytes)| {
-                Mandate::decode(bytes, verify).map_err(|e| match e {
-                    MandateError::Scope { source, .. } => MandateError::Scope { link, source },
-                    other => other,
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        // At its exact size: collecting through `Result` starts at room for
+        // four links, and every agent record holds a chain.
+        let mut links = Vec::with_capacity(proto.links.len());
+        for (link, bytes) in proto.links.into_iter().enumerate() {
+            links.push(Mandate::decode(bytes, verify).map_err(|e| match e {
+                MandateError::Scope { source, .. } => MandateError::Scope { link, source },
+                other => other,
+            })?);
+        }
         Ok(Self(links))
     }
 

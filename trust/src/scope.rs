@@ -177,6 +177,8 @@ impl Scope {
     pub fn new(mut capabilities: Vec<Capability>) -> Result<Self, ScopeError> {
         capabilities.sort();
         capabilities.dedup();
+        // Exact: a mandate lives as long as the records that carry it.
+        capabilities.shrink_to_fit();
         if capabilities.len() > SCOPE_CAPABILITIES_MAX {
             return Err(ScopeError::TooMany(capabilities.len()));
         }
