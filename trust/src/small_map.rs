@@ -4,17 +4,20 @@
 //! A `BTreeMap` allocates a node of eleven slots for its first entry (for
 //! a link's state, 1.5 KB), and a million simulated nodes each holding a
 //! dozen such maps pay that a dozen million times. Up to [`FEW_MAX`]
-//! entries this map is a sorted vector grown an eighth at a time (a
-//! doubled one would be a third empty on average); past that it becomes a
-//! `BTreeMap`, so a large map (a real node's evidence) keeps logarithmic
-//! inserts. Iteration is in key order either way, as a `BTreeMap`'s, so
-//! one can replace the other without changing any output.
+//! entries this map is a sorted boxed slice at its exact size (a doubled
+//! vector would be a third empty on average), reallocated on each insert
+//! and removal: those are rarer than lookups, and the entries after the
+//! change move anyway. Past that it becomes a boxed `BTreeMap`, so a large
+//! map (a real node's evidence) keeps logarithmic inserts. The map is two
+//! words (a `Vec` and a bare `BTreeMap` made it four), and a node holds
+//! about twenty, mostly empty. Iteration is in key order either way, as a
+//! `BTreeMap`'s, so one can replace the other without changing any output.
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 
-/// Most entries kept in the vector form: inserting into a sorted vector
+/// Most entries kept in the slice form: inserting into a sorted slice
 /// moves the entries after it, which stays cheaper than a tree's node
 /// allocations up to a few dozen entries.
 pub const FEW_MAX: usize = 64;
@@ -23,9 +26,9 @@ pub const FEW_MAX: usize = 64;
 #[derive(Debug, Clone)]
 pub enum SmallMap<K, V> {
     /// At most [`FEW_MAX`] entries, sorted by key.
-    Few(Vec<(K, V)>),
+    Few(Box<[(K, V)]>),
     /// Grew past [`FEW_MAX`] entries.
-    Many(BTreeMap<K, V>),
+    Many(Box<BTreeMap<K, V>>),
 }
 
 impl<K, V> Default for SmallMap<K, V> {
@@ -36,17 +39,17 @@ impl<K, V> Default for SmallMap<K, V> {
 
 impl<K, V> SmallMap<K, V> {
     /// An empty map (allocates nothing).
-    pub const fn new() -> Self {
-        Self::Few(Vec::new())
+    pub fn new() -> Self {
+        Self::Few(Box::default())
     }
 }
 
-/// Gives back room a vector no longer needs after removals (a map that
-/// shrank by more than half).
-fn shrink<T>(few: &mut Vec<T>) {
-    if few.capacity() > 2 * few.len() + 4 {
-        few.shrink_to_fit();
-    }
+/// Changes a slice as a vector, boxing it again at its exact size.
+fn edit<T, R>(few: &mut Box<[T]>, change: impl FnOnce(&mut Vec<T>) -> R) -> R {
+    let mut entries = std::mem::take(few).into_vec();
+    let out = change(&mut entries);
+    *few = entries.into_boxed_slice();
+    out
 }
 
 fn find<K: Borrow<Q>, Q: Ord + ?Sized, V>(few: &[(K, V)], k: &Q) -> Result<usize, usize> {
@@ -98,17 +101,17 @@ impl<K: Ord, V> SmallMap<K, V> {
             && few.len() == FEW_MAX
             && find(few, &k).is_err()
         {
-            *self = Self::Many(std::mem::take(few).into_iter().collect());
+            *self = Self::Many(Box::new(std::mem::take(few).into_iter().collect()));
         }
         match self {
             Self::Few(few) => {
                 let i = match find(few, &k) {
                     Ok(i) => i,
                     Err(i) => {
-                        if few.len() == few.capacity() {
-                            few.reserve_exact(1 + few.len() / 8);
-                        }
-                        few.insert(i, (k, make()));
+                        edit(few, |entries| {
+                            entries.reserve_exact(1);
+                            entries.insert(i, (k, make()));
+                        });
                         i
                     }
                 };
@@ -136,9 +139,8 @@ impl<K: Ord, V> SmallMap<K, V> {
     {
         match self {
             Self::Few(few) => {
-                let (_, v) = few.remove(find(few, k).ok()?);
-                shrink(few);
-                Some(v)
+                let i = find(few, k).ok()?;
+                Some(edit(few, |entries| entries.remove(i).1))
             }
             Self::Many(many) => many.remove(k),
         }
@@ -147,10 +149,7 @@ impl<K: Ord, V> SmallMap<K, V> {
     /// Keeps the entries `keep` accepts.
     pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
         match self {
-            Self::Few(few) => {
-                few.retain_mut(|(k, v)| keep(k, v));
-                shrink(few);
-            }
+            Self::Few(few) => edit(few, |entries| entries.retain_mut(|(k, v)| keep(k, v))),
             Self::Many(many) => many.retain(keep),
         }
     }
@@ -219,8 +218,8 @@ impl<K, V> IntoIterator for SmallMap<K, V> {
 
     fn into_iter(self) -> Self::IntoIter {
         let (few, many) = match self {
-            Self::Few(few) => (Some(few.into_iter()), None),
-            Self::Many(many) => (None, Some(many.into_iter())),
+            Self::Few(few) => (Some(few.into_vec().into_iter()), None),
+            Self::Many(many) => (None, Some((*many).into_iter())),
         };
         few.into_iter().flatten().chain(many.into_iter().flatten())
     }
