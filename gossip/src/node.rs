@@ -286,6 +286,7 @@ pub(crate) struct Link {
     pub(crate) last_active_ms: u64,
     /// Frames to send once admitted; boxed, as a link is admitted within a
     /// round trip and then never queues again.
+    #[allow(clippy::box_collection, reason = "one word for a rarely used queue")]
     pub(crate) queue: Option<Box<Vec<Bytes>>>,
     pub(crate) bucket: Bucket,
     pub(crate) strikes: u32,
