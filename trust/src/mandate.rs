@@ -8,6 +8,8 @@
 //! `delegate(N)` with room left, is in time, and nothing in it has been
 //! revoked or terminated. Links carry the exact bytes that were signed.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use prost::Message;
 
@@ -218,9 +220,16 @@ pub struct MandateSpec {
     pub nonce: [u8; NONCE_BYTES],
 }
 
-/// One signed delegation link.
+/// One signed delegation link. A clone shares it: an organisation's
+/// mandate heads the chain of every agent it authorised, and a simulated
+/// million agents' records share one decoded copy (see
+/// [`MandateChain::decode`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mandate {
+pub struct Mandate(Arc<Link>);
+
+/// A mandate's fields, read from its signed bytes.
+#[derive(Debug, PartialEq, Eq)]
+struct Link {
     id: MandateId,
     mesh: MeshId,
     issuer: Did,
@@ -244,7 +253,7 @@ impl Mandate {
             not_before_ms: spec.not_before_ms,
             expires_ms: spec.expires_ms,
             nonce: spec.nonce.to_vec(),
-            parent: parent.map(|p| p.id.to_vec()).unwrap_or_default(),
+            parent: parent.map(|p| p.id().to_vec()).unwrap_or_default(),
         };
         Self::decode(
             SignedProto::seal(issuer, Domain::Mandate, &body).into(),
@@ -284,7 +293,7 @@ impl Mandate {
         if verify == Verify::Signature {
             envelope.verify(&issuer, Domain::Mandate, WHAT)?;
         }
-        Ok(Self {
+        Ok(Self(Arc::new(Link {
             id: wire::sha256(&bytes),
             mesh,
             issuer,
@@ -294,51 +303,57 @@ impl Mandate {
             expires_ms: body.expires_ms,
             parent,
             raw: bytes,
-        })
+        })))
     }
 
     /// The signed bytes.
     pub fn to_bytes(&self) -> &[u8] {
-        &self.raw
+        &self.0.raw
+    }
+
+    /// Whether `other` is this very copy (not merely equal).
+    #[cfg(test)]
+    pub(crate) fn is_same_copy(&self, other: &Mandate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// The signed bytes, shared: a record carrying this link encodes it
     /// without a copy.
     pub(crate) fn shared_bytes(&self) -> Bytes {
-        self.raw.clone()
+        self.0.raw.clone()
     }
 
     /// This link's id.
     pub fn id(&self) -> MandateId {
-        self.id
+        self.0.id
     }
     /// The mesh it is for.
     pub fn mesh(&self) -> MeshId {
-        self.mesh
+        self.0.mesh
     }
     /// Who signed it.
     pub fn issuer(&self) -> Did {
-        self.issuer
+        self.0.issuer
     }
     /// Who it is for.
     pub fn subject(&self) -> Did {
-        self.subject
+        self.0.subject
     }
     /// What it allows.
     pub fn scope(&self) -> &Scope {
-        &self.scope
+        &self.0.scope
     }
     /// Valid from (Unix ms).
     pub fn not_before_ms(&self) -> u64 {
-        self.not_before_ms
+        self.0.not_before_ms
     }
     /// Valid until (Unix ms, exclusive).
     pub fn expires_ms(&self) -> u64 {
-        self.expires_ms
+        self.0.expires_ms
     }
     /// The parent link's id.
     pub fn parent(&self) -> Option<MandateId> {
-        self.parent
+        self.0.parent
     }
 }
 
@@ -391,19 +406,24 @@ impl MandateChain {
     /// Encodes the chain.
     pub fn to_bytes(&self) -> Vec<u8> {
         ChainProto {
-            links: self.0.iter().map(|m| m.raw.clone()).collect(),
+            links: self.0.iter().map(|m| m.shared_bytes()).collect(),
         }
         .encode_to_vec()
     }
 
     /// Reads a chain and checks each link's signature (not yet the chain rules).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, MandateError> {
-        Self::decode(Bytes::copy_from_slice(bytes), Verify::Signature)
+        Self::decode(Bytes::copy_from_slice(bytes), Verify::Signature, &[])
     }
 
     /// Reads a chain whose links stay views of `bytes` (see
-    /// [`Mandate::decode`]).
-    pub(crate) fn decode(bytes: Bytes, verify: Verify) -> Result<Self, MandateError> {
+    /// [`Mandate::decode`]), except a link whose bytes are those of one of
+    /// `shared`: that one is shared instead of decoded again.
+    pub(crate) fn decode(
+        bytes: Bytes,
+        verify: Verify,
+        shared: &[Mandate],
+    ) -> Result<Self, MandateError> {
         let proto: ChainProto = wire::decode_capped(bytes, CHAIN_BYTES_MAX, "mandate chain")?;
         if proto.links.len() > 16 {
             return Err(MandateError::TooDeep {
@@ -415,6 +435,10 @@ impl MandateChain {
         // four links, and every agent record holds a chain.
         let mut links = Vec::with_capacity(proto.links.len());
         for (link, bytes) in proto.links.into_iter().enumerate() {
+            if let Some(known) = shared.iter().find(|m| m.0.raw == bytes) {
+                links.push(known.clone());
+                continue;
+            }
             links.push(Mandate::decode(bytes, verify).map_err(|e| match e {
                 MandateError::Scope { source, .. } => MandateError::Scope { link, source },
                 other => other,
@@ -437,34 +461,34 @@ impl MandateChain {
                 max,
             });
         }
-        if !genesis.is_governor(&first.issuer) {
-            return Err(MandateError::NotRootedAtGovernor(first.issuer));
+        if !genesis.is_governor(&first.issuer()) {
+            return Err(MandateError::NotRootedAtGovernor(first.issuer()));
         }
         for (link, m) in self.0.iter().enumerate() {
-            if m.mesh != genesis.id() {
+            if m.mesh() != genesis.id() {
                 return Err(MandateError::WrongMesh { link });
             }
-            if m.issuer == m.subject {
+            if m.issuer() == m.subject() {
                 return Err(MandateError::SelfIssued { link });
             }
-            if m.not_before_ms >= m.expires_ms {
+            if m.not_before_ms() >= m.expires_ms() {
                 return Err(MandateError::EmptyWindow { link });
             }
         }
-        if first.parent.is_some() {
+        if first.parent().is_some() {
             return Err(MandateError::ParentMismatch { link: 0 });
         }
         for (index, pair) in self.0.windows(2).enumerate() {
             check_link(index + 1, &pair[0], &pair[1])?;
         }
         Ok(Authority {
-            agent: last.subject,
-            principal: last.issuer,
-            governor: first.issuer,
-            scope: last.scope.clone(),
-            not_before_ms: self.0.iter().map(|m| m.not_before_ms).max().unwrap_or(0),
-            expires_ms: self.0.iter().map(|m| m.expires_ms).min().unwrap_or(0),
-            links: self.0.iter().map(|m| m.id).collect(),
+            agent: last.subject(),
+            principal: last.issuer(),
+            governor: first.issuer(),
+            scope: last.scope().clone(),
+            not_before_ms: self.0.iter().map(|m| m.not_before_ms()).max().unwrap_or(0),
+            expires_ms: self.0.iter().map(|m| m.expires_ms()).min().unwrap_or(0),
+            links: self.0.iter().map(|m| m.id()).collect(),
         })
     }
 
@@ -488,24 +512,24 @@ pub fn check_current(
     revocations: &impl RevocationCheck,
 ) -> Result<(), MandateError> {
     for (link, m) in links.iter().enumerate() {
-        if now_ms < m.not_before_ms {
+        if now_ms < m.not_before_ms() {
             return Err(MandateError::NotYetValid {
                 link,
-                not_before_ms: m.not_before_ms,
+                not_before_ms: m.not_before_ms(),
                 now_ms,
             });
         }
-        if now_ms >= m.expires_ms {
+        if now_ms >= m.expires_ms() {
             return Err(MandateError::Expired {
                 link,
-                expires_ms: m.expires_ms,
+                expires_ms: m.expires_ms(),
                 now_ms,
             });
         }
-        if revocations.is_revoked(&m.id) {
+        if revocations.is_revoked(&m.id()) {
             return Err(MandateError::Revoked { link });
         }
-        for did in [m.issuer, m.subject] {
+        for did in [m.issuer(), m.subject()] {
             if revocations.is_terminated(&did) {
                 return Err(MandateError::Terminated(did));
             }
@@ -515,21 +539,21 @@ pub fn check_current(
 }
 
 fn check_link(link: usize, parent: &Mandate, child: &Mandate) -> Result<(), MandateError> {
-    if child.issuer != parent.subject {
+    if child.issuer() != parent.subject() {
         return Err(MandateError::BrokenLink {
             link,
-            issuer: child.issuer,
-            expected: parent.subject,
+            issuer: child.issuer(),
+            expected: parent.subject(),
         });
     }
-    if child.parent != Some(parent.id) {
+    if child.parent() != Some(parent.id()) {
         return Err(MandateError::ParentMismatch { link });
     }
-    let allowed = parent.scope.delegate_depth();
+    let allowed = parent.scope().delegate_depth();
     if allowed == 0 {
         return Err(MandateError::NoDelegation { link });
     }
-    let granted = child.scope.delegate_depth();
+    let granted = child.scope().delegate_depth();
     if granted >= allowed {
         return Err(MandateError::DelegationTooDeep {
             link,
@@ -538,6 +562,7 @@ fn check_link(link: usize, parent: &Mandate, child: &Mandate) -> Result<(), Mand
         });
     }
     let undelegated: Vec<Capability> = child
+        .0
         .scope
         .capabilities()
         .iter()
@@ -546,13 +571,13 @@ fn check_link(link: usize, parent: &Mandate, child: &Mandate) -> Result<(), Mand
         .collect();
     let narrowed =
         Scope::new(undelegated).map_err(|source| MandateError::Scope { link, source })?;
-    if let Some(capability) = narrowed.first_outside(&parent.scope) {
+    if let Some(capability) = narrowed.first_outside(parent.scope()) {
         return Err(MandateError::Escalation {
             link,
             capability: capability.to_string(),
         });
     }
-    if child.expires_ms > parent.expires_ms {
+    if child.expires_ms() > parent.expires_ms() {
         return Err(MandateError::OutlivesParent { link });
     }
     Ok(())

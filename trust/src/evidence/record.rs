@@ -336,19 +336,38 @@ impl Record {
             issued_ms,
             kind: Some(evidence.to_kind()),
         };
+        // The links above an agent's own are its issuers' mandates, which
+        // head the chains of many records: the record shares them.
+        let issuers = match &evidence {
+            Evidence::Agent(a) => a.chain.links().split_last().map_or(&[][..], |(_, up)| up),
+            _ => &[],
+        };
         Self::decode(
             SignedProto::seal(author, Domain::Evidence, &body).into(),
             genesis,
             Verify::Skip,
+            issuers,
         )
     }
 
     /// Reads and validates a record for the mesh of `genesis`.
     pub fn from_bytes(bytes: &[u8], genesis: &Genesis) -> Result<Self, EvidenceError> {
-        Self::decode(Bytes::copy_from_slice(bytes), genesis, Verify::Signature)
+        Self::decode(
+            Bytes::copy_from_slice(bytes),
+            genesis,
+            Verify::Signature,
+            &[],
+        )
     }
 
-    fn decode(bytes: Bytes, genesis: &Genesis, verify: Verify) -> Result<Self, EvidenceError> {
+    /// Reads a record; a mandate link whose bytes are those of one of
+    /// `shared` is shared rather than decoded (see [`MandateChain::decode`]).
+    fn decode(
+        bytes: Bytes,
+        genesis: &Genesis,
+        verify: Verify,
+        shared: &[Mandate],
+    ) -> Result<Self, EvidenceError> {
         let envelope = SignedProto::open(bytes.clone(), RECORD_BYTES_MAX, WHAT)?;
         let body: RecordBody = envelope.body(WHAT)?;
         if body.mesh != genesis.id() {
@@ -358,7 +377,7 @@ impl Record {
         let kind = body
             .kind
             .ok_or_else(|| EvidenceError::Invalid("has no kind".into()))?;
-        let evidence = decode_kind(kind, &author, body.issued_ms, genesis, verify)?;
+        let evidence = decode_kind(kind, &author, body.issued_ms, genesis, verify, shared)?;
         if verify == Verify::Signature {
             envelope.verify(&author, Domain::Evidence, WHAT)?;
         }
@@ -418,6 +437,7 @@ fn decode_kind(
     issued_ms: u64,
     genesis: &Genesis,
     verify: Verify,
+    shared: &[Mandate],
 ) -> Result<Evidence, EvidenceError> {
     let invalid = |why: &str| Err(EvidenceError::Invalid(why.to_string()));
     Ok(match kind {
@@ -502,7 +522,7 @@ fn decode_kind(
             })
         }
         Kind::Agent(a) => {
-            let chain = MandateChain::decode(a.chain, verify)?;
+            let chain = MandateChain::decode(a.chain, verify, shared)?;
             let authority = chain.verify_structure(genesis)?;
             if authority.agent != *author {
                 return Err(EvidenceError::NotAuthorised(

@@ -128,6 +128,34 @@ fn agent_record(key: &Keypair, chain: Vec<Mandate>) -> Arc<Record> {
     Arc::new(Record::create(key, &w.genesis, 200, evidence).unwrap())
 }
 
+#[test]
+fn created_agent_records_share_their_issuers_mandates() {
+    let (w, _) = pool();
+    let org = long_org();
+    let records: Vec<Arc<Record>> = [30u8, 31]
+        .iter()
+        .map(|n| {
+            let key = Keypair::from_secret_bytes(&[*n; 32]);
+            agent_record(
+                &key,
+                vec![org.clone(), under_org(&org, &key, 2_000_000_000)],
+            )
+        })
+        .collect();
+    let chains: Vec<&MandateChain> = (records.iter())
+        .map(|r| match r.evidence() {
+            Evidence::Agent(a) => &a.chain,
+            other => unreachable!("{other:?}"),
+        })
+        .collect();
+    assert!(chains[0].links()[0].is_same_copy(&org));
+    assert!(chains[1].links()[0].is_same_copy(&org));
+    for record in &records {
+        let read = Record::from_bytes(record.to_bytes(), &w.genesis).unwrap();
+        assert_eq!(read, **record, "sharing changes nothing a reader sees");
+    }
+}
+
 /// Agent records of identities outside the pool, under [`long_org`], with
 /// agent mandates that expire before epoch 1,000, before 2,000 or after
 /// it; the last is a sub-agent of the first. The pool's termination of the
