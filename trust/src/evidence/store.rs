@@ -14,6 +14,7 @@
 //! end, so once a mandate is revoked or an agent terminated it stays so.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use crate::did::Did;
@@ -192,11 +193,40 @@ pub struct EvidenceStore {
     /// Every node of a large simulated mesh looks peers' agent records up
     /// in one shared snapshot, and a hash probe there is one cache miss
     /// where a search of the ordered slots is dozens.
-    agents: OnceLock<HashMap<u64, Option<Arc<Record>>>>,
+    agents: OnceLock<AgentIndex>,
 }
 
-/// Slots from which a store read through by overlays indexes its agents.
-const AGENT_INDEX_SLOTS_MIN: usize = 1024;
+/// Slots from which a store read through by overlays indexes its agents:
+/// a snapshot of what a simulated mesh added in a few seconds holds
+/// hundreds, and each search of them was a dozen DID comparisons.
+const AGENT_INDEX_SLOTS_MIN: usize = 64;
+
+/// Agent records by the first 8 bytes of their DID (see
+/// `EvidenceStore::agents`).
+type AgentIndex = HashMap<u64, Option<Arc<Record>>, BuildHasherDefault<KeyHasher>>;
+
+/// Hashes a DID's first 8 bytes to themselves: they are a public key's,
+/// as good as random, and a store read through by overlays (the only kind
+/// indexed) is a simulator's, whose keys are drawn from its seed; SipHash
+/// cost a lookup more than the probe.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// The index key of a DID (see `EvidenceStore::agents`).
 fn agent_key(did: &Did) -> u64 {
@@ -681,7 +711,7 @@ impl EvidenceStore {
             return self.agent(did);
         }
         let agents = self.agents.get_or_init(|| {
-            let mut agents = HashMap::new();
+            let mut agents = AgentIndex::default();
             for (slot, kept) in self.all_slots() {
                 let (Slot::Agent(did), Some((_, record))) = (slot, kept.records.first()) else {
                     continue;

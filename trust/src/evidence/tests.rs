@@ -156,6 +156,33 @@ fn created_agent_records_share_their_issuers_mandates() {
     }
 }
 
+#[test]
+fn an_overlay_finds_agents_through_its_bases_index() {
+    let org = long_org();
+    let keys: Vec<Keypair> = (0..80u8)
+        .map(|n| {
+            Keypair::from_secret_bytes(&[
+                n, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+                7, 7, 7, 7,
+            ])
+        })
+        .collect();
+    let mut base = EvidenceStore::new(Arc::new(pool().0.genesis.clone()));
+    for key in &keys[..70] {
+        base.insert(agent_record(
+            key,
+            vec![org.clone(), under_org(&org, key, 2_000_000_000)],
+        ));
+    }
+    let base = Arc::new(base);
+    let overlay = EvidenceStore::overlay(Arc::clone(&base));
+    for (i, key) in keys.iter().enumerate() {
+        let found = overlay.agent(&key.did()).map(|r| r.author());
+        assert_eq!(found, base.agent(&key.did()).map(|r| r.author()));
+        assert_eq!(found, (i < 70).then(|| key.did()));
+    }
+}
+
 /// Agent records of identities outside the pool, under [`long_org`], with
 /// agent mandates that expire before epoch 1,000, before 2,000 or after
 /// it; the last is a sub-agent of the first. The pool's termination of the
