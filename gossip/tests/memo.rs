@@ -39,7 +39,7 @@ fn replicas_differing_in_new_agents_share_one_score_computation() {
             &mesh.genesis,
             START_MS,
             Evidence::Revocation(Revocation {
-                mandate: Box::new(agent.chain.leaf().unwrap().clone()),
+                mandate: agent.chain.leaf().unwrap().clone(),
                 reason: "left".into(),
             }),
         )

@@ -144,7 +144,7 @@ fn a_revocation_reaches_every_node_and_cuts_the_agent_off() {
             &net.mesh.genesis,
             net.now,
             starling_trust::Evidence::Revocation(starling_trust::evidence::record::Revocation {
-                mandate: Box::new(chain.links()[1].clone()),
+                mandate: chain.links()[1].clone(),
                 reason: "compromised".into(),
             }),
         )

@@ -346,7 +346,7 @@ fn wrong_genesis_missing_mandates_and_borrowed_records_are_refused() {
         panic!("not an agent record")
     };
     let revoke = starling_trust::evidence::record::Revocation {
-        mandate: Box::new(c_agent.chain.leaf().unwrap().clone()),
+        mandate: c_agent.chain.leaf().unwrap().clone(),
         reason: "test".into(),
     };
     let revoke = Record::create(

@@ -345,7 +345,7 @@ impl Driver {
                 ))
             }
             EvidenceInput::Revoke { subject, reason } => {
-                let mandate = Box::new(self.leaf_mandate(&subject)?);
+                let mandate = self.leaf_mandate(&subject)?;
                 Ok((
                     self.sign(Evidence::Revocation(Revocation { mandate, reason }))?,
                     "revoke",
@@ -354,7 +354,7 @@ impl Driver {
             EvidenceInput::Terminate { subject, reason } => {
                 let mandate = match genesis.is_governor(&me) {
                     true => None,
-                    false => Some(Box::new(self.leaf_mandate(&subject)?)),
+                    false => Some(self.leaf_mandate(&subject)?),
                 };
                 Ok((
                     self.sign(Evidence::Termination(Termination {

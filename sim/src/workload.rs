@@ -34,10 +34,10 @@ fn victim(sim: &mut Sim) -> Option<u32> {
 /// The organisation revokes a random agent's mandate.
 pub(crate) fn revoke(sim: &mut Sim) {
     let Some(v) = victim(sim) else { return };
-    let Evidence::Agent(agent) = sim.agents[v as usize].record.evidence().clone() else {
+    let Evidence::Agent(agent) = sim.agents[v as usize].record.evidence() else {
         return;
     };
-    let Some(mandate) = agent.chain.leaf().cloned().map(Box::new) else {
+    let Some(mandate) = agent.chain.leaf().cloned() else {
         return;
     };
     let revocation = Revocation {

@@ -108,9 +108,10 @@ impl<K: Ord, V> SmallMap<K, V> {
                 let i = match find(few, &k) {
                     Ok(i) => i,
                     Err(i) => {
+                        let v = make();
                         edit(few, |entries| {
                             entries.reserve_exact(1);
-                            entries.insert(i, (k, make()));
+                            entries.insert(i, (k, v));
                         });
                         i
                     }

@@ -97,10 +97,8 @@ pub struct Vouch {
 /// Revocation of one mandate, by its issuer or a governor. Final.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
-    /// The revoked mandate, so anyone can check who issued it. (Boxed, as
-    /// in [`Termination`]: inline, a mandate would make every record of
-    /// every kind half again as large.)
-    pub mandate: Box<Mandate>,
+    /// The revoked mandate, so anyone can check who issued it.
+    pub mandate: Mandate,
     /// Why.
     pub reason: String,
 }
@@ -114,7 +112,7 @@ pub struct Termination {
     /// Why.
     pub reason: String,
     /// For a principal: the mandate it issued to `subject`.
-    pub mandate: Option<Box<Mandate>>,
+    pub mandate: Option<Mandate>,
 }
 
 /// An agent's public record: its mandate chain and end-to-end sealing key.
@@ -486,7 +484,7 @@ fn decode_kind(
             })
         }
         Kind::Revocation(r) => {
-            let mandate = Box::new(Mandate::decode(r.mandate, verify)?);
+            let mandate = Mandate::decode(r.mandate, verify)?;
             if mandate.mesh() != genesis.id() {
                 return Err(EvidenceError::WrongMesh);
             }
@@ -504,7 +502,7 @@ fn decode_kind(
             let subject = subject(&t.subject, author)?;
             let mandate = match t.mandate.is_empty() {
                 true => None,
-                false => Some(Box::new(Mandate::decode(t.mandate, verify)?)),
+                false => Some(Mandate::decode(t.mandate, verify)?),
             };
             let principal = mandate.as_ref().is_some_and(|m| {
                 m.issuer() == *author && m.subject() == subject && m.mesh() == genesis.id()

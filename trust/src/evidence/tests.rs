@@ -81,7 +81,7 @@ fn pool() -> &'static (World, Vec<Arc<Record>>) {
             }),
         );
         let revoked = Revocation {
-            mandate: Box::new(c.links()[2].clone()),
+            mandate: c.links()[2].clone(),
             reason: "left".into(),
         };
         add(&w.agent, 50, Evidence::Revocation(revoked));
@@ -602,13 +602,13 @@ fn unauthorised_and_malformed_records_are_refused() {
     ));
     let c = chain(w);
     // The agent issued the sub-agent's mandate, so it may terminate it by showing that mandate.
-    assert!(kill(&w.agent, Some(Box::new(c.links()[2].clone()))).is_ok());
+    assert!(kill(&w.agent, Some(c.links()[2].clone())).is_ok());
     assert!(matches!(
-        kill(&w.org, Some(Box::new(c.links()[2].clone()))),
+        kill(&w.org, Some(c.links()[2].clone())),
         Err(EvidenceError::NotAuthorised(_))
     ));
     let revoke = Revocation {
-        mandate: Box::new(c.links()[2].clone()),
+        mandate: c.links()[2].clone(),
         reason: String::new(),
     };
     assert!(matches!(

@@ -287,7 +287,7 @@ fn terminated_and_revoked_agents_lose_standing() {
         &org,
         3,
         Evidence::Revocation(crate::evidence::record::Revocation {
-            mandate: Box::new(link),
+            mandate: link,
             reason: "left".into(),
         }),
     );
