@@ -154,7 +154,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         // Otherwise the first DID heard for a peer is kept, so a known
         // peer's is not parsed (a curve-point check) again.
-        if self.views.did(&p).is_some() {
+        if self.views.knows(&p) {
             return Some(p);
         }
         if let Ok(did) = self.trust.did(&r.did) {
