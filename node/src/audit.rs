@@ -62,6 +62,8 @@ pub struct Fact {
 #[derive(Debug)]
 pub struct AuditLog {
     key: Keypair,
+    /// The node's DID as every entry names it, formatted once.
+    node: String,
     next_seq: u64,
     prev: [u8; 32],
 }
@@ -79,6 +81,7 @@ impl AuditLog {
             _ => (0, [0u8; 32]),
         };
         Ok(Self {
+            node: key.did().to_string(),
             key,
             next_seq,
             prev,
@@ -93,7 +96,7 @@ impl AuditLog {
             seq: self.next_seq,
             prev: hex::encode(self.prev),
             time_ms,
-            node: self.key.did().to_string(),
+            node: self.node.clone(),
             agent: fact.agent,
             principal: fact.principal,
             task: fact.task.chars().take(256).collect(),

@@ -98,10 +98,18 @@ impl Did {
     }
 
     /// The libp2p `PeerId` of the same key.
+    ///
+    /// Written out rather than derived through libp2p's public key, which
+    /// would decompress the curve point again (a node asks this for every
+    /// message it delivers): an identity multihash (code 0, 36 bytes) of
+    /// the key's protobuf form, type Ed25519 (field 1 = 1) and the 32 key
+    /// bytes (field 2).
     pub fn to_peer_id(&self) -> PeerId {
-        let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&self.0)
-            .unwrap_or_else(|_| unreachable!("Did holds a valid key"));
-        libp2p_identity::PublicKey::from(key).to_peer_id()
+        let mut bytes = [0u8; 38];
+        bytes[..6].copy_from_slice(&[MULTIHASH_IDENTITY as u8, 36, 0x08, 0x01, 0x12, 32]);
+        bytes[6..].copy_from_slice(&self.0);
+        PeerId::from_bytes(&bytes)
+            .unwrap_or_else(|_| unreachable!("an identity multihash of 36 bytes is a PeerId"))
     }
 
     /// The DID of a `PeerId`, which must inline an Ed25519 public key (as
@@ -312,6 +320,8 @@ mod tests {
             let did = Keypair::from_secret_bytes(&seed).did();
             proptest::prop_assert_eq!(did.to_string().parse::<Did>().unwrap(), did);
             proptest::prop_assert_eq!(Did::from_peer_id(&did.to_peer_id()).unwrap(), did);
+            let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(did.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(did.to_peer_id(), libp2p_identity::PublicKey::from(key).to_peer_id());
             proptest::prop_assert!(did.to_string().starts_with("did:key:z6Mk"));
         }
     }

@@ -15,7 +15,8 @@
 //! `bench vs-gossipsub`.
 //!
 //! A request is answered once the commit holding its writes is durable; a
-//! read of the store once every write before it is committed.
+//! read of the store once every write before it is committed. Writes
+//! nobody waits for are committed durably every `COMMIT_EVERY_MS`.
 
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -54,6 +55,43 @@ pub(crate) async fn commit_done(running: &mut Option<Commit>) -> Result<(), Stor
     }
 }
 
+/// What waits on the store when the loop looks at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    /// Writes are gathered in the batch.
+    writes: bool,
+    /// Requests wait for their writes to be durable.
+    acks: bool,
+    /// Reads wait for the writes before them.
+    reads: bool,
+    /// `COMMIT_EVERY_MS` has passed since the last commit started.
+    due: bool,
+}
+
+impl Pending {
+    /// Whether to commit now, and whether durably (`Some(true)`). An
+    /// acknowledgement and the periodic commit need the disk; a read only
+    /// needs the writes before it in the store, so commits without waiting
+    /// for the disk. Redb keeps such a commit only until the process ends
+    /// unless a durable one follows, which the next periodic commit is.
+    fn commit(self) -> Option<bool> {
+        match self {
+            Self { acks: true, .. } => Some(true),
+            Self {
+                writes: true,
+                due: true,
+                ..
+            } => Some(true),
+            Self {
+                writes: true,
+                reads: true,
+                ..
+            } => Some(false),
+            _ => None,
+        }
+    }
+}
+
 impl Driver {
     /// Answers `query` once every write made before it is in the store.
     pub(crate) fn read_after_writes(&mut self, query: Query, reply: Reply<Value>) {
@@ -66,13 +104,20 @@ impl Driver {
         if self.committing.is_some() {
             return;
         }
-        let waiting = !self.acks.is_empty() || !self.reads.is_empty();
-        if self.batch.is_empty() && self.acks.is_empty() {
-            for (query, reply) in std::mem::take(&mut self.reads) {
-                let _ = reply.send(self.query(query));
+        let now = Pending {
+            writes: !self.batch.is_empty(),
+            acks: !self.acks.is_empty(),
+            reads: !self.reads.is_empty(),
+            due: self.now_ms >= self.commit_due_ms(),
+        };
+        match now.commit() {
+            Some(durable) => self.start_commit(durable),
+            None if !now.writes && !now.acks => {
+                for (query, reply) in std::mem::take(&mut self.reads) {
+                    let _ = reply.send(self.query(query));
+                }
             }
-        } else if waiting || self.now_ms >= self.commit_due_ms() {
-            self.start_commit(!self.acks.is_empty());
+            None => {}
         }
     }
 
@@ -166,5 +211,76 @@ impl Driver {
         }
         self.start_commit(true);
         let _ = self.wait_commit().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pending;
+
+    #[test]
+    fn acknowledgements_and_the_periodic_commit_are_durable_reads_are_not() {
+        let none = Pending {
+            writes: false,
+            acks: false,
+            reads: false,
+            due: false,
+        };
+        let cases = [
+            (none, None),
+            (Pending { due: true, ..none }, None),
+            (
+                Pending {
+                    reads: true,
+                    ..none
+                },
+                None,
+            ),
+            (
+                Pending {
+                    writes: true,
+                    ..none
+                },
+                None,
+            ),
+            (Pending { acks: true, ..none }, Some(true)),
+            (
+                Pending {
+                    writes: true,
+                    due: true,
+                    ..none
+                },
+                Some(true),
+            ),
+            (
+                Pending {
+                    writes: true,
+                    reads: true,
+                    ..none
+                },
+                Some(false),
+            ),
+            (
+                Pending {
+                    writes: true,
+                    reads: true,
+                    due: true,
+                    ..none
+                },
+                Some(true),
+            ),
+            (
+                Pending {
+                    writes: true,
+                    reads: true,
+                    acks: true,
+                    due: false,
+                },
+                Some(true),
+            ),
+        ];
+        for (pending, want) in cases {
+            assert_eq!(pending.commit(), want, "{pending:?}");
+        }
     }
 }

@@ -66,6 +66,7 @@ impl Driver {
             .map(|p| p.to_string())
             .unwrap_or_default();
         let id = hex::encode(d.id);
+        let origin = d.origin.to_string();
         let me = self.key.did();
         let inbox = d.topic.starts_with(crate::seal::INBOX_PREFIX);
         let (payload, decision) = match crate::private::is_private(&d.topic) {
@@ -94,7 +95,7 @@ impl Driver {
             &mut self.batch,
             self.now_ms,
             Fact {
-                agent: d.origin.to_string(),
+                agent: origin.clone(),
                 principal,
                 task: id.clone(),
                 action: format!("deliver:{}", d.topic),
@@ -104,7 +105,7 @@ impl Driver {
         let event = match payload {
             Ok(payload) => AgentEvent::Message {
                 topic: d.topic,
-                origin: d.origin.to_string(),
+                origin,
                 id,
                 sent_ms: d.sent_ms,
                 hops: d.hops,
@@ -113,7 +114,7 @@ impl Driver {
             },
             Err((sealed_bytes, reason)) => AgentEvent::Sealed {
                 topic: d.topic,
-                origin: d.origin.to_string(),
+                origin,
                 id,
                 sealed_bytes,
                 reason,
