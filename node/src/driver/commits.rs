@@ -220,66 +220,25 @@ mod tests {
 
     #[test]
     fn acknowledgements_and_the_periodic_commit_are_durable_reads_are_not() {
-        let none = Pending {
-            writes: false,
-            acks: false,
-            reads: false,
-            due: false,
-        };
+        // (writes, acks, reads, due) -> commit now, and durably?
         let cases = [
-            (none, None),
-            (Pending { due: true, ..none }, None),
-            (
-                Pending {
-                    reads: true,
-                    ..none
-                },
-                None,
-            ),
-            (
-                Pending {
-                    writes: true,
-                    ..none
-                },
-                None,
-            ),
-            (Pending { acks: true, ..none }, Some(true)),
-            (
-                Pending {
-                    writes: true,
-                    due: true,
-                    ..none
-                },
-                Some(true),
-            ),
-            (
-                Pending {
-                    writes: true,
-                    reads: true,
-                    ..none
-                },
-                Some(false),
-            ),
-            (
-                Pending {
-                    writes: true,
-                    reads: true,
-                    due: true,
-                    ..none
-                },
-                Some(true),
-            ),
-            (
-                Pending {
-                    writes: true,
-                    reads: true,
-                    acks: true,
-                    due: false,
-                },
-                Some(true),
-            ),
+            ((false, false, false, false), None),
+            ((false, false, false, true), None),
+            ((false, false, true, false), None),
+            ((true, false, false, false), None),
+            ((false, true, false, false), Some(true)),
+            ((true, false, false, true), Some(true)),
+            ((true, false, true, false), Some(false)),
+            ((true, false, true, true), Some(true)),
+            ((true, true, true, false), Some(true)),
         ];
-        for (pending, want) in cases {
+        for ((writes, acks, reads, due), want) in cases {
+            let pending = Pending {
+                writes,
+                acks,
+                reads,
+                due,
+            };
             assert_eq!(pending.commit(), want, "{pending:?}");
         }
     }
