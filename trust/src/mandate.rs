@@ -562,8 +562,7 @@ fn check_link(link: usize, parent: &Mandate, child: &Mandate) -> Result<(), Mand
         });
     }
     let undelegated: Vec<Capability> = child
-        .0
-        .scope
+        .scope()
         .capabilities()
         .iter()
         .filter(|c| !matches!(c, Capability::Delegate(_)))
