@@ -1,5 +1,6 @@
 //! Five real nodes on 127.0.0.1: delivery, refusal, revocation, kill switch,
-//! restart with state intact, and bad API input.
+//! restart with state intact, and bad API input; and two whose overlay
+//! link outlives the idle-connection timeout.
 //!
 //! Identities derive from the printed seed (`STARLING_SEED` replays one).
 //! Every wait has a deadline; nothing asserts on elapsed time.
@@ -476,6 +477,67 @@ async fn bad_api_input_gets_a_json_error_and_changes_nothing() -> anyhow::Result
         metrics.body.contains("starling_published_total 1"),
         "{}",
         metrics.body
+    );
+    mesh.shutdown().await;
+    Ok(())
+}
+
+/// The sum over `handles` of the admissions each node has counted.
+async fn admissions(handles: &[NodeHandle]) -> u64 {
+    let mut sum = 0;
+    for h in handles {
+        let text = h.query(Query::Metrics).await.unwrap_or_default();
+        sum += text
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("starling_peers_admitted_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    sum
+}
+
+/// Connections with no open stream close after `IDLE_CONNECTION_MS`, which
+/// ends Kademlia's and shuffle replies' passing connections; an overlay
+/// link keeps its gossip streams open and must outlive it. Two nodes are
+/// each other's whole view, so a closed link would be joined again and
+/// admitted again on both ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlay_links_outlive_the_idle_timeout() -> anyhow::Result<()> {
+    let seed = starling_tests::seed(7);
+    let dir = tempfile::tempdir()?;
+    let now = starling_node::files::now_ms();
+    let mut mesh = LocalMesh::new(dir.path().to_path_buf(), seed, now)?;
+    mesh.add_governor_node(now, false).await?;
+    mesh.add_agent_node(Some(0), now, false).await?;
+    let handles: Vec<NodeHandle> = (0..2).map(|i| mesh.handle(i).clone()).collect();
+    for h in &handles {
+        h.subscribe("news").await?;
+    }
+    anyhow::ensure!(
+        settle(&handles, 2, WAIT_MS).await,
+        "seed {seed}: the two nodes did not form an overlay:\n{}",
+        describe_overlay(&handles).await
+    );
+    let before = admissions(&handles).await;
+    tokio::time::sleep(Duration::from_millis(
+        starling_node::net::IDLE_CONNECTION_MS + 3_000,
+    ))
+    .await;
+    assert_eq!(
+        admissions(&handles).await,
+        before,
+        "seed {seed}: the overlay link closed and was admitted again:\n{}",
+        describe_overlay(&handles).await
+    );
+    let rx = mesh.handle(0).events();
+    mesh.handle(1)
+        .publish("news", b"still here", "t-idle")
+        .await?;
+    assert!(
+        receives(mesh.handle(0), rx, "still here").await,
+        "seed {seed}: node 0 did not deliver after the idle timeout"
     );
     mesh.shutdown().await;
     Ok(())
