@@ -280,6 +280,22 @@ where
     }
 }
 
+/// The sum over `handles` of a counter (`name`, as in the metrics text)
+/// in each node's metrics.
+pub async fn counter_sum(handles: &[NodeHandle], name: &str) -> u64 {
+    let mut sum = 0;
+    for h in handles {
+        let text = h.query(Query::Metrics).await.unwrap_or_default();
+        sum += text
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    sum
+}
+
 /// The number of peers node `handle` has admitted.
 pub async fn admitted(handle: &NodeHandle) -> usize {
     match handle.query(Query::Peers).await {

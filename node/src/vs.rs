@@ -10,29 +10,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use starling_benches::vs::{Deliveries, SystemCounts, SystemFigures, TOPIC, Window, Workload};
 
-use crate::localmesh::{AGENT_SCOPE, LocalMesh, settle};
-use crate::{AgentEvent, NodeHandle, NodeOptions, Query, RunningNode, start};
+use crate::localmesh::{AGENT_SCOPE, LocalMesh, counter_sum, settle};
+use crate::{AgentEvent, NodeHandle, NodeOptions, RunningNode, start};
 
 /// Items received again: the broadcast's redundancy (messages, and any
 /// evidence or policy item that arrives twice in the window).
 const DUPLICATES: &str = "starling_items_duplicate_total";
 /// Gossip frame bytes sent.
 const BYTES_OUT: &str = "starling_bytes_out_total";
-
-/// The sum over nodes of a counter in each node's metrics text.
-async fn counter_sum(handles: &[NodeHandle], name: &str) -> u64 {
-    let mut sum = 0;
-    for h in handles {
-        let text = h.query(Query::Metrics).await.unwrap_or_default();
-        sum += text
-            .as_str()
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    sum
-}
 
 /// Runs `w` on Starling nodes in this process (each with its own event
 /// loop on the current tokio runtime) and measures it.

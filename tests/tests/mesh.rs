@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use starling_node::localmesh::{LocalMesh, admitted, describe_overlay, settle, until};
+use starling_node::localmesh::{LocalMesh, admitted, counter_sum, describe_overlay, settle, until};
 use starling_node::{AgentEvent, EvidenceInput, NodeHandle, Query};
 use starling_tests::http;
 use starling_trust::{
@@ -16,6 +16,8 @@ use starling_trust::{
 };
 
 const WAIT_MS: u64 = 15_000;
+/// Peers each node has admitted, over its life.
+const ADMITTED: &str = "starling_peers_admitted_total";
 
 async fn five(seed: u64, dir: &std::path::Path, api: bool) -> anyhow::Result<LocalMesh> {
     let now = starling_node::files::now_ms();
@@ -482,22 +484,6 @@ async fn bad_api_input_gets_a_json_error_and_changes_nothing() -> anyhow::Result
     Ok(())
 }
 
-/// The sum over `handles` of the admissions each node has counted.
-async fn admissions(handles: &[NodeHandle]) -> u64 {
-    let mut sum = 0;
-    for h in handles {
-        let text = h.query(Query::Metrics).await.unwrap_or_default();
-        sum += text
-            .as_str()
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("starling_peers_admitted_total "))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    sum
-}
-
 /// Connections with no open stream close after `IDLE_CONNECTION_MS`, which
 /// ends Kademlia's and shuffle replies' passing connections; an overlay
 /// link keeps its gossip streams open and must outlive it. Two nodes are
@@ -520,13 +506,13 @@ async fn overlay_links_outlive_the_idle_timeout() -> anyhow::Result<()> {
         "seed {seed}: the two nodes did not form an overlay:\n{}",
         describe_overlay(&handles).await
     );
-    let before = admissions(&handles).await;
+    let before = counter_sum(&handles, ADMITTED).await;
     tokio::time::sleep(Duration::from_millis(
         starling_node::net::IDLE_CONNECTION_MS + 3_000,
     ))
     .await;
     assert_eq!(
-        admissions(&handles).await,
+        counter_sum(&handles, ADMITTED).await,
         before,
         "seed {seed}: the overlay link closed and was admitted again:\n{}",
         describe_overlay(&handles).await
