@@ -19,21 +19,23 @@ const WAIT_MS: u64 = 15_000;
 /// Peers each node has admitted, over its life.
 const ADMITTED: &str = "starling_peers_admitted_total";
 
-async fn five(seed: u64, dir: &std::path::Path, api: bool) -> anyhow::Result<LocalMesh> {
+/// `n` nodes, the governor's first, each joining through the one before,
+/// all subscribed to "news", on a settled overlay.
+async fn chain(n: usize, seed: u64, dir: &std::path::Path, api: bool) -> anyhow::Result<LocalMesh> {
     let now = starling_node::files::now_ms();
     let mut mesh = LocalMesh::new(dir.to_path_buf(), seed, now)?;
     mesh.add_governor_node(now, api).await?;
-    for i in 1..5 {
+    for i in 1..n {
         mesh.add_agent_node(Some(i - 1), now, api).await?;
     }
-    for i in 0..5 {
+    for i in 0..n {
         mesh.handle(i).subscribe("news").await?;
     }
-    let handles: Vec<NodeHandle> = (0..5).map(|i| mesh.handle(i).clone()).collect();
-    let formed = settle(&handles, 5, WAIT_MS).await;
+    let handles: Vec<NodeHandle> = (0..n).map(|i| mesh.handle(i).clone()).collect();
+    let formed = settle(&handles, n as u64, WAIT_MS).await;
     anyhow::ensure!(
         formed,
-        "seed {seed}: the five-node overlay did not form:\n{}",
+        "seed {seed}: the {n}-node overlay did not form:\n{}",
         describe_overlay(&handles).await
     );
     Ok(mesh)
@@ -85,7 +87,7 @@ async fn cut_off_everywhere(mesh: &LocalMesh, did: Did, skip: &[usize]) -> bool 
 async fn five_nodes_deliver_revoke_kill_and_restart() -> anyhow::Result<()> {
     let seed = starling_tests::seed(5);
     let dir = tempfile::tempdir()?;
-    let mut mesh = five(seed, dir.path(), false).await?;
+    let mut mesh = chain(5, seed, dir.path(), false).await?;
 
     // Delivery: node 2 publishes, the four others deliver.
     let rxs: Vec<_> = [0, 1, 3, 4]
@@ -493,19 +495,8 @@ async fn bad_api_input_gets_a_json_error_and_changes_nothing() -> anyhow::Result
 async fn overlay_links_outlive_the_idle_timeout() -> anyhow::Result<()> {
     let seed = starling_tests::seed(7);
     let dir = tempfile::tempdir()?;
-    let now = starling_node::files::now_ms();
-    let mut mesh = LocalMesh::new(dir.path().to_path_buf(), seed, now)?;
-    mesh.add_governor_node(now, false).await?;
-    mesh.add_agent_node(Some(0), now, false).await?;
+    let mut mesh = chain(2, seed, dir.path(), false).await?;
     let handles: Vec<NodeHandle> = (0..2).map(|i| mesh.handle(i).clone()).collect();
-    for h in &handles {
-        h.subscribe("news").await?;
-    }
-    anyhow::ensure!(
-        settle(&handles, 2, WAIT_MS).await,
-        "seed {seed}: the two nodes did not form an overlay:\n{}",
-        describe_overlay(&handles).await
-    );
     let before = counter_sum(&handles, ADMITTED).await;
     tokio::time::sleep(Duration::from_millis(
         starling_node::net::IDLE_CONNECTION_MS + 3_000,
