@@ -118,9 +118,10 @@ pub struct Broadcast<P> {
     seen: Recent<()>,
     /// Announced items not received yet, by short id.
     missing: SmallMap<u64, Missing<P>>,
-    /// Short ids waiting for the next IHAVE flush, with the hops each
-    /// took to reach this node, by peer.
-    ihave: SmallMap<P, Vec<(u64, u8)>>,
+    /// Announcements waiting for the next IHAVE flush: to whom, the short
+    /// id, and the hops the item took to reach this node. One vector
+    /// grouped by peer at the flush, not one per peer grown item by item.
+    ihave: Vec<(P, u64, u8)>,
     flush_pending: bool,
 }
 
@@ -144,7 +145,7 @@ impl<P> Broadcast<P> {
             cache: Recent::new(config.message_cache_ms, config.message_cache_max),
             seen: Recent::new(config.seen_ms, config.seen_max),
             missing: SmallMap::new(),
-            ihave: SmallMap::new(),
+            ihave: Vec::new(),
             flush_pending: false,
         }
     }
@@ -160,7 +161,7 @@ impl<P: Peer> Broadcast<P> {
                 tree.parent = None;
             }
         }
-        self.ihave.remove(peer);
+        self.ihave.retain(|(p, _, _)| p != peer);
         for missing in self.missing.values_mut() {
             missing.announcers.retain(|(p, _)| p != peer);
         }
@@ -324,12 +325,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.send_encoded(p, frame.clone());
         }
         let hops = u8::try_from(round).unwrap_or(u8::MAX);
-        for p in lazy {
-            self.broadcast
-                .ihave
-                .get_or_insert_with(p, Vec::new)
-                .push((short_id(&id), hops));
-        }
+        let short = short_id(&id);
+        (self.broadcast.ihave).extend(lazy.into_iter().map(|p| (p, short, hops)));
         if !self.broadcast.ihave.is_empty() && !self.broadcast.flush_pending {
             self.broadcast.flush_pending = true;
             self.set_timer(now_ms + self.config.ihave_flush_ms, Timer::IHaveFlush);
@@ -502,11 +499,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     pub(crate) fn flush_ihave(&mut self) {
         self.broadcast.flush_pending = false;
-        let pending = std::mem::take(&mut self.broadcast.ihave);
-        for (peer, items) in pending {
-            for chunk in items.chunks(self.config.ihave_ids_max.max(1)) {
-                let (ids, hops) = chunk.iter().copied().unzip();
-                self.send(peer, Body::IHave(IHave { ids, hops }));
+        let mut pending = std::mem::take(&mut self.broadcast.ihave);
+        // Stable: each peer's announcements keep the order of the items.
+        pending.sort_by_key(|(p, _, _)| *p);
+        for to_one in pending.chunk_by(|a, b| a.0 == b.0) {
+            for chunk in to_one.chunks(self.config.ihave_ids_max.max(1)) {
+                let (ids, hops) = chunk.iter().map(|(_, id, h)| (*id, *h)).unzip();
+                self.send(to_one[0].0, Body::IHave(IHave { ids, hops }));
             }
         }
     }

@@ -350,9 +350,13 @@ impl<P: Peer, R: Rng> Node<P, R> {
             if tier == Tier::Untrusted && untrusted.len() >= self.config.untrusted_active_max {
                 untrusted
             } else if full {
-                self.crowded(
-                    &self.views.active.clone(),
-                    self.principal_of(&peer),
+                let active = self.views.active.clone();
+                let principals = self.principals(&active);
+                let principal = self.principal_of(&peer);
+                crowded(
+                    &active,
+                    &principals,
+                    principal,
                     self.config.principal_active_max,
                 )
             } else {
@@ -386,67 +390,47 @@ impl<P: Peer, R: Rng> Node<P, R> {
         true
     }
 
-    /// Which peers of a full `view` a newcomer of `principal` competes with.
-    /// Counting the newcomer, if some principal holds more than `cap`
-    /// slots, the most represented principal gives one up, the newcomer's
-    /// own on a tie (so a principal's Sybils cannot displace an incumbent
-    /// to draw level and take more of a victim's view); otherwise everyone
-    /// competes. So one principal can never crowd out the others, yet a
-    /// mesh with a single principal still fills its views.
-    fn crowded(&self, view: &[P], principal: Option<Did>, cap: usize) -> Vec<P> {
-        // Each peer's principal is read once: it is a lookup in the
-        // evidence store, and a full passive view asks for thirty.
-        let principals: Vec<Option<Did>> = view.iter().map(|q| self.principal_of(q)).collect();
-        let mut sorted: Vec<Did> = principals
-            .iter()
-            .flatten()
-            .chain(&principal)
-            .copied()
-            .collect();
-        sorted.sort_unstable();
-        let counts: Vec<(Did, usize)> = sorted
-            .chunk_by(|a, b| a == b)
-            .map(|run| (run[0], run.len()))
-            .collect();
-        let most = counts.iter().map(|(_, c)| *c).max().unwrap_or(0);
-        if most <= cap {
-            return view.to_vec();
-        }
-
-        let leaders: Vec<Did> = counts
-            .iter()
-            .filter(|(_, c)| *c == most)
-            .map(|(pr, _)| *pr)
-            .collect();
-        let losers = match principal.filter(|pr| leaders.contains(pr)) {
-            Some(own) => vec![own],
-            None => leaders,
-        };
-        view.iter()
-            .zip(&principals)
-            .filter(|(_, pr)| pr.is_some_and(|pr| losers.contains(&pr)))
-            .map(|(q, _)| *q)
-            .collect()
+    /// The principals of `view`'s peers, in its order.
+    fn principals(&self, view: &[P]) -> Vec<Option<Did>> {
+        view.iter().map(|q| self.principal_of(q)).collect()
     }
 
     /// Adds `peer` to the passive view; when full, evicts a peer it competes
     /// with (see `crowded`).
     pub(crate) fn add_passive(&mut self, peer: P) {
+        self.add_passive_with(peer, &mut None);
+    }
+
+    /// [`Self::add_passive`] for one of several peers added in a row:
+    /// `principals`, once filled, holds the passive view's principals in
+    /// its order and is kept so, as each is a lookup in the evidence store
+    /// and a full view of thirty would otherwise be looked up again for
+    /// every peer a shuffle brings.
+    fn add_passive_with(&mut self, peer: P, principals: &mut Option<Vec<Option<Did>>>) {
         if peer == self.me || self.views.is_active(&peer) || self.views.passive.contains(&peer) {
             return;
         }
         if self.views.passive.len() >= self.config.passive_size {
             let passive = self.views.passive.clone();
-            let crowded = self.crowded(
+            let known = principals.get_or_insert_with(|| self.principals(&passive));
+            let principal = self.principal_of(&peer);
+            let crowded = crowded(
                 &passive,
-                self.principal_of(&peer),
+                known,
+                principal,
                 self.config.principal_passive_max,
             );
             let victim = crowded[below(&mut self.rng, crowded.len())];
+            if let Some(at) = passive.iter().position(|q| *q == victim) {
+                known.remove(at);
+            }
             self.views.forget_passive(&victim);
         }
         self.remember_link(&peer);
         self.views.passive.push(peer);
+        if let Some(known) = principals {
+            known.push(self.principal_of(&peer));
+        }
     }
 
     /// Keeps what the link to `peer` (if any) proved about it, for when the
@@ -562,11 +546,64 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     fn integrate(&mut self, refs: &[PeerRef]) {
+        let mut principals: Option<Vec<Option<Did>>> = None;
         for r in refs {
-            if let Some(p) = self.learn_ref(r) {
-                self.add_passive(p);
-                self.forget_unless_viewed(&p);
+            let Some(p) = self.learn_ref(r) else {
+                continue;
+            };
+            // Learning `p` may have replaced what was known of it.
+            if let Some(known) = principals.as_mut()
+                && let Some(at) = self.views.passive.iter().position(|q| *q == p)
+            {
+                known[at] = self.principal_of(&p);
             }
+            self.add_passive_with(p, &mut principals);
+            self.forget_unless_viewed(&p);
         }
     }
+}
+
+/// Which peers of a full `view` a newcomer of `principal` competes with.
+/// Counting the newcomer, if some principal holds more than `cap`
+/// slots, the most represented principal gives one up, the newcomer's
+/// own on a tie (so a principal's Sybils cannot displace an incumbent
+/// to draw level and take more of a victim's view); otherwise everyone
+/// competes. So one principal can never crowd out the others, yet a
+/// mesh with a single principal still fills its views.
+fn crowded<P: Copy>(
+    view: &[P],
+    principals: &[Option<Did>],
+    principal: Option<Did>,
+    cap: usize,
+) -> Vec<P> {
+    let mut sorted: Vec<Did> = principals
+        .iter()
+        .flatten()
+        .chain(&principal)
+        .copied()
+        .collect();
+    sorted.sort_unstable();
+    let counts: Vec<(Did, usize)> = sorted
+        .chunk_by(|a, b| a == b)
+        .map(|run| (run[0], run.len()))
+        .collect();
+    let most = counts.iter().map(|(_, c)| *c).max().unwrap_or(0);
+    if most <= cap {
+        return view.to_vec();
+    }
+
+    let leaders: Vec<Did> = counts
+        .iter()
+        .filter(|(_, c)| *c == most)
+        .map(|(pr, _)| *pr)
+        .collect();
+    let losers = match principal.filter(|pr| leaders.contains(pr)) {
+        Some(own) => vec![own],
+        None => leaders,
+    };
+    view.iter()
+        .zip(principals)
+        .filter(|(_, pr)| pr.is_some_and(|pr| losers.contains(&pr)))
+        .map(|(q, _)| *q)
+        .collect()
 }

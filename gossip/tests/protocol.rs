@@ -979,3 +979,73 @@ fn a_neighbour_asking_again_is_accepted_in_a_full_view() {
     );
     assert_eq!(b.active_view(), [3, 4, 5, 6, 7]);
 }
+
+/// A shuffle reply's peers join the passive view one after another with
+/// the view's principals looked up once; the view must end as it would
+/// with each peer in a reply of its own. The view is full and split
+/// between two principals, so every newcomer evicts a peer of the most
+/// represented one and a wrongly tracked principal changes the victim.
+#[test]
+fn a_shuffle_reply_fills_the_passive_view_as_single_replies_would() {
+    let mesh = Mesh::new();
+    let org2 = mesh.other_org(40);
+    let agents: Vec<(u32, Keypair, Arc<Record>)> = (100..120)
+        .map(|i| {
+            let (key, record) = mesh.agent(i, &SCOPE);
+            (i, key, record)
+        })
+        .chain((200..220).map(|i| {
+            let (key, record) = mesh.agent_of(&org2.0, &org2.1, i, &SCOPE);
+            (i, key, record)
+        }))
+        .collect();
+    let peer_ref = |(i, key, _): &(u32, Keypair, Arc<Record>)| starling_gossip::wire::PeerRef {
+        peer: i.to_le_bytes().to_vec(),
+        did: key.did().as_bytes().to_vec(),
+    };
+    // 15 of each principal fill the view; then the newcomers alternate.
+    let fill: Vec<_> = agents[..15]
+        .iter()
+        .chain(&agents[20..35])
+        .map(peer_ref)
+        .collect();
+    let newcomers: Vec<_> = (0..5)
+        .flat_map(|k| [&agents[15 + k], &agents[35 + k]])
+        .map(peer_ref)
+        .collect();
+    let replies = |batches: &[&[starling_gossip::wire::PeerRef]]| {
+        let (mut hub, _, _) = node(&mesh, 1);
+        let (mut helper, _, _) = node(&mesh, 2);
+        connect(&mut hub, &mut helper, START_MS);
+        let records = agents
+            .iter()
+            .map(|(_, _, r)| r.to_bytes().to_vec())
+            .collect();
+        let mut bodies = vec![Body::Records(starling_gossip::wire::Records { records })];
+        for peers in fill.chunks(8).chain(batches.iter().copied()) {
+            bodies.push(Body::ShuffleReply(starling_gossip::wire::ShuffleReply {
+                peers: peers.to_vec(),
+            }));
+        }
+        for b in bodies {
+            let bytes = frame(b);
+            hub.handle(START_MS, Input::Frame { from: 2, bytes })
+                .unwrap();
+        }
+        let known = agents
+            .iter()
+            .filter(|(_, k, _)| hub.trust().store().agent(&k.did()).is_some());
+        assert_eq!(known.count(), 40, "every agent record applies");
+        hub.passive_view().to_vec()
+    };
+    let batched = replies(&[&newcomers[..8], &newcomers[8..]]);
+    let singles: Vec<&[starling_gossip::wire::PeerRef]> = newcomers.chunks(1).collect();
+    let one_by_one = replies(&singles);
+    assert_eq!(batched.len(), 30);
+    let org2_held = batched.iter().filter(|p| **p >= 200).count();
+    assert_eq!(
+        org2_held, 15,
+        "each newcomer displaced its own principal's peer: {batched:?}"
+    );
+    assert_eq!(batched, one_by_one);
+}

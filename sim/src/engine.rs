@@ -73,9 +73,19 @@ fn link_key(a: u32, b: u32) -> u64 {
     (u64::from(a.min(b)) << 32) | u64::from(a.max(b))
 }
 
-/// One direction of a link, for its FIFO order.
-fn direction(from: u32, to: u32) -> u64 {
-    (u64::from(from) << 32) | u64::from(to)
+/// An open connection: one entry for everything a frame on it looks up.
+#[derive(Debug, Default, Clone, Copy)]
+struct Link {
+    /// Which connection of the link: frames of an earlier one are dropped.
+    epoch: u64,
+    /// When the last frame sent each way arrives (see [`direction`]):
+    /// frames on a connection arrive in order, as over TCP.
+    arrives: [u64; 2],
+}
+
+/// One direction of a link: which of [`Link::arrives`] it keeps.
+fn direction(from: u32, to: u32) -> usize {
+    usize::from(from > to)
 }
 
 /// A simulation in progress.
@@ -91,12 +101,11 @@ pub struct Sim {
     pub(crate) agents: Vec<Agent>,
     live: Vec<u32>,
     live_at: FxHashMap<u32, usize>,
-    /// Open connections: link key to connection epoch.
-    links: FxHashMap<u64, u64>,
+    /// Open connections, by link key.
+    links: FxHashMap<u64, Link>,
     /// Links with a close in flight.
     closing: FxHashSet<u64>,
     next_epoch: u64,
-    fifo: FxHashMap<u64, u64>,
     coords: Vec<(f32, f32)>,
     side: Vec<bool>,
     /// When each node's current session started: a message counts as
@@ -165,7 +174,6 @@ impl Sim {
             links: FxHashMap::default(),
             closing: FxHashSet::default(),
             next_epoch: 0,
-            fifo: FxHashMap::default(),
             coords: Vec::new(),
             side: Vec::new(),
             session_ms: Vec::new(),
@@ -438,11 +446,11 @@ impl Sim {
                 Output::Connect(to) => self.connect(node, to),
                 Output::Disconnect(to) => {
                     let key = link_key(node, to);
-                    if let Some(&epoch) = self.links.get(&key) {
+                    if let Some(&link) = self.links.get(&key) {
                         self.closing.insert(key);
-                        let fifo = self.fifo.get(&direction(node, to)).copied().unwrap_or(0);
-                        let at = (self.now + self.latency_ms(node, to)).max(fifo);
-                        self.schedule(at, Ev::Close(node, to, epoch));
+                        let queued = link.arrives[direction(node, to)];
+                        let at = (self.now + self.latency_ms(node, to)).max(queued);
+                        self.schedule(at, Ev::Close(node, to, link.epoch));
                     }
                 }
                 Output::SetTimer { at_ms, timer } => {
@@ -472,7 +480,9 @@ impl Sim {
             self.schedule(at, Ev::Input(to, Input::Disconnected { peer: node }));
         }
         self.next_epoch += 1;
-        self.links.insert(key, self.next_epoch);
+        // A connection replacing a closing one keeps its order: its frames
+        // arrive after the old one's.
+        self.links.entry(key).or_default().epoch = self.next_epoch;
         let (a, b) = (
             self.agents[node as usize].key.did(),
             self.agents[to as usize].key.did(),
@@ -482,7 +492,8 @@ impl Sim {
     }
 
     fn transmit(&mut self, from: u32, to: u32, frame: Bytes) {
-        let Some(&epoch) = self.links.get(&link_key(from, to)) else {
+        let key = link_key(from, to);
+        let Some(&link) = self.links.get(&key) else {
             return;
         };
         if !self.can_talk(from, to) {
@@ -494,16 +505,17 @@ impl Sim {
         }
         self.metrics.frames += 1;
         self.metrics.bytes += frame.len() as u64;
-        let key = direction(from, to);
-        let arrival =
-            (self.now + self.latency_ms(from, to)).max(self.fifo.get(&key).copied().unwrap_or(0));
-        self.fifo.insert(key, arrival);
+        let way = direction(from, to);
+        let arrival = (self.now + self.latency_ms(from, to)).max(link.arrives[way]);
+        if let Some(l) = self.links.get_mut(&key) {
+            l.arrives[way] = arrival;
+        }
         self.schedule(
             arrival,
             Ev::Frame {
                 to,
                 from,
-                epoch,
+                epoch: link.epoch,
                 bytes: frame,
             },
         );
@@ -625,7 +637,7 @@ impl Sim {
                 epoch,
                 bytes,
             } => {
-                if self.links.get(&link_key(to, from)) != Some(&epoch) {
+                if self.links.get(&link_key(to, from)).map(|l| l.epoch) != Some(epoch) {
                     return;
                 }
                 if is_message_gossip(&bytes) {
@@ -657,7 +669,7 @@ impl Sim {
             }
             Ev::Close(from, to, epoch) => {
                 let key = link_key(from, to);
-                if self.links.get(&key) != Some(&epoch) {
+                if self.links.get(&key).map(|l| l.epoch) != Some(epoch) {
                     return;
                 }
                 self.unlink(from, to);
@@ -828,8 +840,6 @@ impl Sim {
     fn unlink(&mut self, a: u32, b: u32) {
         self.links.remove(&link_key(a, b));
         self.closing.remove(&link_key(a, b));
-        self.fifo.remove(&direction(a, b));
-        self.fifo.remove(&direction(b, a));
     }
 
     fn depart(&mut self, i: u32) {
