@@ -68,7 +68,10 @@ impl Buckets {
 
     /// Takes a token for `did`.
     pub fn take(&mut self, did: Did, now_ms: u64, rate_per_s: u32, burst: u32) -> bool {
-        if !self.buckets.contains_key(&did) && self.buckets.len() >= self.max {
+        if let Some(bucket) = self.buckets.get_mut(&did) {
+            return bucket.take(now_ms, rate_per_s, burst);
+        }
+        if self.buckets.len() >= self.max {
             let stalest = self
                 .buckets
                 .iter()

@@ -56,8 +56,23 @@ pub enum DidError {
 /// Ordering and equality are by key bytes, which is the tie-breaker the
 /// score function uses. Constructing a `Did` checks the point is valid and
 /// not of small order, so every `Did` can verify signatures.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Did([u8; DID_KEY_BYTES]);
+
+/// By key bytes, settled by [`Did::prefix`] for nearly every pair: DIDs
+/// are compared in every sorted map and search of the cores, and a
+/// byte-wise compare of 32 bytes is a call to `memcmp`.
+impl Ord for Did {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.prefix().cmp(&other.prefix())).then_with(|| self.0.cmp(&other.0))
+    }
+}
+
+impl PartialOrd for Did {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// A `Did` is its key bytes (equality, order and hash agree), so sets of
 /// DIDs can be searched by bytes without first checking them as a key.
@@ -89,6 +104,15 @@ impl Did {
     /// The raw 32 key bytes.
     pub fn as_bytes(&self) -> &[u8; DID_KEY_BYTES] {
         &self.0
+    }
+
+    /// The first 8 key bytes as a number, ordered as DIDs are: keys are
+    /// spread evenly, so it places a DID among sorted ones (see
+    /// [`crate::uniform`]) and settles most comparisons without the rest.
+    pub fn prefix(&self) -> u64 {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(head)
     }
 
     /// The key, ready to verify signatures.
@@ -323,6 +347,26 @@ mod tests {
             let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(did.as_bytes()).unwrap();
             proptest::prop_assert_eq!(did.to_peer_id(), libp2p_identity::PublicKey::from(key).to_peer_id());
             proptest::prop_assert!(did.to_string().starts_with("did:key:z6Mk"));
+        }
+
+        /// Pairs of unrelated keys, and pairs sharing the first 8 bytes
+        /// (a key with a later byte changed, when that is still a key).
+        #[test]
+        fn order_is_the_key_bytes_order(
+            a in proptest::array::uniform32(proptest::num::u8::ANY),
+            b in proptest::array::uniform32(proptest::num::u8::ANY),
+            at in 8usize..32,
+            byte in proptest::num::u8::ANY,
+        ) {
+            let (a, b) = (Keypair::from_secret_bytes(&a).did(), Keypair::from_secret_bytes(&b).did());
+            let mut near = *a.as_bytes();
+            near[at] = byte;
+            let pairs = [Some((a, b)), Did::from_bytes(&near).ok().map(|n| (a, n))];
+            for (x, y) in pairs.into_iter().flatten() {
+                proptest::prop_assert_eq!(x.cmp(&y), x.as_bytes().cmp(y.as_bytes()));
+                proptest::prop_assert_eq!(y.cmp(&x), y.as_bytes().cmp(x.as_bytes()));
+                proptest::prop_assert_eq!(x.prefix() == y.prefix(), x.as_bytes()[..8] == y.as_bytes()[..8]);
+            }
         }
     }
 }

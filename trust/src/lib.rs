@@ -14,6 +14,8 @@
 //! - [`score`]: the deterministic score function and tiers.
 //! - [`policy`]: the governors' automerge policy document and `decide`.
 //! - [`wire`]: the prost encoding shared by all of the above.
+//! - [`small_map`] and [`uniform`]: compact maps, and searching sorted
+//!   hashes and keys.
 
 #![deny(missing_docs)]
 
@@ -26,6 +28,7 @@ pub mod policy;
 pub mod scope;
 pub mod score;
 pub mod small_map;
+pub mod uniform;
 pub mod wire;
 
 pub use did::{Did, DidError};

@@ -61,6 +61,7 @@ use crate::evidence::record::Evidence;
 use crate::evidence::store::{EvidenceStore, Slot};
 use crate::genesis::{Genesis, Params};
 use crate::mandate::check_current;
+use crate::uniform;
 use crate::wire::{Hash, sha256};
 
 /// Highest score.
@@ -194,12 +195,9 @@ impl ScoreTable {
     }
 
     fn lookup(&self, did: &Did) -> Option<u16> {
-        let shared = self.shared.binary_search(did).ok();
-        match shared.map(|i| self.shared_scores[i]) {
-            Some(NOT_SCORED) | None => {
-                let own = self.own.binary_search(did).ok()?;
-                Some(self.own_scores[own])
-            }
+        let find = |sorted: &[Did]| uniform::search(sorted, did.prefix(), |d| d.cmp(did)).ok();
+        match find(&self.shared).map(|i| self.shared_scores[i]) {
+            Some(NOT_SCORED) | None => Some(self.own_scores[find(&self.own)?]),
             scored => scored,
         }
     }
