@@ -350,11 +350,10 @@ impl<P: Peer, R: Rng> Node<P, R> {
             if tier == Tier::Untrusted && untrusted.len() >= self.config.untrusted_active_max {
                 untrusted
             } else if full {
-                let active = self.views.active.clone();
-                let principals = self.principals(&active);
+                let principals = self.principals(&self.views.active);
                 let principal = self.principal_of(&peer);
                 crowded(
-                    &active,
+                    &self.views.active,
                     &principals,
                     principal,
                     self.config.principal_active_max,
@@ -411,17 +410,12 @@ impl<P: Peer, R: Rng> Node<P, R> {
             return;
         }
         if self.views.passive.len() >= self.config.passive_size {
-            let passive = self.views.passive.clone();
-            let known = principals.get_or_insert_with(|| self.principals(&passive));
+            let passive = &self.views.passive;
+            let known = principals.get_or_insert_with(|| self.principals(passive));
             let principal = self.principal_of(&peer);
-            let crowded = crowded(
-                &passive,
-                known,
-                principal,
-                self.config.principal_passive_max,
-            );
+            let crowded = crowded(passive, known, principal, self.config.principal_passive_max);
             let victim = crowded[below(&mut self.rng, crowded.len())];
-            if let Some(at) = passive.iter().position(|q| *q == victim) {
+            if let Some(at) = self.views.passive.iter().position(|q| *q == victim) {
                 known.remove(at);
             }
             self.views.forget_passive(&victim);

@@ -201,7 +201,7 @@ pub struct EvidenceStore {
 /// hundreds, and each search of them was a dozen DID comparisons.
 const AGENT_INDEX_SLOTS_MIN: usize = 64;
 
-/// Agent records by the first 8 bytes of their DID (see
+/// Agent records by the first 8 bytes of their DID ([`Did::prefix`], see
 /// `EvidenceStore::agents`).
 type AgentIndex = HashMap<u64, Option<Arc<Record>>, BuildHasherDefault<KeyHasher>>;
 
@@ -226,13 +226,6 @@ impl Hasher for KeyHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
     }
-}
-
-/// The index key of a DID (see `EvidenceStore::agents`).
-fn agent_key(did: &Did) -> u64 {
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&did.as_bytes()[..8]);
-    u64::from_le_bytes(head)
 }
 
 impl PartialEq for EvidenceStore {
@@ -716,13 +709,13 @@ impl EvidenceStore {
                 let (Slot::Agent(did), Some((_, record))) = (slot, kept.records.first()) else {
                     continue;
                 };
-                (agents.entry(agent_key(did)))
+                (agents.entry(did.prefix()))
                     .and_modify(|shared: &mut Option<Arc<Record>>| *shared = None)
                     .or_insert_with(|| Some(Arc::clone(record)));
             }
             agents
         });
-        match agents.get(&agent_key(did)) {
+        match agents.get(&did.prefix()) {
             None => None,
             Some(Some(record)) => (record.author() == *did).then_some(record),
             Some(None) => self.agent(did),
