@@ -156,6 +156,29 @@ impl Fingerprints {
         acc
     }
 
+    /// Adds to `parts[i]` the sum of the `i`-th of `parts.len()` equal
+    /// slices of buckets `[first, first + n)` (`n` a multiple of the
+    /// number of parts): [`Fingerprints::buckets`] of each slice, in one
+    /// pass.
+    pub(super) fn split(&self, first: usize, n: usize, whole: bool, parts: &mut [Accumulator]) {
+        let width = n / parts.len();
+        if whole && self.buckets.len() >= PREFIX_MIN {
+            let prefix = self.prefix.get_or_init(|| self.prefix_sums());
+            for (i, part) in parts.iter_mut().enumerate() {
+                let low = (first + i * width).min(BUCKETS);
+                let high = (first + (i + 1) * width).min(BUCKETS);
+                let mut acc = prefix[high];
+                acc.subtract(&prefix[low]);
+                part.absorb(&acc);
+            }
+            return;
+        }
+        let (low, high) = (first.min(BUCKETS), (first + n).min(BUCKETS));
+        for (&bucket, acc) in self.buckets.range(low as u16..high as u16) {
+            parts[(usize::from(bucket) - first) / width].absorb(acc);
+        }
+    }
+
     fn prefix_sums(&self) -> Vec<Accumulator> {
         let mut sums = vec![Accumulator::default(); BUCKETS + 1];
         let mut running = Accumulator::default();
@@ -225,6 +248,17 @@ mod tests {
             }
             proptest::prop_assert_eq!(fps.buckets(first, n, true), direct);
             proptest::prop_assert_eq!(fps.buckets(first, n, false), direct);
+            // Split in 16, from prefix sums and from the buckets, each
+            // slice is its own sum.
+            let width = n.div_ceil(16);
+            let each: Vec<Accumulator> = (0..16)
+                .map(|i| fps.buckets(first + i * width, width, false))
+                .collect();
+            for whole in [true, false] {
+                let mut parts = [Accumulator::default(); 16];
+                fps.split(first, 16 * width, whole, &mut parts);
+                proptest::prop_assert_eq!(&parts[..], &each[..]);
+            }
         }
     }
 

@@ -63,13 +63,31 @@ impl Range {
         Some(id)
     }
 
-    fn children(&self) -> impl Iterator<Item = Range> + '_ {
+    pub(super) fn children(&self) -> impl Iterator<Item = Range> + '_ {
         let bits = self.bits + 4;
         (0..FANOUT).map(move |i| Range {
             prefix: self.prefix | (i << (64 - bits)),
             bits,
         })
     }
+
+    /// Whether `id` lies in the range.
+    fn holds(&self, id: &RecordId) -> bool {
+        let shift = 64 - u32::from(self.bits);
+        self.bits == 0 || prefix_of(id) >> shift == self.prefix >> shift
+    }
+
+    /// Which of the range's children `id` (in the range) lies in.
+    fn child_of(&self, id: &RecordId) -> usize {
+        (prefix_of(id) >> (60 - u32::from(self.bits)) & (FANOUT - 1)) as usize
+    }
+}
+
+/// An id's first 64 bits, big-endian: where it lies among ranges.
+fn prefix_of(id: &RecordId) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&id[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// One part of a reconciliation message.
@@ -151,9 +169,7 @@ impl EvidenceStore {
                             ids: self.range_ids(*range).collect(),
                         });
                     } else {
-                        reply
-                            .parts
-                            .extend(range.children().map(|child| self.fingerprint_part(child)));
+                        reply.parts.extend(self.children_parts(*range));
                     }
                 }
                 Part::Ids { range, ids } if range.is_valid() => {
@@ -163,9 +179,13 @@ impl EvidenceStore {
                     reply
                         .send
                         .extend(mine.iter().filter(|id| theirs.binary_search(id).is_err()));
-                    reply
-                        .want
-                        .extend(ids.iter().filter(|id| !self.contains(id)));
+                    // `mine` is what the store holds in the range: asking
+                    // it is a search in one slice, not in every layer.
+                    let held = |id: &RecordId| match range.holds(id) {
+                        true => mine.binary_search(id).is_ok(),
+                        false => self.contains(id),
+                    };
+                    reply.want.extend(ids.iter().filter(|id| !held(id)));
                 }
                 _ => {}
             }
@@ -177,13 +197,36 @@ impl EvidenceStore {
         self.ids_in(range.low(), range.high()).copied()
     }
 
-    fn fingerprint_part(&self, range: Range) -> Part {
-        let acc = self.accumulate(range);
+    pub(super) fn fingerprint_part(&self, range: Range) -> Part {
+        Self::part_of(range, &self.accumulate(range))
+    }
+
+    fn part_of(range: Range, acc: &Accumulator) -> Part {
         Part::Fingerprint {
             range,
             count: acc.count(),
             fingerprint: acc.fingerprint(),
         }
+    }
+
+    /// The fingerprints of `range`'s children, summed in one pass over
+    /// the range's buckets (or ids, below bucket size) rather than one
+    /// per child.
+    pub(super) fn children_parts(&self, range: Range) -> Vec<Part> {
+        let mut sums = [Accumulator::default(); FANOUT as usize];
+        if range.bits + 4 <= BUCKET_BITS {
+            let n = 1usize << (BUCKET_BITS - range.bits);
+            self.buckets_split(bucket_of(&range.low()), n, &mut sums);
+        } else {
+            for id in self.range_ids(range) {
+                sums[range.child_of(&id)].toggle(&id, true);
+            }
+        }
+        range
+            .children()
+            .zip(sums)
+            .map(|(child, acc)| Self::part_of(child, &acc))
+            .collect()
     }
 
     fn accumulate(&self, range: Range) -> Accumulator {

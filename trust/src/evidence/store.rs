@@ -786,6 +786,15 @@ impl EvidenceStore {
         }
         acc
     }
+
+    /// Adds to `parts[i]` the sum of the `i`-th of `parts.len()` equal
+    /// slices of buckets `[first, first + n)`.
+    pub(super) fn buckets_split(&self, first: usize, n: usize, parts: &mut [Accumulator]) {
+        (self.fingerprints).split(first, n, self.base.is_none(), parts);
+        if let Some(base) = &self.base {
+            base.buckets_split(first, n, parts);
+        }
+    }
 }
 
 /// A sorted set shared by a snapshot and the stores over it until one adds

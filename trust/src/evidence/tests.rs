@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
 
-use super::reconcile::Part;
+use super::reconcile::{Part, Range};
 use super::record::*;
 use super::store::{EvidenceStore, Inserted, SharedSet, Succession};
 use crate::keys::Keypair;
@@ -895,5 +895,66 @@ proptest! {
             prop_assert_eq!(before.contains(&x), set == before);
         }
         prop_assert!(set.as_slice().iter().eq(model.iter()));
+    }
+}
+
+/// The range of the first `bits` bits of `id`.
+fn range_around(id: &RecordId, bits: u8) -> Range {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&id[..8]);
+    let prefix = match bits {
+        0 => 0,
+        _ => u64::from_be_bytes(first) >> (64 - bits) << (64 - bits),
+    };
+    Range { prefix, bits }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The children's fingerprints summed in one pass are each child's
+    /// own, at every depth (buckets above 12 bits, ids below), in a store
+    /// with or without a base.
+    #[test]
+    fn children_fingerprints_are_each_childs_own(
+        root in subset(),
+        held in subset(),
+        overlay in any::<bool>(),
+        around in 0usize..64,
+        nibbles in 0u8..16,
+    ) {
+        let store = root_and_held(&root, &held, overlay);
+        let (_, records) = pool();
+        let range = range_around(&records[around % records.len()].id(), nibbles * 4);
+        let each: Vec<Part> = range.children().map(|c| store.fingerprint_part(c)).collect();
+        prop_assert_eq!(store.children_parts(range), each);
+    }
+
+    /// Answering a list of ids, the store sends what it holds in the range
+    /// and the list lacks, and wants exactly the listed ids it lacks, also
+    /// those a peer listed outside the range.
+    #[test]
+    fn a_listed_range_sends_and_wants_exactly_the_difference(
+        root in subset(),
+        held in subset(),
+        overlay in any::<bool>(),
+        listed in subset(),
+        around in 0usize..64,
+        nibbles in 0u8..4,
+    ) {
+        let store = root_and_held(&root, &held, overlay);
+        let (_, records) = pool();
+        let range = range_around(&records[around % records.len()].id(), nibbles * 4);
+        let ids: Vec<RecordId> = listed.iter().map(|&i| records[i % records.len()].id()).collect();
+        let reply = store.reconcile(&[Part::Ids { range, ids: ids.clone() }]);
+        let want: Vec<RecordId> = ids.iter().copied().filter(|id| !store.contains(id)).collect();
+        let send: Vec<RecordId> = store
+            .records()
+            .map(|r| r.id())
+            .filter(|id| range_around(id, range.bits) == range && !ids.contains(id))
+            .collect();
+        prop_assert_eq!(reply.want, want);
+        prop_assert_eq!(reply.send, send);
+        prop_assert!(reply.parts.is_empty());
     }
 }
