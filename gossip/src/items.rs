@@ -298,8 +298,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
     }
 
     fn accept_policy(&mut self, item: &[u8]) -> Verdict {
-        let change = match PolicyChange::from_bytes(item, self.trust.genesis()) {
-            Ok(c) => Arc::new(c),
+        let change = match self.trust.decode_policy_change(item) {
+            Ok(c) => c,
             Err(starling_trust::policy::ChangeError::Decode(wire::DecodeError::Signature {
                 ..
             })) => {
@@ -450,9 +450,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         now_ms: u64,
         bytes: Vec<u8>,
     ) -> Result<(), CommandError> {
-        let change = Arc::new(
-            PolicyChange::from_bytes(&bytes, self.trust.genesis()).map_err(PolicyError::from)?,
-        );
+        let change = (self.trust.decode_policy_change(&bytes)).map_err(PolicyError::from)?;
         let id = wire::sha256(&bytes);
         if self.apply_policy(change)? {
             self.broadcast.mark_seen(id, now_ms);

@@ -17,7 +17,7 @@ use automerge::ChangeHash;
 use starling_trust::did::DidError;
 use starling_trust::evidence::reconcile::Fingerprint;
 use starling_trust::keys::Domain;
-use starling_trust::policy::Policy;
+use starling_trust::policy::{ChangeError, Policy, PolicyChange};
 use starling_trust::wire::{DecodeError, Hash, sha256};
 use starling_trust::{Did, EvidenceError, EvidenceStore, Genesis, Record, ScoreTable};
 
@@ -84,6 +84,7 @@ pub struct Memo {
     records: Mutex<Shared<Hash, Record>>,
     messages: Mutex<Shared<(Hash, bool), SignedMessage>>,
     policies: Mutex<Shared<PolicyKey, Policy>>,
+    changes: Mutex<Shared<Hash, PolicyChange>>,
     scores: Mutex<Shared<ScoreKey, ScoreTable>>,
     /// Tables of evidence without its periphery.
     cores: Mutex<Shared<ScoreKey, ScoreTable>>,
@@ -179,6 +180,7 @@ impl Memo {
             records: Mutex::new(records),
             messages: Mutex::default(),
             policies: Mutex::default(),
+            changes: Mutex::default(),
             scores: Mutex::new(Shared::keeping(RECENT_SCORES)),
             cores: Mutex::new(Shared::keeping(RECENT_CORES)),
             cores_computed: AtomicU64::new(0),
@@ -231,6 +233,12 @@ impl Memo {
         let id = starling_trust::wire::sha256(bytes);
         memoised(&self.records, id, || {
             Record::from_bytes(bytes, &self.genesis)
+        })
+    }
+
+    pub(crate) fn policy_change(&self, bytes: &[u8]) -> Result<Arc<PolicyChange>, ChangeError> {
+        memoised(&self.changes, sha256(bytes), || {
+            PolicyChange::from_bytes(bytes, &self.genesis)
         })
     }
 

@@ -9,8 +9,6 @@
 //! move unsigned changes): heads first, and only when they differ the
 //! list of change hashes, then the missing envelopes.
 
-use std::sync::Arc;
-
 use automerge::ChangeHash;
 use rand_core::Rng;
 use starling_trust::RecordId;
@@ -234,9 +232,9 @@ impl<P: Peer, R: Rng> Node<P, R> {
 
     pub(crate) fn on_policy_changes(&mut self, now_ms: u64, from: P, c: PolicyChanges) {
         for bytes in c.changes.iter().take(RECORDS_PER_FRAME_MAX) {
-            match starling_trust::policy::PolicyChange::from_bytes(bytes, self.trust.genesis()) {
+            match self.trust.decode_policy_change(bytes) {
                 Ok(change) => {
-                    if let Err(e) = self.apply_policy(Arc::new(change)) {
+                    if let Err(e) = self.apply_policy(change) {
                         self.strike(now_ms, from, DropReason::Malformed(e.to_string()));
                     }
                 }

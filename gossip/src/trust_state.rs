@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use starling_trust::keys::Domain;
 use starling_trust::mandate::MandateError;
-use starling_trust::policy::{Action, Actor, Applied, Policy, PolicyChange, PolicyError, Ring};
+use starling_trust::policy::{
+    Action, Actor, Applied, ChangeError, Policy, PolicyChange, PolicyError, Ring,
+};
 use starling_trust::wire::DecodeError;
 use starling_trust::{
     Authority, Did, Evidence, EvidenceError, EvidenceStore, Genesis, Inserted, Record, ScoreTable,
@@ -108,6 +110,15 @@ impl TrustState {
         match &self.memo {
             Some(m) => m.record(bytes),
             None => Record::from_bytes(bytes, &self.genesis).map(Arc::new),
+        }
+    }
+
+    /// Reads and verifies a policy change envelope (once per process with
+    /// a memo).
+    pub fn decode_policy_change(&self, bytes: &[u8]) -> Result<Arc<PolicyChange>, ChangeError> {
+        match &self.memo {
+            Some(m) => m.policy_change(bytes),
+            None => PolicyChange::from_bytes(bytes, &self.genesis).map(Arc::new),
         }
     }
 

@@ -12,6 +12,7 @@ use harness::{Mesh, START_MS};
 use starling_gossip::Memo;
 use starling_gossip::trust_state::TrustState;
 use starling_trust::evidence::record::Revocation;
+use starling_trust::policy::{Edit, Rule};
 use starling_trust::{Evidence, EvidenceStore, Record, ScoreTable};
 
 /// Two nodes over one snapshot hear of different new agents and of the
@@ -61,4 +62,41 @@ fn replicas_differing_in_new_agents_share_one_score_computation() {
     let revoked = revoked.author();
     assert!(a.scores().score(&revoked) < a.scores().score(&newcomer.did()));
     assert_eq!(a.scores().score(&revoked), b.scores().score(&revoked));
+}
+
+/// Nodes sharing a memo verify a policy change once between them, get
+/// the change a node alone reads, and refuse a tampered copy as it does.
+#[test]
+fn nodes_sharing_a_memo_verify_a_policy_change_once() {
+    let mesh = Mesh::new();
+    let memo = Memo::new(Arc::clone(&mesh.genesis));
+    let node = |memo| TrustState::new(Arc::clone(&mesh.genesis), START_MS, memo);
+    let (a, b) = (node(Some(Arc::clone(&memo))), node(Some(Arc::clone(&memo))));
+    let alone = node(None);
+    let rule = Rule::parse("quiet", 10, "*", "publish", "secret.*", "deny", "test").unwrap();
+    let change = (a.policy())
+        .propose(
+            &mesh.governor,
+            &mesh.genesis,
+            START_MS,
+            &[Edit::PutRule(rule)],
+        )
+        .unwrap();
+    let bytes = change.to_bytes().to_vec();
+    let (first, second) = (
+        a.decode_policy_change(&bytes),
+        b.decode_policy_change(&bytes),
+    );
+    assert!(Arc::ptr_eq(
+        first.as_ref().unwrap(),
+        second.as_ref().unwrap()
+    ));
+    let read_alone = alone.decode_policy_change(&bytes).unwrap();
+    assert_eq!(first.unwrap().hash(), read_alone.hash());
+    let mut forged = bytes;
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let refused = a.decode_policy_change(&forged).unwrap_err();
+    assert_eq!(refused, alone.decode_policy_change(&forged).unwrap_err());
+    assert!(refused.to_string().contains("signature"), "{refused}");
 }
