@@ -101,11 +101,11 @@ impl SignedMessage {
                 reason: "must be 1..=256 bytes".into(),
             });
         }
-        let origin = wire::did_field(&body.origin, WHAT, "origin")?;
+        let origin = wire::signer_field(&body.origin, WHAT, "origin")?;
         envelope.verify_bound(&origin, domain, mesh, WHAT)?;
         Ok(Self {
             id: wire::sha256(bytes),
-            origin,
+            origin: origin.did(),
             topic: body.topic,
             seq: body.seq,
             sent_ms: body.sent_ms,

@@ -209,7 +209,7 @@ impl Genesis {
             .ok_or_else(|| field("params", "is missing".into()))?;
         params.validate().map_err(|why| field("params", why))?;
         crate::policy::Policy::load(&body.policy).map_err(|e| field("policy", e.to_string()))?;
-        envelope.verify(&governors[0], Domain::Genesis, WHAT)?;
+        envelope.verify(&(&governors[0]).into(), Domain::Genesis, WHAT)?;
         Ok(Self {
             id: wire::sha256(&envelope.body),
             name: body.name,

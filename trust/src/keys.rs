@@ -10,7 +10,7 @@
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use rand_core::CryptoRng;
 
-use crate::did::Did;
+use crate::did::{Did, KeyedDid};
 
 /// Length of an Ed25519 signature.
 pub const SIGNATURE_BYTES: usize = 64;
@@ -117,13 +117,22 @@ pub fn verify(
     body: &[u8],
     signature: &[u8],
 ) -> Result<(), SignatureError> {
+    verify_keyed(&KeyedDid::from(signer), domain, body, signature)
+}
+
+/// [`verify`] by a signer whose point is already decompressed.
+pub fn verify_keyed(
+    signer: &KeyedDid,
+    domain: Domain,
+    body: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
     let bytes: &[u8; SIGNATURE_BYTES] = signature
         .try_into()
         .map_err(|_| SignatureError::WrongLength(signature.len()))?;
-    signer
-        .verifying_key()
+    (signer.key())
         .verify_strict(&domain.signed_bytes(body), &Signature::from_bytes(bytes))
-        .map_err(|_| SignatureError::Invalid(*signer))
+        .map_err(|_| SignatureError::Invalid(signer.did()))
 }
 
 /// Verifies many signatures at once: about twice as fast per signature as

@@ -31,7 +31,7 @@ pub mod small_map;
 pub mod uniform;
 pub mod wire;
 
-pub use did::{Did, DidError};
+pub use did::{Did, DidError, KeyedDid};
 pub use evidence::record::{Evidence, EvidenceError, Record, RecordId};
 pub use evidence::store::{EvidenceStore, Inserted, Succession};
 pub use genesis::{Genesis, GenesisSpec, MeshId, Params};

@@ -273,7 +273,8 @@ impl Mandate {
     pub(crate) fn decode(bytes: Bytes, verify: Verify) -> Result<Self, MandateError> {
         let envelope = SignedProto::open(bytes.clone(), MANDATE_BYTES_MAX, WHAT)?;
         let body: MandateBody = envelope.body(WHAT)?;
-        let issuer = wire::did_field(&body.issuer, WHAT, "issuer")?;
+        let signer = wire::signer_field(&body.issuer, WHAT, "issuer")?;
+        let issuer = signer.did();
         let subject = wire::did_field(&body.subject, WHAT, "subject")?;
         let mesh = wire::hash_field(&body.mesh, WHAT, "mesh")?;
         let parent = match body.parent.is_empty() {
@@ -291,7 +292,7 @@ impl Mandate {
         let scope =
             Scope::parse(&body.scope).map_err(|source| MandateError::Scope { link: 0, source })?;
         if verify == Verify::Signature {
-            envelope.verify(&issuer, Domain::Mandate, WHAT)?;
+            envelope.verify(&signer, Domain::Mandate, WHAT)?;
         }
         Ok(Self(Arc::new(Link {
             id: wire::sha256(&bytes),

@@ -9,7 +9,7 @@ use bytes::{Buf, Bytes};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::did::{Did, DidError};
+use crate::did::{Did, DidError, KeyedDid};
 use crate::keys::{self, Domain, Keypair, SignatureError};
 
 /// The only envelope version this build reads and writes.
@@ -117,7 +117,16 @@ pub fn did_field(
     what: &'static str,
     field: &'static str,
 ) -> Result<Did, DecodeError> {
-    Did::from_bytes(bytes).map_err(|source| DecodeError::Did {
+    signer_field(bytes, what, field).map(|k| k.did())
+}
+
+/// Reads a DID field naming who signed, its point kept for the check.
+pub fn signer_field(
+    bytes: &[u8],
+    what: &'static str,
+    field: &'static str,
+) -> Result<KeyedDid, DecodeError> {
+    KeyedDid::from_bytes(bytes).map_err(|source| DecodeError::Did {
         what,
         field,
         source,
@@ -200,7 +209,7 @@ impl SignedProto {
     /// Checks the signature over the body by `signer`.
     pub fn verify(
         &self,
-        signer: &Did,
+        signer: &KeyedDid,
         domain: Domain,
         what: &'static str,
     ) -> Result<(), DecodeError> {
@@ -210,12 +219,12 @@ impl SignedProto {
     /// Checks a signature made by [`SignedProto::seal_bound`] for `context`.
     pub fn verify_bound(
         &self,
-        signer: &Did,
+        signer: &KeyedDid,
         domain: Domain,
         context: &[u8],
         what: &'static str,
     ) -> Result<(), DecodeError> {
-        keys::verify(signer, domain, &bound(context, &self.body), &self.signature)
+        keys::verify_keyed(signer, domain, &bound(context, &self.body), &self.signature)
             .map_err(|source| DecodeError::Signature { what, source })
     }
 }

@@ -371,13 +371,14 @@ impl Record {
         if body.mesh != genesis.id() {
             return Err(EvidenceError::WrongMesh);
         }
-        let author = wire::did_field(&body.author, WHAT, "author")?;
+        let signer = wire::signer_field(&body.author, WHAT, "author")?;
+        let author = signer.did();
         let kind = body
             .kind
             .ok_or_else(|| EvidenceError::Invalid("has no kind".into()))?;
         let evidence = decode_kind(kind, &author, body.issued_ms, genesis, verify, shared)?;
         if verify == Verify::Signature {
-            envelope.verify(&author, Domain::Evidence, WHAT)?;
+            envelope.verify(&signer, Domain::Evidence, WHAT)?;
         }
         Ok(Self {
             id: wire::sha256(&bytes),

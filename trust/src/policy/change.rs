@@ -80,11 +80,12 @@ impl PolicyChange {
         if body.mesh != genesis.id() {
             return Err(ChangeError::WrongMesh);
         }
-        let author = wire::did_field(&body.author, WHAT, "author")?;
+        let signer = wire::signer_field(&body.author, WHAT, "author")?;
+        let author = signer.did();
         if !genesis.is_governor(&author) {
             return Err(ChangeError::NotGovernor(author));
         }
-        envelope.verify(&author, Domain::PolicyChange, WHAT)?;
+        envelope.verify(&signer, Domain::PolicyChange, WHAT)?;
         let change =
             Change::from_bytes(body.change).map_err(|e| ChangeError::BadChange(e.to_string()))?;
         if *change.actor_id() != actor_of(&author) {
