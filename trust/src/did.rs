@@ -146,9 +146,7 @@ impl Did {
     /// spread evenly, so it places a DID among sorted ones (see
     /// [`crate::uniform`]) and settles most comparisons without the rest.
     pub fn prefix(&self) -> u64 {
-        let mut head = [0u8; 8];
-        head.copy_from_slice(&self.0[..8]);
-        u64::from_be_bytes(head)
+        crate::uniform::prefix(&self.0)
     }
 
     /// The key, ready to verify signatures.

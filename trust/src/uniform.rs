@@ -15,6 +15,14 @@
 
 use std::cmp::Ordering;
 
+/// The leading 64 bits of a key, big-endian: ordered as the keys are, and
+/// where among them the key sits (the `key_prefix` of [`search`]).
+pub fn prefix(key: &[u8; 32]) -> u64 {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&key[..8]);
+    u64::from_be_bytes(head)
+}
+
 /// [`slice::binary_search_by`] for `sorted`, ordered by `cmp` (the order of
 /// an element against the key looked for), whose elements' leading 64 bits
 /// are spread evenly and ordered as `cmp` orders them; `key_prefix` is the

@@ -12,6 +12,7 @@
 use super::fingerprint::{Accumulator, BUCKET_BITS, bucket_of};
 use super::record::RecordId;
 use super::store::EvidenceStore;
+use crate::uniform::prefix;
 
 /// A range is listed id by id when the responder holds at most this many.
 pub const IDS_PER_RANGE_MAX: u64 = 16;
@@ -74,20 +75,13 @@ impl Range {
     /// Whether `id` lies in the range.
     fn holds(&self, id: &RecordId) -> bool {
         let shift = 64 - u32::from(self.bits);
-        self.bits == 0 || prefix_of(id) >> shift == self.prefix >> shift
+        self.bits == 0 || prefix(id) >> shift == self.prefix >> shift
     }
 
     /// Which of the range's children `id` (in the range) lies in.
     fn child_of(&self, id: &RecordId) -> usize {
-        (prefix_of(id) >> (60 - u32::from(self.bits)) & (FANOUT - 1)) as usize
+        (prefix(id) >> (60 - u32::from(self.bits)) & (FANOUT - 1)) as usize
     }
-}
-
-/// An id's first 64 bits, big-endian: where it lies among ranges.
-fn prefix_of(id: &RecordId) -> u64 {
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&id[..8]);
-    u64::from_be_bytes(first)
 }
 
 /// One part of a reconciliation message.
