@@ -67,7 +67,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.event(Event::NeighborDown(peer));
         }
         if was_active || was_pending {
-            self.views.forget_passive(&peer);
+            // A lost neighbour's failed request back leaves it to be asked
+            // again (see `liveness`).
+            if !self.views.lost.contains_key(&peer) {
+                self.views.forget_passive(&peer);
+            }
             self.refill_active(now_ms);
         }
     }

@@ -79,6 +79,23 @@ pub struct Config {
     pub origins_tracked_max: usize,
     /// Most frames queued for a peer still handshaking.
     pub queued_frames_max: usize,
+    /// An active neighbour that sent nothing for this long is probed, once
+    /// a housekeeping tick while it stays quiet. A busy link never is:
+    /// gossip, IHAVE batches and anti-entropy rounds all count.
+    pub probe_after_ms: u64,
+    /// An active neighbour that sent nothing for this long (at least
+    /// `probe_after_ms` plus a housekeeping tick, `score_refresh_ms`, so
+    /// a probe went unanswered) is lost: a silent partition or a stalled host, which a
+    /// transport may not notice for many minutes (TCP retransmits for about
+    /// fifteen). It is replaced, and kept to be asked back (see
+    /// `lost_retry_ms`).
+    pub silence_max_ms: u64,
+    /// Time between requests to a lost neighbour to be one again, so the two
+    /// sides of a healed partition find each other: their passive views
+    /// forgot the other side while it could not be reached.
+    pub lost_retry_ms: u64,
+    /// Requests to a lost neighbour before it is given up.
+    pub lost_retries_max: u32,
 }
 
 impl Default for Config {
@@ -115,6 +132,10 @@ impl Default for Config {
             graylist_ms: 600_000,
             origins_tracked_max: 8_192,
             queued_frames_max: 64,
+            probe_after_ms: 2_000,
+            silence_max_ms: 6_000,
+            lost_retry_ms: 5_000,
+            lost_retries_max: 12,
         }
     }
 }

@@ -63,6 +63,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             (true, Body::PolicyChanges(c)) => self.on_policy_changes(now_ms, from, c),
             (true, Body::Direct(d)) => self.on_direct(now_ms, from, d),
             (true, Body::WantAgents(w)) => self.on_want_agents(from, w),
+            (true, Body::Probe(probe)) => self.on_probe(from, probe),
         }
     }
 
@@ -172,6 +173,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 self.graylist.expire(now_ms);
                 self.origins.forget_full(now_ms);
                 self.sweep_links(now_ms);
+                self.check_liveness(now_ms);
                 self.expire_requests(now_ms);
             }
         }

@@ -19,6 +19,7 @@ pub mod config;
 mod dispatch;
 pub mod items;
 pub mod limits;
+mod liveness;
 pub mod membership;
 pub mod memo;
 pub mod message;

@@ -44,6 +44,9 @@ pub struct Views<P> {
     /// Peers that refused a neighbour request, and when: not asked again
     /// for a shuffle period.
     refused: SmallMap<P, u64>,
+    /// Active neighbours lost to silence, still in the passive view: when
+    /// each is next asked back, and how often it was.
+    pub(crate) lost: SmallMap<P, (u64, u32)>,
 }
 
 impl<P> Default for Views<P> {
@@ -55,6 +58,7 @@ impl<P> Default for Views<P> {
             pending: SmallMap::new(),
             joining: SmallMap::new(),
             refused: SmallMap::new(),
+            lost: SmallMap::new(),
         }
     }
 }
@@ -83,6 +87,7 @@ impl<P: Peer> Views<P> {
     }
     pub(crate) fn forget_passive(&mut self, p: &P) {
         self.passive.retain(|q| q != p);
+        self.lost.remove(p);
         if !self.active.contains(p) {
             self.hints.remove(p);
         }
@@ -276,7 +281,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.refill_active(now_ms);
     }
 
-    fn request_neighbor(&mut self, now_ms: u64, peer: P, high_priority: bool) {
+    pub(crate) fn request_neighbor(&mut self, now_ms: u64, peer: P, high_priority: bool) {
         if peer == self.me || self.views.is_active(&peer) || self.views.is_pending(&peer) {
             return;
         }
@@ -296,6 +301,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                     && !self.views.is_pending(p)
                     && !self.views.is_active(p)
                     && !self.views.refused.contains_key(p)
+                    && !self.views.lost.contains_key(p)
             };
             let mut candidates: Vec<P> =
                 self.views.passive.iter().copied().filter(usable).collect();
@@ -382,8 +388,14 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.add_passive(victim);
         }
         self.views.passive.retain(|q| *q != peer);
+        self.views.lost.remove(&peer);
         self.views.cancel_pending(&peer);
         self.remember_link(&peer);
+        // Its silence is counted from now (see `liveness`): a forwarded
+        // join makes active a peer whose link may have been quiet.
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.last_active_ms = link.last_active_ms.max(self.now_ms);
+        }
         self.views.active.push(peer);
         self.event(Event::NeighborUp(peer));
         true

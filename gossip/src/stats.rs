@@ -75,6 +75,8 @@ pub struct Stats {
     pub graylisted: u64,
     /// Violation records this node witnessed and signed.
     pub violations_reported: u64,
+    /// Active neighbours lost to silence (see `liveness`).
+    pub neighbors_lost: u64,
 }
 
 impl Stats {

@@ -47,7 +47,7 @@ pub struct Frame {
     /// What the frame says.
     #[prost(
         oneof = "Body",
-        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22"
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23"
     )]
     pub body: Option<Body>,
 }
@@ -118,6 +118,9 @@ pub enum Body {
     /// Send me these agents' records (I hold messages from them).
     #[prost(message, tag = "22")]
     WantAgents(WantAgents),
+    /// Liveness: are you there (or, as a reply, I am).
+    #[prost(message, tag = "23")]
+    Probe(Probe),
 }
 
 /// A peer named in a join or shuffle: its id and the DID it claims.
@@ -466,6 +469,15 @@ pub struct WantAgents {
     pub dids: Vec<Vec<u8>>,
 }
 
+/// A liveness probe on an active link that carried nothing for a while;
+/// a probe that is not a reply asks for one.
+#[derive(Clone, PartialEq, Message)]
+pub struct Probe {
+    /// Whether this answers a probe.
+    #[prost(bool, tag = "1")]
+    pub reply: bool,
+}
+
 /// A direct message.
 #[derive(Clone, PartialEq, Message)]
 pub struct Direct {
@@ -552,6 +564,7 @@ mod tests {
             (peer_ref.clone(), any::<u32>())
                 .prop_map(|(p, ttl)| Body::ForwardJoin(ForwardJoin { peer: Some(p), ttl })),
             any::<bool>().prop_map(|high_priority| Body::Neighbor(Neighbor { high_priority })),
+            any::<bool>().prop_map(|reply| Body::Probe(Probe { reply })),
             (proptest::collection::vec(peer_ref, 0..4), any::<u32>()).prop_map(|(peers, ttl)| {
                 Body::Shuffle(Shuffle {
                     origin: None,

@@ -1,5 +1,6 @@
 //! The gossip core on a 50-node deterministic network: delivery, tree
-//! redundancy, loss repair, revocation, and refusal of bad traffic.
+//! redundancy, loss repair, revocation, silent partitions, and refusal of
+//! bad traffic.
 
 // Test helpers may unwrap: a failure is the test's failure.
 #![allow(clippy::unwrap_used)]
@@ -201,6 +202,113 @@ fn a_revocation_reaches_every_node_and_cuts_the_agent_off() {
             )
             .unwrap_err();
         assert!(err.to_string().contains("revoked"), "seed {seed}: {err}");
+    }
+}
+
+/// A revocation of agent `revoked`'s mandate, signed by the organisation.
+fn revocation_of(net: &Net, revoked: u32) -> starling_trust::Record {
+    let did = net.keys[revoked as usize].did();
+    let record = net.node(revoked).trust().store().agent(&did).unwrap();
+    let starling_trust::Evidence::Agent(agent) = record.evidence() else {
+        unreachable!("an agent slot holds agent records")
+    };
+    starling_trust::Record::create(
+        &net.mesh.org,
+        &net.mesh.genesis,
+        net.now,
+        starling_trust::Evidence::Revocation(starling_trust::evidence::record::Revocation {
+            mandate: agent.chain.links()[1].clone(),
+            reason: "compromised".into(),
+        }),
+    )
+    .unwrap()
+}
+
+/// Active links from a node on one side of `side` to the other.
+fn links_across(net: &Net, side: impl Fn(u32) -> bool) -> usize {
+    (net.live())
+        .map(|n| {
+            (net.node(n).active_view().iter())
+                .filter(|p| side(**p) != side(n))
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn a_silent_partition_is_noticed_and_healed() {
+    for seed in SEEDS {
+        let mut net = mesh(seed);
+        let side = |n: u32| n.is_multiple_of(3);
+        assert!(links_across(&net, side) > 0, "seed {seed}");
+        net.partition(side);
+        net.run_for(1_000);
+        let revocation = revocation_of(&net, 17);
+        net.command(
+            3,
+            Command::SubmitEvidence {
+                record: revocation.to_bytes().to_vec(),
+            },
+        )
+        .unwrap();
+        net.run_for(15_000);
+        let holds = |net: &Net, n: u32| net.node(n).trust().store().contains(&revocation.id());
+        // Each side replaced the neighbours it could no longer hear, so the
+        // revocation reached every node on its side at broadcast speed.
+        assert_eq!(links_across(&net, side), 0, "seed {seed}");
+        let missing: Vec<u32> = (net.live())
+            .filter(|n| side(*n) && !holds(&net, *n))
+            .collect();
+        assert!(missing.is_empty(), "seed {seed}: {missing:?} lack it");
+        assert!(
+            !(net.live()).any(|n| !side(n) && holds(&net, n)),
+            "seed {seed}"
+        );
+        let lost: u64 = (net.live())
+            .map(|n| net.node(n).stats().neighbors_lost)
+            .sum();
+        assert!(lost > 0, "seed {seed}");
+        // Lost neighbours are asked back: the sides rejoin and anti-entropy
+        // carries the revocation across.
+        net.heal();
+        net.run_for(20_000);
+        assert!(links_across(&net, side) > 0, "seed {seed}");
+        let missing: Vec<u32> = (net.live()).filter(|n| !holds(&net, *n)).collect();
+        assert!(
+            missing.is_empty(),
+            "seed {seed}: {missing:?} lack it after the heal"
+        );
+    }
+}
+
+#[test]
+fn quiet_neighbours_are_probed_and_kept() {
+    for seed in SEEDS {
+        let mut net = mesh(seed);
+        let views: Vec<Vec<u32>> = (net.live())
+            .map(|n| net.node(n).active_view().to_vec())
+            .collect();
+        let frames: u64 = (net.live()).map(|n| net.node(n).stats().frames_in).sum();
+        net.run_for(60_000);
+        let lost: u64 = (net.live())
+            .map(|n| net.node(n).stats().neighbors_lost)
+            .sum();
+        assert_eq!(lost, 0, "seed {seed}");
+        // No neighbour was dropped (views short of peers may have grown).
+        for (n, view) in (net.live()).zip(&views) {
+            let after = net.node(n).active_view();
+            assert!(
+                view.iter().all(|p| after.contains(p)),
+                "seed {seed}: node {n}"
+            );
+        }
+        // Nothing was published: the links carried probes and the periodic
+        // rounds, a few frames a link and second.
+        let frames = (net.live())
+            .map(|n| net.node(n).stats().frames_in)
+            .sum::<u64>()
+            - frames;
+        assert!(frames > 0, "seed {seed}");
     }
 }
 

@@ -132,6 +132,11 @@ impl Metrics {
             core.grafts_sent,
         );
         counter(
+            "neighbors_lost_total",
+            "Active neighbours closed after they fell silent, probes unanswered.",
+            core.neighbors_lost,
+        );
+        counter(
             "dropped_total",
             "Frames or items dropped, all reasons.",
             core.dropped(),

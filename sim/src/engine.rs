@@ -922,6 +922,7 @@ impl Sim {
                 ("peers_refused", s.peers_refused),
                 ("graylisted", s.graylisted),
                 ("violations_reported", s.violations_reported),
+                ("neighbors_lost", s.neighbors_lost),
             ] {
                 *out.entry(name.to_string()).or_default() += n;
             }

@@ -134,6 +134,9 @@ pub struct Net {
     pending: BTreeMap<usize, Scheduled>,
     seq: u64,
     links: BTreeSet<(u32, u32)>,
+    /// Pairs that cannot reach each other: frames between them vanish
+    /// without a word and dials fail, as across a silent partition.
+    severed: BTreeSet<(u32, u32)>,
     rng: StdRng,
     pub latency_ms: u64,
     /// Probability that a broadcast frame (gossip, ihave, graft) is lost.
@@ -155,6 +158,7 @@ impl Net {
             pending: BTreeMap::new(),
             seq: 0,
             links: BTreeSet::new(),
+            severed: BTreeSet::new(),
             rng: StdRng::seed_from_u64(seed),
             latency_ms: 25,
             loss: 0.0,
@@ -240,7 +244,8 @@ impl Net {
             let at = self.now + self.latency_ms;
             match output {
                 Output::Send { to, frame } => {
-                    if !self.links.contains(&(node.min(to), node.max(to))) {
+                    let pair = (node.min(to), node.max(to));
+                    if !self.links.contains(&pair) || self.severed.contains(&pair) {
                         continue;
                     }
                     if self.loss > 0.0
@@ -260,7 +265,7 @@ impl Net {
                 }
                 Output::Connect(to) => {
                     let up = self.nodes.get(to as usize).is_some_and(Option::is_some);
-                    if !up {
+                    if !up || self.severed.contains(&(node.min(to), node.max(to))) {
                         self.schedule(at, node, Input::Disconnected { peer: to });
                         continue;
                     }
@@ -336,6 +341,24 @@ impl Net {
                 Input::Disconnected { peer: node },
             );
         }
+    }
+
+    /// Splits the nodes into those `on_one_side` and the rest, silently:
+    /// open connections stay open and carry nothing across.
+    pub fn partition(&mut self, on_one_side: impl Fn(u32) -> bool) {
+        let n = self.nodes.len() as u32;
+        for a in 0..n {
+            for b in a + 1..n {
+                if on_one_side(a) != on_one_side(b) {
+                    self.severed.insert((a, b));
+                }
+            }
+        }
+    }
+
+    /// Ends a partition.
+    pub fn heal(&mut self) {
+        self.severed.clear();
     }
 
     pub fn has_link(&self, a: u32, b: u32) -> bool {

@@ -1,0 +1,99 @@
+//! Failure detection of active links, and asking lost neighbours back.
+//!
+//! HyParView and Plumtree assume a transport that reports a dead link.
+//! A silent partition (frames dropped, no reset) or a stalled host is not
+//! reported: TCP keeps retransmitting for about fifteen minutes, and until
+//! then the active view keeps a neighbour that hears nothing, and the
+//! broadcast trees keep eager links into the void. So each node watches
+//! its own active links. One that carried nothing for `probe_after_ms` is
+//! probed (a busy link, the common case, costs nothing); one silent for
+//! `silence_max_ms` is lost: closed and replaced, like a failed link.
+//!
+//! Replacing is not enough when the silence was a partition: each side
+//! then forgets the other, and when the partition heals no view holds a
+//! peer across it. So a lost neighbour stays in the passive view and is
+//! asked back, with high priority, every `lost_retry_ms`, up to
+//! `lost_retries_max` times; a neighbour request that fails leaves it to
+//! be asked again. The first request that succeeds rejoins the two sides,
+//! and anti-entropy over the new link carries what each side missed.
+
+use rand_core::Rng;
+
+use crate::node::Node;
+use crate::peer::Peer;
+use crate::wire::{Body, Probe};
+
+impl<P: Peer, R: Rng> Node<P, R> {
+    /// Probes quiet active neighbours, loses silent ones, and asks lost
+    /// ones back: once a housekeeping tick.
+    pub(crate) fn check_liveness(&mut self, now_ms: u64) {
+        // Checked once a tick, so a link is lost only after a tick that
+        // probed it: never for a quiet spell that began just after a tick.
+        let probe_after = self.config.probe_after_ms;
+        let silence_max =
+            (self.config.silence_max_ms).max(probe_after + self.config.score_refresh_ms);
+        let quiet: Vec<(P, u64)> = (self.views.active().iter())
+            .filter_map(|p| Some((*p, now_ms.saturating_sub(self.links.get(p)?.last_active_ms))))
+            .collect();
+        let mut silent = Vec::new();
+        for (peer, quiet) in quiet {
+            if quiet >= silence_max {
+                silent.push(peer);
+            } else if quiet >= probe_after {
+                self.probe(peer, false);
+            }
+        }
+        for peer in silent {
+            self.lose(now_ms, peer);
+        }
+        self.ask_lost_back(now_ms);
+    }
+
+    pub(crate) fn on_probe(&mut self, from: P, probe: Probe) {
+        if !probe.reply {
+            self.probe(from, true);
+        }
+    }
+
+    fn probe(&mut self, to: P, reply: bool) {
+        self.send(to, Body::Probe(Probe { reply }));
+    }
+
+    /// Closes the link to a silent active neighbour and replaces it,
+    /// keeping it in the passive view to be asked back.
+    fn lose(&mut self, now_ms: u64, peer: P) {
+        self.stats.neighbors_lost += 1;
+        self.views.remove_active(&peer);
+        self.broadcast.neighbor_down(&peer);
+        self.event(crate::node::Event::NeighborDown(peer));
+        self.add_passive(peer);
+        if self.views.passive().contains(&peer) {
+            let retry_at = now_ms + self.config.lost_retry_ms;
+            self.views.lost.insert(peer, (retry_at, 0));
+        }
+        self.drop_link(now_ms, peer);
+        self.refill_active(now_ms);
+    }
+
+    /// Sends a high-priority neighbour request to each lost neighbour whose
+    /// time has come, and gives up those asked often enough.
+    fn ask_lost_back(&mut self, now_ms: u64) {
+        let (retry_ms, retries_max) = (self.config.lost_retry_ms, self.config.lost_retries_max);
+        let mut due = Vec::new();
+        self.views.lost.retain(|peer, (at, tries)| {
+            if now_ms < *at {
+                return true;
+            }
+            if *tries >= retries_max {
+                return false;
+            }
+            *at = now_ms + retry_ms;
+            *tries += 1;
+            due.push(*peer);
+            true
+        });
+        for peer in due {
+            self.request_neighbor(now_ms, peer, true);
+        }
+    }
+}
