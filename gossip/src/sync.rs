@@ -9,6 +9,8 @@
 //! move unsigned changes): heads first, and only when they differ the
 //! list of change hashes, then the missing envelopes.
 
+use std::sync::Arc;
+
 use automerge::ChangeHash;
 use rand_core::Rng;
 use starling_trust::RecordId;
@@ -156,7 +158,18 @@ impl<P: Peer, R: Rng> Node<P, R> {
         for bytes in r.records.iter().take(RECORDS_PER_FRAME_MAX) {
             match self.trust.decode_record(bytes) {
                 Ok(record) => {
-                    self.apply_record(now_ms, record);
+                    // A recent revocation or termination that reached this
+                    // node by reconciliation, not by the tree, may have
+                    // crossed a healed partition: the tree carries it on
+                    // to this node's side at once, rather than round by
+                    // round. Only recent ones (within `seen_ms`): a node
+                    // back from a long absence does not push the mesh's
+                    // history of them.
+                    let urgent = matches!(record.evidence().kind(), "revocation" | "termination")
+                        && now_ms.saturating_sub(record.issued_ms()) < self.config.seen_ms;
+                    if self.apply_record(now_ms, Arc::clone(&record)) && urgent {
+                        self.broadcast_record(now_ms, &record);
+                    }
                 }
                 Err(starling_trust::EvidenceError::Decode(
                     starling_trust::wire::DecodeError::Signature { .. },

@@ -1049,3 +1049,69 @@ fn a_shuffle_reply_fills_the_passive_view_as_single_replies_would() {
     );
     assert_eq!(batched, one_by_one);
 }
+
+/// The organisation's revocation of agent `i`'s mandate, issued at `at`.
+fn revocation(mesh: &Mesh, i: u32, at: u64) -> Record {
+    let (_, record) = mesh.agent(i, &SCOPE);
+    let starling_trust::Evidence::Agent(agent) = record.evidence() else {
+        unreachable!("an agent record")
+    };
+    Record::create(
+        &mesh.org,
+        &mesh.genesis,
+        at,
+        starling_trust::Evidence::Revocation(starling_trust::evidence::record::Revocation {
+            mandate: agent.chain.links()[1].clone(),
+            reason: "compromised".into(),
+        }),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_recent_revocation_learned_by_reconciliation_goes_on_the_tree() {
+    let mesh = Mesh::new();
+    let (mut a, _, _) = node(&mesh, 1);
+    let (mut b, _, _) = node(&mesh, 2);
+    let (mut c, _, _) = node(&mesh, 3);
+    connect(&mut a, &mut b, START_MS);
+    connect(&mut a, &mut c, START_MS);
+    for peer in [2, 3] {
+        a.handle(
+            START_MS,
+            Input::Frame {
+                from: peer,
+                bytes: frame(Body::Join(starling_gossip::wire::Join {})),
+            },
+        )
+        .unwrap();
+    }
+    drain(&mut a);
+    // b hands a, by reconciliation, a revocation issued just now and one
+    // issued longer ago than ids are remembered (`seen_ms`).
+    let now = START_MS + 300_000;
+    let recent = revocation(&mesh, 8, now - 1_000);
+    let old = revocation(&mesh, 9, now - Config::default().seen_ms);
+    let records = [&recent, &old].map(|r| r.to_bytes().to_vec()).to_vec();
+    a.handle(
+        now,
+        Input::Frame {
+            from: 2,
+            bytes: frame(Body::Records(starling_gossip::wire::Records { records })),
+        },
+    )
+    .unwrap();
+    assert!(a.trust().store().contains(&recent.id()));
+    assert!(a.trust().store().contains(&old.id()));
+    let pushed: Vec<(u32, Vec<u8>)> = (drain(&mut a).iter())
+        .filter(|o| matches!(o, Output::Send { .. }))
+        .filter_map(|o| match body(o) {
+            (to, Body::Gossip(g)) => Some((to, g.item)),
+            _ => None,
+        })
+        .collect();
+    // To every active neighbour: the tree's shape is left as it was, so b
+    // too gets a copy (and prunes, as for any duplicate).
+    let recent = recent.to_bytes().to_vec();
+    assert_eq!(pushed, vec![(2, recent.clone()), (3, recent)]);
+}
