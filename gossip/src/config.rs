@@ -85,10 +85,10 @@ pub struct Config {
     pub probe_after_ms: u64,
     /// An active neighbour that sent nothing for this long (at least
     /// `probe_after_ms` plus a housekeeping tick, `score_refresh_ms`, so
-    /// a probe went unanswered) is lost: a silent partition or a stalled host, which a
-    /// transport may not notice for many minutes (TCP retransmits for about
-    /// fifteen). It is replaced, and kept to be asked back (see
-    /// `lost_retry_ms`).
+    /// a probe went unanswered) is lost: a silent partition or a stalled
+    /// host, which a transport may not notice for many minutes (TCP
+    /// retransmits for about fifteen). It is replaced, and kept to be
+    /// asked back (see `lost_retry_ms`).
     pub silence_max_ms: u64,
     /// Time between requests to a lost neighbour to be one again, so the two
     /// sides of a healed partition find each other: their passive views

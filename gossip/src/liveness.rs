@@ -15,7 +15,9 @@
 //! asked back, with high priority, every `lost_retry_ms`, up to
 //! `lost_retries_max` times; a neighbour request that fails leaves it to
 //! be asked again. The first request that succeeds rejoins the two sides,
-//! and anti-entropy over the new link carries what each side missed.
+//! and anti-entropy over the new link carries what each side missed; a
+//! recent revocation or termination among it goes on the evidence tree
+//! from there (`sync`), so the far side has it within a second.
 
 use rand_core::Rng;
 

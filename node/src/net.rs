@@ -5,8 +5,8 @@
 //! with X25519MLKEM768 as the first key-exchange group, so two Starling
 //! nodes agree on the post-quantum hybrid (the `pq_tls` test proves it on
 //! the wire). The behaviour only translates: identify and Kademlia find
-//! addresses, ping measures round trips (it closes nothing: the core probes
-//! its own quiet links, see `starling_gossip` liveness), mDNS (off by default) finds LAN
+//! addresses, ping measures round trips (it closes nothing: the gossip
+//! core probes its own quiet links), mDNS (off by default) finds LAN
 //! peers, and `libp2p-stream` carries the gossip core's frames on
 //! `/starling/gossip/2`. Every decision stays in the sans-IO core.
 
