@@ -1074,19 +1074,8 @@ fn a_recent_revocation_learned_by_reconciliation_goes_on_the_tree() {
     let (mut a, _, _) = node(&mesh, 1);
     let (mut b, _, _) = node(&mesh, 2);
     let (mut c, _, _) = node(&mesh, 3);
-    connect(&mut a, &mut b, START_MS);
-    connect(&mut a, &mut c, START_MS);
-    for peer in [2, 3] {
-        a.handle(
-            START_MS,
-            Input::Frame {
-                from: peer,
-                bytes: frame(Body::Join(starling_gossip::wire::Join {})),
-            },
-        )
-        .unwrap();
-    }
-    drain(&mut a);
+    join(&mut a, &mut b);
+    join(&mut a, &mut c);
     // b hands a, by reconciliation, a revocation issued just now and one
     // issued longer ago than ids are remembered (`seen_ms`).
     let now = START_MS + 300_000;
