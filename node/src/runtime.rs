@@ -318,7 +318,7 @@ pub async fn start(options: NodeOptions) -> Result<RunningNode, StartError> {
         timer_seq: 0,
         writers: HashMap::new(),
         connected: BTreeSet::new(),
-        cut: BTreeSet::new(),
+        cut: BTreeMap::new(),
         addrs: BTreeMap::new(),
         gossip_dials: BTreeMap::new(),
         sessions_tx,

@@ -88,7 +88,7 @@ impl Driver {
         if self.connected.contains(&peer) {
             return true;
         }
-        if self.cut.contains(&peer) || !self.swarm.is_connected(&peer) {
+        if self.cut.contains_key(&peer) || !self.swarm.is_connected(&peer) {
             return false;
         }
         match Did::from_peer_id(&peer) {

@@ -63,6 +63,12 @@ pub const COMMIT_EVERY_MS: u64 = 1000;
 pub const SESSION_QUEUE_MAX: usize = 4096;
 /// Housekeeping period of the driver itself.
 pub const HOUSEKEEPING_MS: u64 = 250;
+/// How long a connection the core cut has to close by itself, its writer
+/// flushing a last frame (a refusal, say), before it is closed by force.
+/// A peer the core lost to silence may not read: its writer would wait on
+/// the flush for as long as TCP retransmits, and the dead connection would
+/// be taken up again when the core asks the peer back.
+pub const CUT_GRACE_MS: u64 = 2_000;
 
 /// Per-peer traffic for the graph.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -95,10 +101,11 @@ pub struct Driver {
     pub(crate) timer_seq: u64,
     pub(crate) writers: HashMap<PeerId, mpsc::Sender<WriterMsg>>,
     pub(crate) connected: BTreeSet<PeerId>,
-    /// Peers the core disconnected whose connection has not closed yet:
-    /// frames still arriving from them are dropped, not taken for a new
-    /// session (which would hand a graylisted flooder a fresh link).
-    pub(crate) cut: BTreeSet<PeerId>,
+    /// Peers the core disconnected whose connection has not closed yet,
+    /// with when it is closed by force (see [`CUT_GRACE_MS`]): frames
+    /// still arriving from them are dropped, not taken for a new session
+    /// (which would hand a graylisted flooder a fresh link).
+    pub(crate) cut: BTreeMap<PeerId, u64>,
     pub(crate) addrs: BTreeMap<PeerId, Vec<Multiaddr>>,
     /// The configured contacts, dialled again when the node is alone.
     pub(crate) bootstrap: Vec<Multiaddr>,
@@ -284,6 +291,12 @@ impl Driver {
         let now = self.now_ms;
         self.persist_evidence_scan();
         self.graylisted.retain(|_, until_ms| *until_ms > now);
+        for (peer, close_at) in self.cut.iter_mut() {
+            if *close_at <= now {
+                *close_at = u64::MAX;
+                let _ = self.swarm.disconnect_peer_id(*peer);
+            }
+        }
         // HyParView refills the active view only from the passive view, and
         // only forcefully when it is empty. In a small mesh a node (or a
         // pair, or a triangle) can be left with one neighbour and a passive

@@ -34,7 +34,7 @@ impl Driver {
                     }
                     self.connected.remove(&peer);
                     if self.swarm.is_connected(&peer) {
-                        self.cut.insert(peer);
+                        self.cut.insert(peer, self.now_ms + super::CUT_GRACE_MS);
                     }
                 }
                 Output::SetTimer { at_ms, timer } => {
