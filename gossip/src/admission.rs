@@ -61,11 +61,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.dialing.remove(&peer);
         let was_pending = self.views.cancel_pending(&peer);
         let was_active =
-            self.links.remove(&peer).is_some_and(|l| l.admitted) && self.views.remove_active(&peer);
-        if was_active {
-            self.broadcast.neighbor_down(&peer);
-            self.event(Event::NeighborDown(peer));
-        }
+            self.links.remove(&peer).is_some_and(|l| l.admitted) && self.remove_neighbor(&peer);
         if was_active || was_pending {
             // A lost neighbour's failed request back leaves it to be asked
             // again (see `liveness`).

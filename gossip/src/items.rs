@@ -277,8 +277,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     pub(crate) fn apply_record(&mut self, now_ms: u64, record: Arc<Record>) -> bool {
         let kind = record.evidence().kind();
         let (id, author, subject) = (record.id(), record.author(), record.evidence().subject());
-        let ending =
-            matches!(kind, "revocation" | "termination").then(|| record.to_bytes().to_vec());
+        let ending = (record.evidence().ends_authority()).then(|| record.to_bytes().to_vec());
         if !matches!(self.trust.insert(record), Inserted::Added { .. }) {
             return false;
         }

@@ -65,9 +65,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// keeping it in the passive view to be asked back.
     fn lose(&mut self, now_ms: u64, peer: P) {
         self.stats.neighbors_lost += 1;
-        self.views.remove_active(&peer);
-        self.broadcast.neighbor_down(&peer);
-        self.event(crate::node::Event::NeighborDown(peer));
+        self.remove_neighbor(&peer);
         self.add_passive(peer);
         if self.views.passive().contains(&peer) {
             let retry_at = now_ms + self.config.lost_retry_ms;

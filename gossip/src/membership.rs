@@ -269,11 +269,19 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
     }
 
-    pub(crate) fn on_disconnect_frame(&mut self, now_ms: u64, from: P, d: Disconnect) {
-        if self.views.remove_active(&from) {
-            self.broadcast.neighbor_down(&from);
-            self.event(Event::NeighborDown(from));
+    /// Takes `peer` out of the active view and the broadcast trees, if it
+    /// was an active neighbour; returns whether it was.
+    pub(crate) fn remove_neighbor(&mut self, peer: &P) -> bool {
+        let was_active = self.views.remove_active(peer);
+        if was_active {
+            self.broadcast.neighbor_down(peer);
+            self.event(Event::NeighborDown(*peer));
         }
+        was_active
+    }
+
+    pub(crate) fn on_disconnect_frame(&mut self, now_ms: u64, from: P, d: Disconnect) {
+        self.remove_neighbor(&from);
         match d.alive {
             true => self.add_passive(from),
             false => self.forget_unless_viewed(&from),
@@ -381,9 +389,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 .filter(|q| self.tier_of(q) == lowest)
                 .collect();
             let victim = worst[below(&mut self.rng, worst.len())];
-            self.views.remove_active(&victim);
-            self.broadcast.neighbor_down(&victim);
-            self.event(Event::NeighborDown(victim));
+            self.remove_neighbor(&victim);
             self.send(victim, Body::Disconnect(Disconnect { alive: true }));
             self.add_passive(victim);
         }

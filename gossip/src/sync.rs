@@ -165,7 +165,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                     // round. Only recent ones (within `seen_ms`): a node
                     // back from a long absence does not push the mesh's
                     // history of them.
-                    let urgent = matches!(record.evidence().kind(), "revocation" | "termination")
+                    let urgent = record.evidence().ends_authority()
                         && now_ms.saturating_sub(record.issued_ms()) < self.config.seen_ms;
                     if self.apply_record(now_ms, Arc::clone(&record)) && urgent {
                         self.broadcast_record(now_ms, &record);

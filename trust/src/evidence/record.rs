@@ -261,6 +261,12 @@ impl Evidence {
         }
     }
 
+    /// Whether it ends an authority: a revocation or a termination, which
+    /// nodes act on at once (links re-checked, spread with urgency).
+    pub fn ends_authority(&self) -> bool {
+        matches!(self, Self::Revocation(_) | Self::Termination(_))
+    }
+
     /// The identity the record is about.
     pub fn subject(&self) -> Did {
         match self {
