@@ -63,11 +63,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let was_active =
             self.links.remove(&peer).is_some_and(|l| l.admitted) && self.remove_neighbor(&peer);
         if was_active || was_pending {
-            // A lost neighbour's failed request back leaves it to be asked
-            // again (see `liveness`).
-            if !self.views.lost.contains_key(&peer) {
-                self.views.forget_passive(&peer);
-            }
+            self.views.forget_unless_lost(&peer);
             self.refill_active(now_ms);
         }
     }

@@ -90,11 +90,27 @@ pub struct Config {
     /// retransmits for about fifteen). It is replaced, and kept to be
     /// asked back (see `lost_retry_ms`).
     pub silence_max_ms: u64,
-    /// Time between requests to a lost neighbour to be one again, so the two
-    /// sides of a healed partition find each other: their passive views
-    /// forgot the other side while it could not be reached.
+    /// The longest wait before the first request to a lost neighbour to
+    /// be one again, so the two sides of a healed partition find each
+    /// other: their passive views forgot the other side while it could
+    /// not be reached. Each wait is drawn uniformly up to its longest, so
+    /// nodes that lost their neighbours together do not ask together; the
+    /// longest doubles after each request, up to `lost_retry_max_ms`.
     pub lost_retry_ms: u64,
-    /// Requests to a lost neighbour before it is given up.
+    /// The longest wait between requests to a lost neighbour.
+    pub lost_retry_max_ms: u64,
+    /// How old a revocation or termination may be and still be pushed on
+    /// the evidence tree by a node that learned it by reconciliation, not
+    /// by the tree: it may have crossed a healed partition, and the tree
+    /// carries it across the node's side at once rather than round by
+    /// round. Older ones are left to reconciliation, so a node back from a
+    /// long absence does not push the mesh's history of them. An hour, as
+    /// long as lost neighbours are asked back.
+    pub urgent_age_max_ms: u64,
+    /// Requests to a lost neighbour before it is given up. With the
+    /// defaults (5 s doubling to 60 s, 120 requests) a partition of up to
+    /// about an hour heals by itself; a lost peer costs a request every
+    /// 30 s on average meanwhile.
     pub lost_retries_max: u32,
 }
 
@@ -135,7 +151,9 @@ impl Default for Config {
             probe_after_ms: 2_000,
             silence_max_ms: 6_000,
             lost_retry_ms: 5_000,
-            lost_retries_max: 12,
+            lost_retry_max_ms: 60_000,
+            lost_retries_max: 120,
+            urgent_age_max_ms: 3_600_000,
         }
     }
 }

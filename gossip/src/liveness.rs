@@ -11,18 +11,25 @@
 //!
 //! Replacing is not enough when the silence was a partition: each side
 //! then forgets the other, and when the partition heals no view holds a
-//! peer across it. So a lost neighbour stays in the passive view and is
-//! asked back, with high priority, every `lost_retry_ms`, up to
-//! `lost_retries_max` times; a neighbour request that fails leaves it to
-//! be asked again. The first request that succeeds rejoins the two sides,
-//! and anti-entropy over the new link carries what each side missed; a
-//! recent revocation or termination among it goes on the evidence tree
-//! from there (`sync`), so the far side has it within a second.
+//! peer across it. So a lost neighbour stays in the passive view, spared
+//! when the view makes room, and is asked back with high priority after
+//! a random wait, at most `lost_retry_ms`, then at most double that and
+//! so on up to `lost_retry_max_ms`, `lost_retries_max` times (for about
+//! an hour with the defaults). A
+//! neighbour request that fails or goes unanswered leaves it to be asked
+//! again.
+//! With many links lost at once and their waits spread, some request
+//! comes soon after any heal; the first that succeeds rejoins the two
+//! sides, and anti-entropy over the new link carries what each side
+//! missed. A recent revocation or termination among it goes on the
+//! evidence tree from there (`sync`), so the far side has it within a
+//! second.
 
 use rand_core::Rng;
 
+use crate::config::Config;
 use crate::node::Node;
-use crate::peer::Peer;
+use crate::peer::{Peer, below};
 use crate::wire::{Body, Probe};
 
 impl<P: Peer, R: Rng> Node<P, R> {
@@ -68,7 +75,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.remove_neighbor(&peer);
         self.add_passive(peer);
         if self.views.passive().contains(&peer) {
-            let retry_at = now_ms + self.config.lost_retry_ms;
+            let retry_at = now_ms + wait(&self.config, &mut self.rng, 0);
             self.views.lost.insert(peer, (retry_at, 0));
         }
         self.drop_link(now_ms, peer);
@@ -78,17 +85,17 @@ impl<P: Peer, R: Rng> Node<P, R> {
     /// Sends a high-priority neighbour request to each lost neighbour whose
     /// time has come, and gives up those asked often enough.
     fn ask_lost_back(&mut self, now_ms: u64) {
-        let (retry_ms, retries_max) = (self.config.lost_retry_ms, self.config.lost_retries_max);
+        let (config, rng) = (&self.config, &mut self.rng);
         let mut due = Vec::new();
         self.views.lost.retain(|peer, (at, tries)| {
             if now_ms < *at {
                 return true;
             }
-            if *tries >= retries_max {
+            if *tries >= config.lost_retries_max {
                 return false;
             }
-            *at = now_ms + retry_ms;
             *tries += 1;
+            *at = now_ms + wait(config, rng, *tries);
             due.push(*peer);
             true
         });
@@ -96,4 +103,22 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.request_neighbor(now_ms, peer, true);
         }
     }
+}
+
+/// The wait before request `tries + 1` to a lost neighbour: uniform up to
+/// `lost_retry_ms` doubled `tries` times, at most `lost_retry_max_ms`.
+/// Links lost together (a partition) are asked back at times spread evenly
+/// after the first few, so a heal at any moment soon meets a request:
+/// waits drawn from the upper half of their length left the requests
+/// bunched near their doubling times, and a heal between two bunches
+/// waited up to 15 s for the next.
+fn wait<R: Rng>(config: &Config, rng: &mut R, tries: u32) -> u64 {
+    let doubled = config.lost_retry_ms.saturating_mul(1u64 << tries.min(32));
+    let full = doubled.min(config.lost_retry_max_ms.max(config.lost_retry_ms));
+    below(
+        rng,
+        usize::try_from(full)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1),
+    ) as u64
 }

@@ -85,6 +85,13 @@ impl<P: Peer> Views<P> {
         self.active.retain(|q| q != p);
         before != self.active.len()
     }
+    /// Forgets `p` after a failed or unanswered request, unless it is a
+    /// lost neighbour, which is asked again (see `liveness`).
+    pub(crate) fn forget_unless_lost(&mut self, p: &P) {
+        if !self.lost.contains_key(p) {
+            self.forget_passive(p);
+        }
+    }
     pub(crate) fn forget_passive(&mut self, p: &P) {
         self.passive.retain(|q| q != p);
         self.lost.remove(p);
@@ -394,7 +401,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
             self.add_passive(victim);
         }
         self.views.passive.retain(|q| *q != peer);
-        self.views.lost.remove(&peer);
+        let was_lost = self.views.lost.remove(&peer).is_some();
         self.views.cancel_pending(&peer);
         self.remember_link(&peer);
         // Its silence is counted from now (see `liveness`): a forwarded
@@ -404,6 +411,12 @@ impl<P: Peer, R: Rng> Node<P, R> {
         }
         self.views.active.push(peer);
         self.event(Event::NeighborUp(peer));
+        if was_lost {
+            // Back from a silence, perhaps across a healed partition: each
+            // side may hold what the other missed, so they reconcile now
+            // rather than when a periodic round happens to pick the link.
+            self.reconcile_with(peer);
+        }
         true
     }
 
@@ -431,7 +444,12 @@ impl<P: Peer, R: Rng> Node<P, R> {
             let passive = &self.views.passive;
             let known = principals.get_or_insert_with(|| self.principals(passive));
             let principal = self.principal_of(&peer);
-            let crowded = crowded(passive, known, principal, self.config.principal_passive_max);
+            let mut crowded = crowded(passive, known, principal, self.config.principal_passive_max);
+            // A lost neighbour is kept to be asked back (see `liveness`):
+            // the last the view knows of a partition's far side.
+            if crowded.iter().any(|q| !self.views.lost.contains_key(q)) {
+                crowded.retain(|q| !self.views.lost.contains_key(q));
+            }
             let victim = crowded[below(&mut self.rng, crowded.len())];
             if let Some(at) = self.views.passive.iter().position(|q| *q == victim) {
                 known.remove(at);
@@ -472,7 +490,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         let before = now_ms.saturating_sub(2 * self.config.handshake_ms);
         for peer in self.views.stale_requests(before) {
             self.views.cancel_pending(&peer);
-            self.views.forget_passive(&peer);
+            self.views.forget_unless_lost(&peer);
         }
         self.refill_active(now_ms);
     }

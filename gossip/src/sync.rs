@@ -91,6 +91,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
             return;
         }
         let peer = active[below(&mut self.rng, active.len())];
+        self.reconcile_with(peer);
+    }
+
+    /// Opens a reconciliation of evidence and policy with `peer`.
+    pub(crate) fn reconcile_with(&mut self, peer: P) {
         let parts = to_wire(self.trust.store().reconcile_start());
         self.send(peer, Body::Reconcile(Reconcile { parts }));
         let heads = self
@@ -162,11 +167,12 @@ impl<P: Peer, R: Rng> Node<P, R> {
                     // node by reconciliation, not by the tree, may have
                     // crossed a healed partition: the tree carries it on
                     // to this node's side at once, rather than round by
-                    // round. Only recent ones (within `seen_ms`): a node
-                    // back from a long absence does not push the mesh's
-                    // history of them.
+                    // round. Only recent ones (`urgent_age_max_ms`): a
+                    // node back from a long absence does not push the
+                    // mesh's history of them.
                     let urgent = record.evidence().ends_authority()
-                        && now_ms.saturating_sub(record.issued_ms()) < self.config.seen_ms;
+                        && now_ms.saturating_sub(record.issued_ms())
+                            < self.config.urgent_age_max_ms;
                     if self.apply_record(now_ms, Arc::clone(&record)) && urgent {
                         self.broadcast_record(now_ms, &record);
                     }

@@ -1076,11 +1076,12 @@ fn a_recent_revocation_learned_by_reconciliation_goes_on_the_tree() {
     let (mut c, _, _) = node(&mesh, 3);
     join(&mut a, &mut b);
     join(&mut a, &mut c);
-    // b hands a, by reconciliation, a revocation issued just now and one
-    // issued longer ago than ids are remembered (`seen_ms`).
-    let now = START_MS + 300_000;
-    let recent = revocation(&mesh, 8, now - 1_000);
-    let old = revocation(&mesh, 9, now - Config::default().seen_ms);
+    // b hands a, by reconciliation, a revocation issued just within
+    // `urgent_age_max_ms` and one issued just outside it.
+    let window = Config::default().urgent_age_max_ms;
+    let now = START_MS + 2 * window;
+    let recent = revocation(&mesh, 8, now - window + 1);
+    let old = revocation(&mesh, 9, now - window);
     let records = [&recent, &old].map(|r| r.to_bytes().to_vec()).to_vec();
     a.handle(
         now,
@@ -1103,4 +1104,68 @@ fn a_recent_revocation_learned_by_reconciliation_goes_on_the_tree() {
     // too gets a copy (and prunes, as for any duplicate).
     let recent = recent.to_bytes().to_vec();
     assert_eq!(pushed, vec![(2, recent.clone()), (3, recent)]);
+}
+
+#[test]
+fn a_lost_neighbour_that_does_not_answer_is_asked_again() {
+    // b falls silent, as behind a partition that drops frames. a's driver
+    // does what a driver does: a dial to b connects and a close is
+    // reported. Either b's node never speaks, or only its handshake gets
+    // through and never its reply to a's request.
+    for hello_gets_through in [false, true] {
+        let mesh = Mesh::new();
+        let (mut a, _, _) = node(&mesh, 1);
+        let (mut b, _, _) = node(&mesh, 2);
+        join(&mut a, &mut b);
+        assert_eq!(a.active_view(), [2]);
+        let mut asked = 0;
+        for second in 1..=180 {
+            let now = START_MS + second * 1_000;
+            let mut inputs = std::collections::VecDeque::from([Input::Timer(Timer::Tick)]);
+            while let Some(input) = inputs.pop_front() {
+                a.handle(now, input).unwrap();
+                for output in drain(&mut a) {
+                    match output {
+                        Output::Connect(2) => {
+                            asked += usize::from(!hello_gets_through);
+                            inputs.push_back(Input::Connected {
+                                peer: 2,
+                                did: b.did(),
+                            });
+                            if hello_gets_through {
+                                let hello = handshake_of(&mut b, 1, a.did(), now);
+                                inputs.push_back(Input::Frame {
+                                    from: 2,
+                                    bytes: hello,
+                                });
+                            }
+                        }
+                        Output::Disconnect(2) => inputs.push_back(Input::Disconnected { peer: 2 }),
+                        Output::Send { to: 2, .. } => {
+                            let asks = matches!(body(&output).1, Body::Neighbor(_));
+                            asked += usize::from(asks && hello_gets_through);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let case = format!("hello gets through: {hello_gets_through}");
+        assert_eq!(a.stats().neighbors_lost, 1, "{case}");
+        assert!(a.active_view().is_empty(), "{case}");
+        // Each request went unanswered, and b is still kept to be asked.
+        assert!(a.passive_view().contains(&2), "{case}");
+        assert!(asked >= 4, "{case}: asked {asked} times");
+    }
+}
+
+/// The handshake frame `n` sends `peer` on a new connection.
+fn handshake_of(n: &mut N, peer: u32, did: starling_trust::Did, now: u64) -> Vec<u8> {
+    n.handle(now, Input::Disconnected { peer }).unwrap();
+    n.handle(now, Input::Connected { peer, did }).unwrap();
+    let hello = drain(n).into_iter().find_map(|o| match o {
+        Output::Send { to, frame } if to == peer => Some(frame.to_vec()),
+        _ => None,
+    });
+    hello.unwrap()
 }
