@@ -15,15 +15,13 @@
 //! when the view makes room, and is asked back with high priority after
 //! a random wait, at most `lost_retry_ms`, then at most double that and
 //! so on up to `lost_retry_max_ms`, `lost_retries_max` times (for about
-//! an hour with the defaults). A
-//! neighbour request that fails or goes unanswered leaves it to be asked
-//! again.
-//! With many links lost at once and their waits spread, some request
-//! comes soon after any heal; the first that succeeds rejoins the two
-//! sides, and anti-entropy over the new link carries what each side
-//! missed. A recent revocation or termination among it goes on the
-//! evidence tree from there (`sync`), so the far side has it within a
-//! second.
+//! an hour with the defaults). A neighbour request that fails or goes
+//! unanswered leaves it to be asked again. With many links lost at once
+//! and their waits spread, some request comes soon after any heal; the
+//! first that succeeds rejoins the two sides, and the two reconcile at
+//! once, each sending what the other missed. A recent revocation or
+//! termination among it goes on the evidence tree from there (`sync`),
+//! so the far side has it within a second.
 
 use rand_core::Rng;
 
@@ -114,11 +112,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
 /// waited up to 15 s for the next.
 fn wait<R: Rng>(config: &Config, rng: &mut R, tries: u32) -> u64 {
     let doubled = config.lost_retry_ms.saturating_mul(1u64 << tries.min(32));
-    let full = doubled.min(config.lost_retry_max_ms.max(config.lost_retry_ms));
-    below(
-        rng,
-        usize::try_from(full)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1),
-    ) as u64
+    let longest = doubled.min(config.lost_retry_max_ms.max(config.lost_retry_ms));
+    let longest = usize::try_from(longest).unwrap_or(usize::MAX);
+    below(rng, longest.saturating_add(1)) as u64
 }
