@@ -92,6 +92,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 self.stats.peers_refused += 1;
                 self.send_refuse(peer, &reason);
                 self.event(Event::PeerRefused { peer, reason });
+                // Not asked back, even if lost: it was found unfit.
+                self.views.forget_passive(&peer);
                 self.drop_link(now_ms, peer);
             }
         }

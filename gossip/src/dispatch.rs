@@ -38,6 +38,8 @@ impl<P: Peer, R: Rng> Node<P, R> {
                     peer: from,
                     reason: format!("refused by peer: {}", refuse.reason),
                 });
+                // Not asked back, even if lost: it will refuse again.
+                self.views.forget_passive(&from);
                 self.drop_link(now_ms, from);
             }
             (false, _) => self.dropped(from, DropReason::NotAdmitted),

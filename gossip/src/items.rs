@@ -253,6 +253,14 @@ impl<P: Peer, R: Rng> Node<P, R> {
             }
             Err(e) => return Verdict::Bad(DropReason::Malformed(e.to_string())),
         };
+        let tree = system_tree(EVIDENCE_TREE);
+        // A record held already costs its author nothing: copies of an old
+        // one (pushed after a reconciliation, or by a second path of the
+        // tree) must not spend the author's budget, nor get the author
+        // reported for a rate it never sent at.
+        if self.trust.store().contains(&record.id()) {
+            return Verdict::Known(tree);
+        }
         let author = record.author();
         if !self.trust.genesis().is_governor(&author) {
             let ring = self.trust.ring(&author);
@@ -266,7 +274,6 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 };
             }
         }
-        let tree = system_tree(EVIDENCE_TREE);
         match self.apply_record(now_ms, record) {
             true => Verdict::Accepted(tree, None),
             false => Verdict::Known(tree),

@@ -73,7 +73,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
         self.remove_neighbor(&peer);
         self.add_passive(peer);
         if self.views.passive().contains(&peer) {
-            let retry_at = now_ms + wait(&self.config, &mut self.rng, 0);
+            let retry_at = now_ms.saturating_add(wait(&self.config, &mut self.rng, 0));
             self.views.lost.insert(peer, (retry_at, 0));
         }
         self.drop_link(now_ms, peer);
@@ -93,7 +93,7 @@ impl<P: Peer, R: Rng> Node<P, R> {
                 return false;
             }
             *tries += 1;
-            *at = now_ms + wait(config, rng, *tries);
+            *at = now_ms.saturating_add(wait(config, rng, *tries));
             due.push(*peer);
             true
         });

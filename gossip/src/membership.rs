@@ -265,7 +265,11 @@ impl<P: Peer, R: Rng> Node<P, R> {
             return;
         }
         if reply.accepted {
-            if !self.add_active(from, false) {
+            // A lost neighbour was asked with high priority, as the last
+            // link to a partition's far side may be this one: it is taken
+            // even into a full view (the view having been refilled since).
+            let forced = self.views.lost.contains_key(&from);
+            if !self.add_active(from, forced) {
                 self.send(from, Body::Disconnect(Disconnect { alive: true }));
                 self.forget_unless_viewed(&from);
             }
@@ -446,9 +450,14 @@ impl<P: Peer, R: Rng> Node<P, R> {
             let principal = self.principal_of(&peer);
             let mut crowded = crowded(passive, known, principal, self.config.principal_passive_max);
             // A lost neighbour is kept to be asked back (see `liveness`):
-            // the last the view knows of a partition's far side.
-            if crowded.iter().any(|q| !self.views.lost.contains_key(q)) {
-                crowded.retain(|q| !self.views.lost.contains_key(q));
+            // the last the view knows of a partition's far side. Only while
+            // lost ones hold at most half the view, so peers that go
+            // silent on purpose cannot pin it (a partition loses a node
+            // at most its active view, five).
+            let lost = &self.views.lost;
+            let spare = lost.len() * 2 <= self.config.passive_size;
+            if spare && crowded.iter().any(|q| !lost.contains_key(q)) {
+                crowded.retain(|q| !lost.contains_key(q));
             }
             let victim = crowded[below(&mut self.rng, crowded.len())];
             if let Some(at) = self.views.passive.iter().position(|q| *q == victim) {

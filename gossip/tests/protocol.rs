@@ -12,7 +12,7 @@ use harness::{Mesh, START_MS};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use starling_gossip::wire::{
-    Body, ForwardJoin, Frame, Gossip, Graft, Hello, IHave, ItemKind, Prune, Refuse,
+    Body, ForwardJoin, Frame, Gossip, Graft, Hello, IHave, ItemKind, NeighborReply, Prune, Refuse,
 };
 use starling_gossip::{Command, Config, Event, Input, Node, Output, Timer};
 use starling_trust::{Keypair, Mandate, Record};
@@ -1118,9 +1118,12 @@ fn a_lost_neighbour_that_does_not_answer_is_asked_again() {
         let (mut b, _, _) = node(&mesh, 2);
         join(&mut a, &mut b);
         assert_eq!(a.active_view(), [2]);
-        let mut asked = 0;
+        let (mut asked, mut asked_early) = (0, 0);
         for second in 1..=180 {
             let now = START_MS + second * 1_000;
+            if second == 120 {
+                asked_early = asked;
+            }
             let mut inputs = std::collections::VecDeque::from([Input::Timer(Timer::Tick)]);
             while let Some(input) = inputs.pop_front() {
                 a.handle(now, input).unwrap();
@@ -1156,6 +1159,8 @@ fn a_lost_neighbour_that_does_not_answer_is_asked_again() {
         // Each request went unanswered, and b is still kept to be asked.
         assert!(a.passive_view().contains(&2), "{case}");
         assert!(asked >= 4, "{case}: asked {asked} times");
+        // And still asked after the first two minutes.
+        assert!(asked > asked_early, "{case}");
     }
 }
 
@@ -1168,4 +1173,106 @@ fn handshake_of(n: &mut N, peer: u32, did: starling_trust::Did, now: u64) -> Vec
         _ => None,
     });
     hello.unwrap()
+}
+
+#[test]
+fn copies_of_held_records_spend_nothing_of_their_authors_budget() {
+    let mesh = Mesh::new();
+    let (mut a, _, _) = node(&mesh, 1);
+    let (mut b, _, _) = node(&mesh, 2);
+    join(&mut a, &mut b);
+    // The organisation (not a governor: its records are rate limited)
+    // revoked twenty agents an hour ago, and a holds the revocations. b
+    // pushes a copy of each on the tree, as a node that learned them by
+    // reconciliation might.
+    let now = START_MS + 3_600_000;
+    let old: Vec<Record> = (10..30).map(|i| revocation(&mesh, i, START_MS)).collect();
+    let records = old.iter().map(|r| r.to_bytes().to_vec()).collect();
+    let records = Body::Records(starling_gossip::wire::Records { records });
+    a.handle(
+        now,
+        Input::Frame {
+            from: 2,
+            bytes: frame(records),
+        },
+    )
+    .unwrap();
+    let copy = |r: &Record| Input::Frame {
+        from: 2,
+        bytes: frame(Body::Gossip(Gossip {
+            kind: ItemKind::Evidence as i32,
+            round: 1,
+            item: r.to_bytes().to_vec(),
+        })),
+    };
+    for r in &old {
+        assert!(a.trust().store().contains(&r.id()));
+        a.handle(now, copy(r)).unwrap();
+    }
+    assert_eq!(a.stats().dropped_rate_limited, 0);
+    assert_eq!(a.stats().violations_reported, 0);
+    // Its budget intact, the organisation's next record is taken at once.
+    let next = revocation(&mesh, 9, now);
+    a.handle(now, copy(&next)).unwrap();
+    assert!(a.trust().store().contains(&next.id()));
+}
+
+#[test]
+fn a_lost_neighbour_that_answers_is_taken_into_a_full_view() {
+    let mesh = Mesh::new();
+    let (mut a, _, _) = node(&mesh, 1);
+    let (mut b, _, _) = node(&mesh, 2);
+    join(&mut a, &mut b);
+    let mut now = START_MS;
+    while a.stats().neighbors_lost == 0 {
+        now += 1_000;
+        a.handle(now, Input::Timer(Timer::Tick)).unwrap();
+    }
+    for output in drain(&mut a) {
+        if output == Output::Disconnect(2) {
+            a.handle(now, Input::Disconnected { peer: 2 }).unwrap();
+        }
+    }
+    // Meanwhile a's view fills with five others, as a refill would fill it.
+    let mut others: Vec<N> = (3..8).map(|i| node(&mesh, i).0).collect();
+    for other in &mut others {
+        connect(&mut a, other, now);
+        let join = frame(Body::Join(starling_gossip::wire::Join {}));
+        (a.handle(
+            now,
+            Input::Frame {
+                from: other.peer(),
+                bytes: join,
+            },
+        ))
+        .unwrap();
+    }
+    drain(&mut a);
+    assert_eq!(a.active_view().len(), a.config().active_size);
+    // a asks b back; b's node answers, accepting.
+    let mut accepted = false;
+    while !accepted {
+        now += 1_000;
+        a.handle(now, Input::Timer(Timer::Tick)).unwrap();
+        for output in drain(&mut a) {
+            if output == Output::Connect(2) {
+                a.handle(
+                    now,
+                    Input::Connected {
+                        peer: 2,
+                        did: b.did(),
+                    },
+                )
+                .unwrap();
+                let bytes = handshake_of(&mut b, 1, a.did(), now);
+                a.handle(now, Input::Frame { from: 2, bytes }).unwrap();
+                let reply = NeighborReply { accepted: true };
+                let bytes = frame(Body::NeighborReply(reply));
+                a.handle(now, Input::Frame { from: 2, bytes }).unwrap();
+                accepted = true;
+            }
+        }
+    }
+    assert!(a.active_view().contains(&2), "{:?}", a.active_view());
+    assert_eq!(a.active_view().len(), a.config().active_size);
 }
