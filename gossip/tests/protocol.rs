@@ -1276,3 +1276,45 @@ fn a_lost_neighbour_that_answers_is_taken_into_a_full_view() {
     assert!(a.active_view().contains(&2), "{:?}", a.active_view());
     assert_eq!(a.active_view().len(), a.config().active_size);
 }
+
+#[test]
+fn a_lost_neighbour_found_unfit_is_not_asked_again() {
+    let mesh = Mesh::new();
+    let (mut a, _, _) = node(&mesh, 1);
+    let (mut b, _, _) = node(&mesh, 2);
+    join(&mut a, &mut b);
+    let mut now = START_MS;
+    while a.stats().neighbors_lost == 0 {
+        now += 1_000;
+        a.handle(now, Input::Timer(Timer::Tick)).unwrap();
+    }
+    // While b is silent, a learns that b's mandate was revoked.
+    let record = revocation(&mesh, 2, now).to_bytes().to_vec();
+    let submit = Input::Command(Command::SubmitEvidence { record });
+    a.handle(now, submit).unwrap();
+    // Asked back, b's handshake is refused, and b is asked no more.
+    let mut asked = 0;
+    for _ in 0..300 {
+        now += 1_000;
+        let mut inputs = std::collections::VecDeque::from([Input::Timer(Timer::Tick)]);
+        while let Some(input) = inputs.pop_front() {
+            a.handle(now, input).unwrap();
+            for output in drain(&mut a) {
+                match output {
+                    Output::Connect(2) => {
+                        asked += 1;
+                        let did = b.did();
+                        inputs.push_back(Input::Connected { peer: 2, did });
+                        let bytes = handshake_of(&mut b, 1, a.did(), now);
+                        inputs.push_back(Input::Frame { from: 2, bytes });
+                    }
+                    Output::Disconnect(2) => inputs.push_back(Input::Disconnected { peer: 2 }),
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert_eq!(asked, 1);
+    assert!(!a.passive_view().contains(&2));
+    assert_eq!(a.stats().peers_refused, 1);
+}
