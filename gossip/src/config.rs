@@ -104,13 +104,15 @@ pub struct Config {
     /// by the tree: it may have crossed a healed partition, and the tree
     /// carries it across the node's side at once rather than round by
     /// round. Older ones are left to reconciliation, so a node back from a
-    /// long absence does not push the mesh's history of them. An hour, as
+    /// long absence does not push the mesh's history of them. A day, as
     /// long as lost neighbours are asked back.
     pub urgent_age_max_ms: u64,
     /// Requests to a lost neighbour before it is given up. With the
-    /// defaults (5 s doubling to 60 s, 120 requests) a partition of up to
-    /// about an hour heals by itself; a lost peer costs a request every
-    /// 30 s on average meanwhile.
+    /// defaults (5 s doubling to 60 s, 2,880 requests) a partition of up
+    /// to about a day heals by itself, as in Serf (which reconnects to a
+    /// failed member every 30 s for 24 hours); a lost peer costs a request
+    /// every 30 s on average meanwhile, and at most half the passive view
+    /// is kept for lost peers.
     pub lost_retries_max: u32,
 }
 
@@ -152,8 +154,8 @@ impl Default for Config {
             silence_max_ms: 6_000,
             lost_retry_ms: 5_000,
             lost_retry_max_ms: 60_000,
-            lost_retries_max: 120,
-            urgent_age_max_ms: 3_600_000,
+            lost_retries_max: 2_880,
+            urgent_age_max_ms: 86_400_000,
         }
     }
 }

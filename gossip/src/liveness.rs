@@ -15,7 +15,7 @@
 //! when the view makes room, and is asked back with high priority after
 //! a random wait, at most `lost_retry_ms`, then at most double that and
 //! so on up to `lost_retry_max_ms`, `lost_retries_max` times (for about
-//! an hour with the defaults). A neighbour request that fails or goes
+//! a day with the defaults). A neighbour request that fails or goes
 //! unanswered leaves it to be asked again. With many links lost at once
 //! and their waits spread, some request comes soon after any heal; the
 //! first that succeeds rejoins the two sides, and the two reconcile at

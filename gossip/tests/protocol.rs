@@ -1182,10 +1182,10 @@ fn copies_of_held_records_spend_nothing_of_their_authors_budget() {
     let (mut b, _, _) = node(&mesh, 2);
     join(&mut a, &mut b);
     // The organisation (not a governor: its records are rate limited)
-    // revoked twenty agents an hour ago, and a holds the revocations. b
-    // pushes a copy of each on the tree, as a node that learned them by
-    // reconciliation might.
-    let now = START_MS + 3_600_000;
+    // revoked twenty agents long ago (too long for a to push them on), and
+    // a holds the revocations. b pushes a copy of each on the tree, as a
+    // node that learned them by reconciliation might.
+    let now = START_MS + Config::default().urgent_age_max_ms;
     let old: Vec<Record> = (10..30).map(|i| revocation(&mesh, i, START_MS)).collect();
     let records = old.iter().map(|r| r.to_bytes().to_vec()).collect();
     let records = Body::Records(starling_gossip::wire::Records { records });
