@@ -1124,33 +1124,14 @@ fn a_lost_neighbour_that_does_not_answer_is_asked_again() {
             if second == 120 {
                 asked_early = asked;
             }
-            let mut inputs = std::collections::VecDeque::from([Input::Timer(Timer::Tick)]);
-            while let Some(input) = inputs.pop_front() {
-                a.handle(now, input).unwrap();
-                for output in drain(&mut a) {
-                    match output {
-                        Output::Connect(2) => {
-                            asked += usize::from(!hello_gets_through);
-                            inputs.push_back(Input::Connected {
-                                peer: 2,
-                                did: b.did(),
-                            });
-                            if hello_gets_through {
-                                let hello = handshake_of(&mut b, 1, a.did(), now);
-                                inputs.push_back(Input::Frame {
-                                    from: 2,
-                                    bytes: hello,
-                                });
-                            }
-                        }
-                        Output::Disconnect(2) => inputs.push_back(Input::Disconnected { peer: 2 }),
-                        Output::Send { to: 2, .. } => {
-                            let asks = matches!(body(&output).1, Body::Neighbor(_));
-                            asked += usize::from(asks && hello_gets_through);
-                        }
-                        _ => {}
+            for output in tick_beside_silent(&mut a, &mut b, now, hello_gets_through) {
+                asked += usize::from(match output {
+                    Output::Connect(2) => !hello_gets_through,
+                    Output::Send { to: 2, .. } => {
+                        hello_gets_through && matches!(body(&output).1, Body::Neighbor(_))
                     }
-                }
+                    _ => false,
+                });
             }
         }
         let case = format!("hello gets through: {hello_gets_through}");
@@ -1162,6 +1143,60 @@ fn a_lost_neighbour_that_does_not_answer_is_asked_again() {
         // And still asked after the first two minutes.
         assert!(asked > asked_early, "{case}");
     }
+}
+
+/// One housekeeping tick of `a` at `now` while peer 2, `b`, stays silent,
+/// with a driver's part played: a dial to b connects (and, if
+/// `hello_gets_through`, b's handshake arrives, and nothing after it), and
+/// a close is reported. Returns everything `a` put out meanwhile.
+fn tick_beside_silent(
+    a: &mut N,
+    b: &mut N,
+    now: u64,
+    hello_gets_through: bool,
+) -> Vec<Output<u32>> {
+    let mut outputs = Vec::new();
+    let mut inputs = std::collections::VecDeque::from([Input::Timer(Timer::Tick)]);
+    while let Some(input) = inputs.pop_front() {
+        a.handle(now, input).unwrap();
+        for output in drain(a) {
+            match output {
+                Output::Connect(2) => {
+                    inputs.push_back(Input::Connected {
+                        peer: 2,
+                        did: b.did(),
+                    });
+                    if hello_gets_through {
+                        let bytes = handshake_of(b, 1, a.did(), now);
+                        inputs.push_back(Input::Frame { from: 2, bytes });
+                    }
+                }
+                Output::Disconnect(2) => inputs.push_back(Input::Disconnected { peer: 2 }),
+                _ => {}
+            }
+            outputs.push(output);
+        }
+    }
+    outputs
+}
+
+/// Nodes 1 (`a`) and 2 (`b`), joined; then b falls silent until a loses
+/// it. Returns them, and the time a lost b (its link's close reported).
+fn a_loses_b(mesh: &Mesh) -> (N, N, u64) {
+    let (mut a, _, _) = node(mesh, 1);
+    let (mut b, _, _) = node(mesh, 2);
+    join(&mut a, &mut b);
+    let mut now = START_MS;
+    while a.stats().neighbors_lost == 0 {
+        now += 1_000;
+        a.handle(now, Input::Timer(Timer::Tick)).unwrap();
+    }
+    for output in drain(&mut a) {
+        if output == Output::Disconnect(2) {
+            a.handle(now, Input::Disconnected { peer: 2 }).unwrap();
+        }
+    }
+    (a, b, now)
 }
 
 /// The handshake frame `n` sends `peer` on a new connection.
@@ -1220,19 +1255,7 @@ fn copies_of_held_records_spend_nothing_of_their_authors_budget() {
 #[test]
 fn a_lost_neighbour_that_answers_is_taken_into_a_full_view() {
     let mesh = Mesh::new();
-    let (mut a, _, _) = node(&mesh, 1);
-    let (mut b, _, _) = node(&mesh, 2);
-    join(&mut a, &mut b);
-    let mut now = START_MS;
-    while a.stats().neighbors_lost == 0 {
-        now += 1_000;
-        a.handle(now, Input::Timer(Timer::Tick)).unwrap();
-    }
-    for output in drain(&mut a) {
-        if output == Output::Disconnect(2) {
-            a.handle(now, Input::Disconnected { peer: 2 }).unwrap();
-        }
-    }
+    let (mut a, mut b, mut now) = a_loses_b(&mesh);
     // Meanwhile a's view fills with five others, as a refill would fill it.
     let mut others: Vec<N> = (3..8).map(|i| node(&mesh, i).0).collect();
     for other in &mut others {
@@ -1280,14 +1303,7 @@ fn a_lost_neighbour_that_answers_is_taken_into_a_full_view() {
 #[test]
 fn a_lost_neighbour_found_unfit_is_not_asked_again() {
     let mesh = Mesh::new();
-    let (mut a, _, _) = node(&mesh, 1);
-    let (mut b, _, _) = node(&mesh, 2);
-    join(&mut a, &mut b);
-    let mut now = START_MS;
-    while a.stats().neighbors_lost == 0 {
-        now += 1_000;
-        a.handle(now, Input::Timer(Timer::Tick)).unwrap();
-    }
+    let (mut a, mut b, mut now) = a_loses_b(&mesh);
     // While b is silent, a learns that b's mandate was revoked.
     let record = revocation(&mesh, 2, now).to_bytes().to_vec();
     let submit = Input::Command(Command::SubmitEvidence { record });
@@ -1296,23 +1312,8 @@ fn a_lost_neighbour_found_unfit_is_not_asked_again() {
     let mut asked = 0;
     for _ in 0..300 {
         now += 1_000;
-        let mut inputs = std::collections::VecDeque::from([Input::Timer(Timer::Tick)]);
-        while let Some(input) = inputs.pop_front() {
-            a.handle(now, input).unwrap();
-            for output in drain(&mut a) {
-                match output {
-                    Output::Connect(2) => {
-                        asked += 1;
-                        let did = b.did();
-                        inputs.push_back(Input::Connected { peer: 2, did });
-                        let bytes = handshake_of(&mut b, 1, a.did(), now);
-                        inputs.push_back(Input::Frame { from: 2, bytes });
-                    }
-                    Output::Disconnect(2) => inputs.push_back(Input::Disconnected { peer: 2 }),
-                    _ => {}
-                }
-            }
-        }
+        let outputs = tick_beside_silent(&mut a, &mut b, now, true);
+        asked += outputs.iter().filter(|o| **o == Output::Connect(2)).count();
     }
     assert_eq!(asked, 1);
     assert!(!a.passive_view().contains(&2));
