@@ -527,7 +527,12 @@ impl Scenario {
             .map_err(|e: toml::de::Error| ScenarioError::Parse(e.to_string()))?;
         for (alias, path) in ALIASES {
             if let Some(value) = table.remove(alias) {
-                set_path(&mut table, path, value).map_err(|_| ScenarioError::Set(alias.into()))?;
+                set_path(&mut table, path, value).map_err(|()| {
+                    let parent = path.rsplit_once('.').map_or(path, |(parent, _)| parent);
+                    ScenarioError::Parse(format!(
+                        "`{alias}` is short for `{path}`, but `{parent}` is not a table"
+                    ))
+                })?;
             }
         }
         apply_sets(&mut table, sets)?;
@@ -765,5 +770,10 @@ mod tests {
         );
         let e = Scenario::built_in_with("steady", &["fail_fraction=0.5".into()]).unwrap_err();
         assert!(e.to_string().contains("missing field `at_s`"), "{e}");
+        let e = Scenario::from_toml("mass_failure = 1\nfail_fraction = 0.5\n", &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "scenario: `fail_fraction` is short for `mass_failure.fraction`, but `mass_failure` is not a table"
+        );
     }
 }
