@@ -1260,42 +1260,21 @@ fn a_lost_neighbour_that_answers_is_taken_into_a_full_view() {
     let mut others: Vec<N> = (3..8).map(|i| node(&mesh, i).0).collect();
     for other in &mut others {
         connect(&mut a, other, now);
-        let join = frame(Body::Join(starling_gossip::wire::Join {}));
-        (a.handle(
-            now,
-            Input::Frame {
-                from: other.peer(),
-                bytes: join,
-            },
-        ))
-        .unwrap();
+        let bytes = frame(Body::Join(starling_gossip::wire::Join {}));
+        let from = other.peer();
+        a.handle(now, Input::Frame { from, bytes }).unwrap();
     }
     drain(&mut a);
     assert_eq!(a.active_view().len(), a.config().active_size);
     // a asks b back; b's node answers, accepting.
-    let mut accepted = false;
-    while !accepted {
+    loop {
         now += 1_000;
-        a.handle(now, Input::Timer(Timer::Tick)).unwrap();
-        for output in drain(&mut a) {
-            if output == Output::Connect(2) {
-                a.handle(
-                    now,
-                    Input::Connected {
-                        peer: 2,
-                        did: b.did(),
-                    },
-                )
-                .unwrap();
-                let bytes = handshake_of(&mut b, 1, a.did(), now);
-                a.handle(now, Input::Frame { from: 2, bytes }).unwrap();
-                let reply = NeighborReply { accepted: true };
-                let bytes = frame(Body::NeighborReply(reply));
-                a.handle(now, Input::Frame { from: 2, bytes }).unwrap();
-                accepted = true;
-            }
+        if tick_beside_silent(&mut a, &mut b, now, true).contains(&Output::Connect(2)) {
+            break;
         }
     }
+    let bytes = frame(Body::NeighborReply(NeighborReply { accepted: true }));
+    a.handle(now, Input::Frame { from: 2, bytes }).unwrap();
     assert!(a.active_view().contains(&2), "{:?}", a.active_view());
     assert_eq!(a.active_view().len(), a.config().active_size);
 }
